@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Builds the test bed's binaries from their Go modules into the cache, once per version.
+#   hack/build.sh kubernetes|etcd|etcd-old|coredns|all
+# Prints the bin directory of each set it was asked for. A set is complete when its .complete stamp exists,
+# so an interrupted build is redone, and a finished one never is.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+build_kubernetes() {
+  local tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver" ] && [ -x "$KUBEBUILDER_ASSETS/kubelet" ]; then
+    echo "$KUBEBUILDER_ASSETS"; return
+  fi
+  local out="$CACHE_DIR/kubernetes-v$KUBE_VERSION/bin"
+  if [ ! -f "$out/.complete" ]; then
+    local minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
+    local ldflags="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    log "building Kubernetes v$KUBE_VERSION (${tools[*]}); a cold build takes a while"
+    mkdir -p "$out"
+    (cd "$HACK_DIR/tools/kubernetes" &&
+      go build -trimpath -ldflags "$ldflags" -o "$out/" $(printf 'k8s.io/kubernetes/cmd/%s ' "${tools[@]}"))
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
+# etcd's server, etcdctl and etcdutl at one version, from the wrapper module of its minor release.
+build_etcd_at() {
+  local version=$1 out="$CACHE_DIR/etcd-v$1/bin"
+  if [ ! -f "$out/.complete" ]; then
+    local module="$HACK_DIR/tools/etcd-v${version%.*}"
+    grep -q "go.etcd.io/etcd/server/v3 v$version" "$module/go.mod" || die "$module/go.mod does not pin etcd v$version"
+    log "building etcd v$version"
+    mkdir -p "$out"
+    (cd "$module" &&
+      go build -trimpath -ldflags "-s -w" -o "$out/etcd" go.etcd.io/etcd/server/v3 &&
+      go build -trimpath -ldflags "-s -w" -o "$out/" go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3)
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
+build_etcd() {
+  if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/etcd" ]; then echo "$KUBEBUILDER_ASSETS"; return; fi
+  build_etcd_at "$ETCD_VERSION"
+}
+
+build_coredns() {
+  local out="$CACHE_DIR/coredns-v$COREDNS_VERSION/bin"
+  if [ ! -f "$out/.complete" ]; then
+    log "building CoreDNS v$COREDNS_VERSION"
+    mkdir -p "$out"
+    (cd "$HACK_DIR/tools/coredns" && go build -trimpath -ldflags "-s -w" -o "$out/coredns" github.com/coredns/coredns)
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
+case "${1:-all}" in
+  kubernetes) build_kubernetes ;;
+  etcd) build_etcd ;;
+  etcd-old) build_etcd_at "$ETCD_OLD_VERSION" ;;
+  coredns) build_coredns ;;
+  all) build_kubernetes; build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_coredns ;;
+  *) die "usage: $0 kubernetes|etcd|etcd-old|coredns|all" ;;
+esac
