@@ -1,0 +1,3 @@
+module etcd-op.local/echo
+
+go 1.24

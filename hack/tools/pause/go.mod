@@ -1,0 +1,3 @@
+module etcd-op.local/pause
+
+go 1.24

@@ -1,0 +1,155 @@
+// Command provisioner is the test bed's dynamic volume provisioner. Every claim of a StorageClass whose
+// provisioner is etcd-op.local/hostpath gets a directory under -root, bound to it as a hostPath volume;
+// a released volume whose reclaim policy is Delete has its directory removed and is deleted.
+// It runs on the host next to the kubelet, so the data outlives pods and is gone with its volume.
+// Directories are world-writable because hostPath volumes get no fsGroup ownership change.
+package main
+
+import (
+	"context"
+	"flag"
+	"log"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const provisionerName = "etcd-op.local/hostpath"
+
+type provisioner struct {
+	client kubernetes.Interface
+	root   string
+}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", "", "kubeconfig of the provisioner's identity")
+	root := flag.String("root", "", "directory that holds the volumes")
+	interval := flag.Duration("interval", time.Second, "how often claims and volumes are reconciled")
+	flag.Parse()
+	if *root == "" || !filepath.IsAbs(*root) {
+		log.Fatal("-root must be an absolute path")
+	}
+	config, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		log.Fatalf("kubeconfig: %v", err)
+	}
+	p := provisioner{client: kubernetes.NewForConfigOrDie(config), root: filepath.Clean(*root)}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log.Printf("provisioning %s volumes under %s", provisionerName, p.root)
+	ticker := time.NewTicker(*interval)
+	defer ticker.Stop()
+	for {
+		p.provision(ctx)
+		p.reclaim(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// provision creates a bound volume for every pending claim of one of our classes.
+func (p provisioner) provision(ctx context.Context) {
+	claims, err := p.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		log.Printf("listing claims: %v", err)
+		return
+	}
+	for i := range claims.Items {
+		claim := &claims.Items[i]
+		if claim.Spec.VolumeName != "" || claim.Status.Phase != corev1.ClaimPending || claim.Spec.StorageClassName == nil ||
+			claim.DeletionTimestamp != nil {
+			continue
+		}
+		class, err := p.client.StorageV1().StorageClasses().Get(ctx, *claim.Spec.StorageClassName, metav1.GetOptions{})
+		if err != nil || class.Provisioner != provisionerName {
+			continue
+		}
+		name := "pvc-" + string(claim.UID)
+		dir := filepath.Join(p.root, name)
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			log.Printf("%s/%s: %v", claim.Namespace, claim.Name, err)
+			continue
+		}
+		if err := os.Chmod(dir, 0o777); err != nil {
+			log.Printf("%s/%s: %v", claim.Namespace, claim.Name, err)
+			continue
+		}
+		reclaim := corev1.PersistentVolumeReclaimDelete
+		if class.ReclaimPolicy != nil {
+			reclaim = *class.ReclaimPolicy
+		}
+		hostPathType := corev1.HostPathDirectory
+		volume := &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{
+				Name:        name,
+				Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": provisionerName},
+			},
+			Spec: corev1.PersistentVolumeSpec{
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: claim.Spec.Resources.Requests[corev1.ResourceStorage]},
+				AccessModes:                   claim.Spec.AccessModes,
+				PersistentVolumeReclaimPolicy: reclaim,
+				StorageClassName:              class.Name,
+				VolumeMode:                    claim.Spec.VolumeMode,
+				MountOptions:                  class.MountOptions,
+				ClaimRef: &corev1.ObjectReference{
+					Kind: "PersistentVolumeClaim", APIVersion: "v1",
+					Namespace: claim.Namespace, Name: claim.Name, UID: claim.UID,
+				},
+				PersistentVolumeSource: corev1.PersistentVolumeSource{
+					HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &hostPathType},
+				},
+			},
+		}
+		_, err = p.client.CoreV1().PersistentVolumes().Create(ctx, volume, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			log.Printf("provisioned %s for %s/%s", name, claim.Namespace, claim.Name)
+		case !apierrors.IsAlreadyExists(err):
+			log.Printf("creating %s: %v", name, err)
+		}
+	}
+}
+
+// reclaim deletes our released volumes whose policy is Delete, data first.
+func (p provisioner) reclaim(ctx context.Context) {
+	volumes, err := p.client.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		log.Printf("listing volumes: %v", err)
+		return
+	}
+	for i := range volumes.Items {
+		volume := &volumes.Items[i]
+		if volume.Annotations["pv.kubernetes.io/provisioned-by"] != provisionerName || volume.Spec.HostPath == nil ||
+			volume.Status.Phase != corev1.VolumeReleased ||
+			volume.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
+			continue
+		}
+		dir := filepath.Clean(volume.Spec.HostPath.Path)
+		if !strings.HasPrefix(dir, p.root+string(filepath.Separator)) {
+			log.Printf("%s: path %s is outside %s, not deleting it", volume.Name, dir, p.root)
+			continue
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			log.Printf("%s: removing %s: %v", volume.Name, dir, err)
+			continue
+		}
+		err := p.client.CoreV1().PersistentVolumes().Delete(ctx, volume.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			log.Printf("deleting %s: %v", volume.Name, err)
+			continue
+		}
+		log.Printf("deleted %s and its data", volume.Name)
+	}
+}

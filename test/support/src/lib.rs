@@ -1,0 +1,1 @@
+//! Test support for the local Kubernetes test bed.
