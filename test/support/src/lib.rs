@@ -1,1 +1,407 @@
-//! Test support for the local Kubernetes test bed.
+//! Test support for the local Kubernetes test bed of `hack/cluster-up.sh`.
+//!
+//! [`client`] attaches to the cluster named by `KUBECONFIG`, or to the local one in `$ETCD_OP_STATE` (default
+//! `/var/lib/etcd-op-local`), starting it once per test run if it is not up. `hack/cluster-up.sh` is re-entrant
+//! and holds a file lock, so parallel test binaries share one cluster.
+//!
+//! Everything waits with a bound: [`wait_for`] polls until a deadline and, on timeout, prints what the cluster
+//! looks like (events, pods, operator logs, component logs) before failing.
+//!
+//! Fault hooks act on the local cluster's processes and network: [`kill_container`], [`delete_pod`],
+//! [`cut_pod_network`] / [`heal_pod_network`], [`stop_kubelet`] / [`start_kubelet`].
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, ResourceExt};
+
+/// Label put on every test namespace, so leftovers of aborted runs can be found.
+pub const TEST_LABEL: &str = "etcd-op.cloud.io/test";
+/// Namespace of the operator's Deployment (`hack/deploy-operator.sh`).
+pub const OPERATOR_NAMESPACE: &str = "etcd-op-system";
+
+/// The repository root, found from this crate's location.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The local cluster's state folder.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("ETCD_OP_STATE").map_or_else(|| PathBuf::from("/var/lib/etcd-op-local"), PathBuf::from)
+}
+
+fn run(command: &mut Command) -> Result<String> {
+    let output = command.stdin(Stdio::null()).output().with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed with {}: {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The kubeconfig the tests use: `KUBECONFIG` if set, else the local cluster's, started on first use.
+pub fn kubeconfig() -> Result<PathBuf> {
+    static KUBECONFIG: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    KUBECONFIG
+        .get_or_init(|| {
+            if let Some(path) = std::env::var_os("KUBECONFIG").filter(|p| !p.is_empty()) {
+                return Ok(PathBuf::from(path));
+            }
+            // A no-op when the cluster is healthy; otherwise it cleans up and starts one. Its output goes to
+            // the test's stderr, so a failed start explains itself.
+            let status = Command::new(repo_root().join("hack/cluster-up.sh"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("running hack/cluster-up.sh: {e}"))?;
+            if !status.success() {
+                return Err(format!("hack/cluster-up.sh failed with {status}"));
+            }
+            Ok(state_dir().join("kubeconfig"))
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
+/// A client for the test cluster. Make one per test: a client belongs to the runtime it was made in.
+pub async fn client() -> Result<Client> {
+    let path = kubeconfig()?;
+    let kubeconfig = Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The directory of the test bed's Kubernetes binaries (kubectl), built or found by `hack/build.sh`.
+pub fn kubernetes_bin() -> Result<PathBuf> {
+    static BIN: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| {
+        run(Command::new(repo_root().join("hack/build.sh")).arg("kubernetes"))
+            .map(|out| PathBuf::from(out.trim()))
+            .map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
+/// Runs the test bed's kubectl against the test cluster and returns its standard output.
+pub fn kubectl(args: &[&str]) -> Result<String> {
+    let kubeconfig = kubeconfig()?;
+    run(Command::new(kubernetes_bin()?.join("kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args))
+}
+
+/// Runs a command in a pod's container (`kubectl exec`) and returns its standard output.
+pub fn exec(namespace: &str, pod: &str, container: Option<&str>, command: &[&str]) -> Result<String> {
+    let mut args = vec!["exec", "-n", namespace, pod];
+    if let Some(container) = container {
+        args.extend(["-c", container]);
+    }
+    args.push("--");
+    args.extend(command);
+    kubectl(&args)
+}
+
+/// Polls `predicate` until it yields `Some`, at most until `timeout` has passed. An `Err` from the predicate
+/// counts as "not yet" and is reported if the wait times out. On timeout, prints the cluster's state.
+pub async fn wait_for<T, F, Fut>(description: &str, timeout: Duration, mut predicate: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match predicate().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+    eprintln!("=== timed out after {timeout:?} waiting for {description}");
+    dump_cluster_state(None).await;
+    match last_error {
+        Some(e) => Err(e.context(format!("timed out after {timeout:?} waiting for {description}"))),
+        None => Err(anyhow!("timed out after {timeout:?} waiting for {description}")),
+    }
+}
+
+/// Prints recent events, pods that are not ready, the operator's log and the tail of every component's log.
+/// Limited to one namespace's events and pods if given. Never fails: it is what runs when something else did.
+pub async fn dump_cluster_state(namespace: Option<&str>) {
+    let client = match client().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("(no client for the cluster state: {e:#})");
+            dump_component_logs(20);
+            return;
+        }
+    };
+    let events: Api<Event> = namespace.map_or_else(|| Api::all(client.clone()), |ns| Api::namespaced(client.clone(), ns));
+    match events.list(&ListParams::default()).await {
+        Ok(list) => {
+            let mut items = list.items;
+            items.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+            eprintln!("--- events (last 40)");
+            for e in items.iter().rev().take(40).rev() {
+                eprintln!(
+                    "{} {} {}/{}: {} {}",
+                    e.type_.as_deref().unwrap_or("-"),
+                    e.involved_object.kind.as_deref().unwrap_or("-"),
+                    e.involved_object.namespace.as_deref().unwrap_or("-"),
+                    e.involved_object.name.as_deref().unwrap_or("-"),
+                    e.reason.as_deref().unwrap_or("-"),
+                    e.message.as_deref().unwrap_or("").trim()
+                );
+            }
+        }
+        Err(e) => eprintln!("(events: {e})"),
+    }
+    let pods: Api<Pod> = namespace.map_or_else(|| Api::all(client.clone()), |ns| Api::namespaced(client.clone(), ns));
+    match pods.list(&ListParams::default()).await {
+        Ok(list) => {
+            eprintln!("--- pods");
+            for pod in &list.items {
+                let status = pod.status.as_ref();
+                let containers: Vec<String> = status
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .map(|cs| {
+                        cs.iter()
+                            .map(|c| {
+                                let state = c.state.as_ref().map_or("?".to_string(), |s| {
+                                    if let Some(w) = &s.waiting {
+                                        format!("waiting({})", w.reason.as_deref().unwrap_or(""))
+                                    } else if let Some(t) = &s.terminated {
+                                        format!("terminated({}, {})", t.reason.as_deref().unwrap_or(""), t.exit_code)
+                                    } else {
+                                        "running".to_string()
+                                    }
+                                });
+                                format!("{}={} ready={} restarts={}", c.name, state, c.ready, c.restart_count)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                eprintln!(
+                    "{}/{} phase={} ip={} {}",
+                    pod.namespace().unwrap_or_default(),
+                    pod.name_any(),
+                    status.and_then(|s| s.phase.as_deref()).unwrap_or("-"),
+                    status.and_then(|s| s.pod_ip.as_deref()).unwrap_or("-"),
+                    containers.join(" ")
+                );
+            }
+        }
+        Err(e) => eprintln!("(pods: {e})"),
+    }
+    let operator: Api<Pod> = Api::namespaced(client, OPERATOR_NAMESPACE);
+    if let Ok(list) = operator.list(&ListParams::default()).await {
+        for pod in list.items {
+            let params = LogParams { tail_lines: Some(50), ..LogParams::default() };
+            match operator.logs(&pod.name_any(), &params).await {
+                Ok(log) => eprintln!("--- operator log {} (last 50 lines)\n{log}", pod.name_any()),
+                Err(e) => eprintln!("(operator log {}: {e})", pod.name_any()),
+            }
+        }
+    }
+    dump_component_logs(20);
+}
+
+fn dump_component_logs(lines: usize) {
+    let Ok(entries) = std::fs::read_dir(state_dir().join("logs")) else { return };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let all: Vec<&str> = text.lines().collect();
+            eprintln!("--- {} (last {lines} lines)", path.display());
+            for line in &all[all.len().saturating_sub(lines)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// A namespace of its own for one test. Delete it at the end of the test with [`TestNamespace::delete`].
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    /// Creates a namespace named `<prefix>-<unique suffix>`, labelled [`TEST_LABEL`].
+    pub async fn create(client: &Client, prefix: &str) -> Result<Self> {
+        let api: Api<Namespace> = Api::all(client.clone());
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"generateName": format!("{prefix}-"), "labels": {TEST_LABEL: "true"}}
+        }))?;
+        let created = api.create(&PostParams::default(), &namespace).await?;
+        Ok(Self { name: created.name_any(), client: client.clone() })
+    }
+
+    /// Deletes the namespace and waits (bounded) until it is gone.
+    pub async fn delete(self) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        api.delete(&self.name, &DeleteParams::background()).await?;
+        let name = self.name.clone();
+        wait_for(&format!("namespace {name} to be deleted"), Duration::from_secs(120), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
+        })
+        .await
+    }
+}
+
+/// Deletes a pod now (no grace period), like a node losing it.
+pub async fn delete_pod(client: &Client, namespace: &str, name: &str) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    api.delete(name, &DeleteParams::default().grace_period(0)).await?;
+    Ok(())
+}
+
+fn containerd_socket() -> PathBuf {
+    state_dir().join("containerd/containerd.sock")
+}
+
+/// The host pid of a container's main process, from containerd's task list.
+pub async fn container_pid(client: &Client, namespace: &str, pod: &str, container: &str) -> Result<u32> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod_object = api.get(pod).await?;
+    let id = pod_object
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container))
+        .and_then(|c| c.container_id.as_deref())
+        .and_then(|id| id.strip_prefix("containerd://"))
+        .ok_or_else(|| anyhow!("{namespace}/{pod} has no running container {container}"))?
+        .to_string();
+    let tasks = run(Command::new("ctr").arg("--address").arg(containerd_socket()).args(["-n", "k8s.io", "task", "ls"]))?;
+    tasks
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((fields.next()?, fields.next()?))
+        })
+        .find(|(task, _)| *task == id)
+        .ok_or_else(|| anyhow!("containerd has no task {id} for {namespace}/{pod}/{container}"))?
+        .1
+        .parse()
+        .with_context(|| format!("pid of task {id}"))
+}
+
+/// Kills a container's main process with SIGKILL, like an out-of-memory kill or a crash.
+pub async fn kill_container(client: &Client, namespace: &str, pod: &str, container: &str) -> Result<()> {
+    let pid = container_pid(client, namespace, pod, container).await?;
+    run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
+    Ok(())
+}
+
+/// The host side of a pod's network link: the veth peer of the pod's eth0.
+pub async fn pod_veth(client: &Client, namespace: &str, pod: &str) -> Result<String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod_object = api.get(pod).await?;
+    let container = pod_object
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.container_id.is_some()))
+        .map(|c| c.name.clone())
+        .ok_or_else(|| anyhow!("{namespace}/{pod} has no running container"))?;
+    let pid = container_pid(client, namespace, pod, &container).await?;
+    let peer_index = run(Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "cat", "/sys/class/net/eth0/iflink"]))?;
+    let peer_index = peer_index.trim();
+    for entry in std::fs::read_dir("/sys/class/net")? {
+        let entry = entry?;
+        if std::fs::read_to_string(entry.path().join("ifindex")).is_ok_and(|i| i.trim() == peer_index) {
+            return Ok(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    bail!("no host link with index {peer_index} for {namespace}/{pod}")
+}
+
+/// Cuts a pod off the network (its host-side link goes down): no traffic to or from it, probes included.
+/// Returns the link's name for [`heal_pod_network`].
+pub async fn cut_pod_network(client: &Client, namespace: &str, pod: &str) -> Result<String> {
+    let veth = pod_veth(client, namespace, pod).await?;
+    run(Command::new("ip").args(["link", "set", &veth, "down"]))?;
+    Ok(veth)
+}
+
+/// Undoes [`cut_pod_network`].
+pub fn heal_pod_network(veth: &str) -> Result<()> {
+    run(Command::new("ip").args(["link", "set", veth, "up"]))?;
+    Ok(())
+}
+
+fn kubelet_pid_file() -> PathBuf {
+    state_dir().join("pids/kubelet.pid")
+}
+
+/// The running kubelet's pid and command line, checked against its pid file.
+fn kubelet_process() -> Result<(u32, Vec<String>)> {
+    let pid: u32 = std::fs::read_to_string(kubelet_pid_file())
+        .context("the kubelet's pid file")?
+        .trim()
+        .parse()
+        .context("the kubelet's pid file")?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).with_context(|| format!("kubelet {pid} is not running"))?;
+    let args: Vec<String> =
+        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    if !args.first().is_some_and(|a| a.ends_with("kubelet")) {
+        bail!("pid {pid} is not the kubelet");
+    }
+    Ok((pid, args))
+}
+
+/// A stopped kubelet, to be started again with [`start_kubelet`].
+pub struct StoppedKubelet {
+    args: Vec<String>,
+}
+
+/// Stops the kubelet (SIGTERM, bounded wait, then SIGKILL). Its containers keep running, as on a real node.
+pub async fn stop_kubelet() -> Result<StoppedKubelet> {
+    let (pid, args) = kubelet_process()?;
+    run(Command::new("kill").args(["-TERM", &pid.to_string()]))?;
+    let alive = || Path::new(&format!("/proc/{pid}")).exists();
+    let stopped = wait_for("the kubelet to exit", Duration::from_secs(15), || async {
+        Ok((!alive()).then_some(()))
+    })
+    .await;
+    if stopped.is_err() {
+        run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
+    }
+    Ok(StoppedKubelet { args })
+}
+
+/// Starts the kubelet again with the command line it had, logging and recording its pid as cluster-up does.
+pub fn start_kubelet(stopped: StoppedKubelet) -> Result<u32> {
+    let (program, args) = stopped.args.split_first().ok_or_else(|| anyhow!("empty kubelet command line"))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(state_dir().join("logs/kubelet.log"))?;
+    let child = Command::new("setsid")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting the kubelet")?;
+    // setsid execs the kubelet in place when it is not a process group leader, which a spawned child is not.
+    let pid = child.id();
+    std::fs::write(kubelet_pid_file(), format!("{pid}\n"))?;
+    Ok(pid)
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Builds the operator, imports its image into the local cluster and deploys config/default with the image
+# replaced by the local one, then waits for the Deployment to be Available.
+#   hack/deploy-operator.sh        needs a running cluster (hack/cluster-up.sh)
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$HACK_DIR/lib/cluster.sh"
+
+OPERATOR_IMAGE=${OPERATOR_IMAGE:-localhost/etcd-op:dev}
+NAMESPACE=etcd-op-system
+DEPLOYMENT=etcd-op-controller-manager
+WAIT_SECONDS=${ETCD_OP_WAIT_SECONDS:-120}
+
+main() {
+  component_pid containerd >/dev/null || die "the local cluster is not running (hack/cluster-up.sh)"
+  [ -d "$REPO_ROOT/config/default" ] || die "config/default does not exist"
+  local k8s_bin; k8s_bin=$("$HACK_DIR/build.sh" kubernetes)
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    (cd "$REPO_ROOT" && cargo build --release -p etcd-op)
+  fi
+  OPERATOR_IMAGE=$OPERATOR_IMAGE "$HACK_DIR/image-operator.sh" >/dev/null
+
+  # The overlay lives in the state folder: it names this machine's paths and is not part of the repository.
+  local overlay="$STATE/operator-overlay"
+  mkdir -p "$overlay"
+  cat >"$overlay/kustomization.yaml" <<YAML
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- $REPO_ROOT/config/default
+images:
+- name: controller
+  newName: ${OPERATOR_IMAGE%:*}
+  newTag: ${OPERATOR_IMAGE##*:}
+patches:
+# The image exists only in this node's containerd: never try to pull it.
+- target: {kind: Deployment, name: $DEPLOYMENT}
+  patch: |
+    - op: replace
+      path: /spec/template/spec/containers/0/imagePullPolicy
+      value: IfNotPresent
+YAML
+  local kubectl=("$k8s_bin/kubectl" --kubeconfig "$STATE/kubeconfig")
+  "${kubectl[@]}" apply --server-side --force-conflicts -k "$overlay"
+  # A rebuilt image has the same tag: restart so the pods run the new one.
+  "${kubectl[@]}" -n "$NAMESPACE" rollout restart "deployment/$DEPLOYMENT" >/dev/null
+  "${kubectl[@]}" -n "$NAMESPACE" rollout status "deployment/$DEPLOYMENT" --timeout "${WAIT_SECONDS}s" ||
+    die "the operator did not become available (kubectl -n $NAMESPACE logs deploy/$DEPLOYMENT)"
+  "${kubectl[@]}" -n "$NAMESPACE" wait --for condition=Available "deployment/$DEPLOYMENT" --timeout "${WAIT_SECONDS}s"
+  log "operator deployed as $OPERATOR_IMAGE"
+}
+
+main "$@"
