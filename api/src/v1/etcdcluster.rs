@@ -1,0 +1,314 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// The etcd version a cluster gets when its spec names none. The only place this default is set.
+pub const DEFAULT_ETCD_VERSION: &str = "3.6.16";
+/// Members of a cluster whose spec names no size.
+pub const DEFAULT_SIZE: i32 = 3;
+/// Where member images come from unless `spec.podTemplate.imageRepository` says otherwise. Laid out as the
+/// upstream etcd images: `/usr/local/bin/etcd`, tagged `v<version>`.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "quay.io/coreos/etcd";
+/// Size of each member's volume unless `spec.storage.volumeClaimTemplate.size` says otherwise.
+pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
+pub const MIN_SIZE: i32 = 1;
+pub const MAX_SIZE: i32 = 9;
+
+/// The desired state of an etcd cluster managed by etcd-op.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "etcd.cloud.io",
+    version = "v1",
+    kind = "EtcdCluster",
+    namespaced,
+    shortname = "etcd",
+    category = "all",
+    status = "EtcdClusterStatus",
+    derive = "PartialEq",
+    doc = "EtcdCluster is an etcd cluster run and kept healthy by etcd-op: members are added, removed, replaced and upgraded one safe step at a time.",
+    scale(
+        spec_replicas_path = ".spec.size",
+        status_replicas_path = ".status.readyMembers",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size", description = "Desired number of members"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyMembers", description = "Members that are healthy voters"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".status.currentVersion", description = "etcd version all members run"),
+    printcolumn(
+        name = "Available",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Available\")].status",
+        description = "Whether the cluster has quorum and serves clients"
+    ),
+    printcolumn(name = "Step", type_ = "string", json_path = ".status.nextStep.action", priority = "1", description = "What the operator does next"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdClusterSpec {
+    /// Number of etcd members, 1 to 9. Odd sizes are recommended: an even size tolerates no more member
+    /// failures than the odd size below it (4 members tolerate 1 failure, like 3), so the operator warns about
+    /// it with an event. Members are added and removed one at a time through etcd membership changes. Defaults
+    /// to 3. `kubectl scale etcdcluster/<name> --replicas=N` sets this field.
+    #[serde(default = "default_size")]
+    #[schemars(range(min = 1, max = 9))]
+    pub size: i32,
+
+    /// etcd version of the members, as MAJOR.MINOR.PATCH (for example 3.6.16). Changing it upgrades the members
+    /// one at a time, the leader last. Only upgrade paths etcd supports are accepted: a patch change within the
+    /// same minor release, or one minor release up (3.5.x to 3.6.y). Downgrades and skipped minor releases are
+    /// refused. Defaults to the operator's default etcd version.
+    #[serde(default = "default_version")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new("self.split('.')[0] == oldSelf.split('.')[0]").message("spec.version: a change of etcd major version is not supported").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("int(self.split('.')[1]) >= int(oldSelf.split('.')[1])").message("spec.version: downgrading etcd to an older minor release is not supported").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("int(self.split('.')[1]) <= int(oldSelf.split('.')[1]) + 1").message("spec.version: etcd upgrades go one minor release at a time (for example 3.5.x to 3.6.y); upgrade to the next minor release first").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("int(self.split('.')[1]) != int(oldSelf.split('.')[1]) || int(self.split('.')[2]) >= int(oldSelf.split('.')[2])").message("spec.version: downgrading etcd to an older patch release is not supported").reason(Reason::FieldValueForbidden))]
+    pub version: String,
+
+    /// Where each member keeps its data. A volume claim template (the default: one PersistentVolumeClaim of
+    /// 1Gi per member, in the default storage class) or an emptyDir. The choice between the two and the storage
+    /// class cannot change after creation.
+    #[serde(default)]
+    pub storage: StorageSpec,
+
+    /// Settings of the members' pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_template: Option<EtcdPodTemplate>,
+
+    /// What happens to the members' PersistentVolumeClaims when the EtcdCluster is deleted. `Delete` (the
+    /// default) removes them with the cluster; `Retain` keeps them (they lose their owner reference) so the
+    /// data can be recovered by hand. PVCs of members removed by a scale down are always deleted.
+    #[serde(default)]
+    pub pvc_retention_policy: PvcRetentionPolicy,
+
+    /// When true the operator keeps observing the cluster and reporting its status but changes nothing: no
+    /// member is added, removed, replaced, restarted or upgraded until it is set back to false.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_size() -> i32 {
+    DEFAULT_SIZE
+}
+
+fn default_version() -> String {
+    DEFAULT_ETCD_VERSION.to_string()
+}
+
+/// Where members keep their data. At most one of `volumeClaimTemplate` and `emptyDir` may be set; with neither,
+/// each member gets a PersistentVolumeClaim with the defaults.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.emptyDir) && has(self.volumeClaimTemplate))").message("spec.storage: set either emptyDir or volumeClaimTemplate, not both"))]
+#[x_kube(validation = Rule::new("has(self.emptyDir) == has(oldSelf.emptyDir)").message("spec.storage: the choice between emptyDir and a volume claim template cannot change after creation; it would strand or lose member data").reason(Reason::FieldValueForbidden))]
+pub struct StorageSpec {
+    /// One PersistentVolumeClaim per member, created from this template. Data survives pod restarts and
+    /// rescheduling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_claim_template: Option<VolumeClaimTemplate>,
+
+    /// Keep member data in an emptyDir volume. WARNING: the data of a member is lost whenever its pod is
+    /// deleted or evicted or its node restarts; the operator then replaces the member with an empty one. If all
+    /// members lose their pods at once, the cluster and all its data are lost. Use only for tests and caches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_dir: Option<EmptyDirStorage>,
+}
+
+/// The PersistentVolumeClaim each member gets.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')").message("spec.storage.volumeClaimTemplate.storageClassName cannot change after creation; existing members' volumes cannot move to another storage class").reason(Reason::FieldValueForbidden))]
+pub struct VolumeClaimTemplate {
+    /// Storage class of the members' volumes; the cluster's default storage class when unset. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+
+    /// Requested size of each member's volume, as a Kubernetes quantity (for example 1Gi). Defaults to 1Gi.
+    /// Applies to members created after a change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
+
+    /// Access modes of the volumes. Defaults to [ReadWriteOnce].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_modes: Option<Vec<String>>,
+}
+
+/// An emptyDir volume for member data. Its data does not outlive the pod.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDirStorage {
+    /// Upper bound of the volume's size, as a Kubernetes quantity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_limit: Option<Quantity>,
+
+    /// Storage medium: "" (the node's disk) or "Memory" (tmpfs, counted against the pod's memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(|Memory)$"))]
+    pub medium: Option<String>,
+}
+
+/// What happens to member PVCs when the EtcdCluster is deleted.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PvcRetentionPolicy {
+    /// PVCs are deleted with the cluster.
+    #[default]
+    Delete,
+    /// PVCs are kept (orphaned) when the cluster is deleted.
+    Retain,
+}
+
+/// Settings of the members' pods that users of a real cluster need.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdPodTemplate {
+    /// Image repository of etcd; the member image is `<imageRepository>:v<version>`. Defaults to
+    /// quay.io/coreos/etcd. The image must hold /usr/local/bin/etcd as the upstream images do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image_repository: Option<String>,
+
+    /// Compute resources of the etcd container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Scheduling affinity of the member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Tolerations of the member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+
+    /// Node labels a member pod's node must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// How member pods spread across topology domains (zones, nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
+
+    /// Priority class of the member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// Extra labels on the member pods. The operator's own labels (app.kubernetes.io/*, etcd.cloud.io/*) win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+
+    /// Extra annotations on the member pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The observed state of an etcd cluster, written by the operator only.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdClusterStatus {
+    /// The metadata.generation this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// A one-word summary of the cluster's life: Pending, Creating, Running, Scaling, Upgrading, Healing,
+    /// Degraded or Paused. Conditions hold the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Available (quorum and serving), Progressing (a change is under way) and Degraded (something needs
+    /// attention), in the Kubernetes convention.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Members that are healthy voting members.
+    #[serde(default)]
+    pub ready_members: i32,
+
+    /// The etcd version every member runs; unset while members run different versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<String>,
+
+    /// The etcd cluster ID, in hexadecimal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+
+    /// Name of the member that is the raft leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+
+    /// Every member, as etcd and Kubernetes see it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub members: Vec<MemberStatus>,
+
+    /// Label selector of the member pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// The change the operator has committed to (size and version), recorded when it begins, so an edit in
+    /// the middle of an operation cannot mix two plans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<ClusterTarget>,
+
+    /// What the operator does next, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step: Option<NextStep>,
+}
+
+/// One-word summary of a cluster's state.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Pending,
+    Creating,
+    Running,
+    Scaling,
+    Upgrading,
+    Healing,
+    Degraded,
+    Paused,
+}
+
+/// A member as etcd and Kubernetes see it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// Member name; also the name of its pod and PVC.
+    pub name: String,
+    /// etcd member ID, in hexadecimal; unset until the member is added to etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_urls: Vec<String>,
+    /// etcd server version the member reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// True while the member is a non-voting learner catching up.
+    #[serde(default)]
+    pub learner: bool,
+    /// True when the member answers and reports no error.
+    #[serde(default)]
+    pub healthy: bool,
+}
+
+/// The size and version the operator is working towards.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTarget {
+    pub size: i32,
+    pub version: String,
+}
+
+/// The operator's next step and its reason.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NextStep {
+    /// The step, in one CamelCase word (for example AddLearner, PromoteLearner, RemoveMember, Wait, None).
+    pub action: String,
+    /// Why this step, in a sentence a person understands.
+    pub reason: String,
+}

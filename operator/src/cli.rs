@@ -1,0 +1,129 @@
+//! Command-line flags of the manager, each also settable through an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "etcd-op",
+    version,
+    about = "etcd-op: the Kubernetes operator for etcd clusters (EtcdCluster, etcd.cloud.io/v1)",
+    long_about = "Runs the manager that reconciles EtcdCluster objects: it bootstraps, scales, heals and upgrades \
+                  etcd clusters one safe step at a time. With no subcommand the manager runs."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub manager: ManagerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the EtcdCluster CustomResourceDefinition as YAML and exit.
+    Crd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManagerArgs {
+    /// Path to a kubeconfig. Without it: the in-cluster service account, else the default kubeconfig.
+    #[arg(long, env = "KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Elect a leader through a coordination.k8s.io Lease so only one replica reconciles.
+    #[arg(long = "enable-leader-election", visible_alias = "leader-elect", env = "ENABLE_LEADER_ELECTION")]
+    pub leader_elect: bool,
+
+    /// Namespace of the leader-election Lease. Defaults to the namespace the manager runs in.
+    #[arg(long, env = "LEADER_ELECTION_NAMESPACE", value_name = "NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEADER_ELECTION_ID", default_value = "etcd-op.etcd.cloud.io", value_name = "NAME")]
+    pub leader_election_id: String,
+
+    /// Seconds a leader's lease is valid without renewal; a standby takes over after this.
+    #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION", default_value_t = 15, value_name = "SECONDS")]
+    pub leader_election_lease_duration: u64,
+
+    /// Address of the Prometheus /metrics endpoint, as [HOST]:PORT; "0" turns it off.
+    #[arg(long = "metrics-addr", visible_alias = "metrics-bind-address", env = "METRICS_BIND_ADDRESS", default_value = ":8080")]
+    pub metrics_addr: String,
+
+    /// Address of the /healthz and /readyz endpoints, as [HOST]:PORT; "0" turns them off.
+    #[arg(long, env = "HEALTH_PROBE_BIND_ADDRESS", default_value = ":8081")]
+    pub health_probe_bind_address: String,
+
+    /// Watch EtcdClusters in this namespace only. Defaults to all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACE", value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter, as a level (info, debug) or tracing directives (etcd_op=debug,kube=info).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Seconds a member may stay unhealthy before it is removed and replaced by a fresh member.
+    #[arg(long, env = "MEMBER_UNHEALTHY_THRESHOLD", default_value_t = 300, value_name = "SECONDS")]
+    pub member_unhealthy_threshold: u64,
+
+    /// Clusters reconciled at once.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
+    pub max_concurrent_reconciles: u16,
+}
+
+impl ManagerArgs {
+    pub fn unhealthy_threshold(&self) -> Duration {
+        Duration::from_secs(self.member_unhealthy_threshold)
+    }
+}
+
+/// Parses `[HOST]:PORT` as controller-runtime does: an empty host means every address; "0" means off.
+pub fn parse_bind_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text == "0" {
+        return Ok(None);
+    }
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    full.parse().map(Some).map_err(|e| format!("{text:?} is not [HOST]:PORT: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bind_addresses_follow_controller_runtime() {
+        assert_eq!(parse_bind_address(":8080"), Ok(Some("0.0.0.0:8080".parse().unwrap())));
+        assert_eq!(parse_bind_address("127.0.0.1:9"), Ok(Some("127.0.0.1:9".parse().unwrap())));
+        assert_eq!(parse_bind_address("0"), Ok(None));
+        assert!(parse_bind_address("nonsense").is_err());
+    }
+
+    #[test]
+    fn aliases_match_kubebuilder_flags() {
+        let cli = Cli::try_parse_from(["etcd-op", "--leader-elect", "--metrics-bind-address", ":9090"]).unwrap();
+        assert!(cli.manager.leader_elect);
+        assert_eq!(cli.manager.metrics_addr, ":9090");
+        let cli = Cli::try_parse_from(["etcd-op", "--enable-leader-election", "--metrics-addr", "0"]).unwrap();
+        assert!(cli.manager.leader_elect);
+        assert_eq!(cli.manager.metrics_addr, "0");
+    }
+}

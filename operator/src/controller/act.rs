@@ -1,0 +1,137 @@
+//! Act: carry out one step of the plan. Every step is idempotent, so a step repeated after an operator
+//! restart finds its work done and changes nothing.
+
+use etcd_op_api::v1::EtcdCluster;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Resource, ResourceExt};
+
+use super::Context;
+use super::error::Error;
+use super::observe::Observed;
+use super::plan::{Plan, Step};
+use super::resources::{
+    ANNOTATION_INITIAL_CLUSTER, ANNOTATION_INITIAL_STATE, Bootstrap, InitialState, member_of_peer_url, member_pod,
+    member_pvc, peer_url,
+};
+
+pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Plan) -> Result<(), Error> {
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let cluster = ec.name_any();
+    let version = plan.target.version;
+    match &plan.step {
+        Step::Nothing | Step::Wait => Ok(()),
+        Step::BootstrapFirstMember { name } => {
+            let bootstrap = Bootstrap {
+                initial_cluster: format!("{name}={}", peer_url(&cluster, &namespace, name)),
+                state: InitialState::New,
+            };
+            create_member(ctx, ec, name, version, &bootstrap).await
+        }
+        Step::AddLearner { name } => {
+            let leader = leader_endpoint(observed, "add a learner")?;
+            let url = peer_url(&cluster, &namespace, name);
+            ctx.etcd.add_learner(leader, &url).await?;
+            let bootstrap = joining_bootstrap(observed, &cluster, &namespace, name);
+            create_member(ctx, ec, name, version, &bootstrap).await
+        }
+        Step::CreateMemberPod { name } => {
+            let bootstrap = observed
+                .pvcs
+                .get(name)
+                .and_then(recorded_bootstrap)
+                .unwrap_or_else(|| joining_bootstrap(observed, &cluster, &namespace, name));
+            create_member(ctx, ec, name, version, &bootstrap).await
+        }
+        Step::PromoteLearner { id, .. } => {
+            Ok(ctx.etcd.promote(leader_endpoint(observed, "promote a learner")?, *id).await?)
+        }
+        Step::MoveLeader { to_id, .. } => {
+            Ok(ctx.etcd.move_leader(leader_endpoint(observed, "move leadership")?, *to_id).await?)
+        }
+        Step::RemoveMember { id, .. } => {
+            Ok(ctx.etcd.remove(leader_endpoint(observed, "remove a member")?, *id).await?)
+        }
+        Step::DeleteMemberResources { name } => {
+            delete_if_present::<Pod>(ctx, &namespace, name).await?;
+            delete_if_present::<PersistentVolumeClaim>(ctx, &namespace, name).await
+        }
+        Step::RestartMember { name } => delete_if_present::<Pod>(ctx, &namespace, name).await,
+    }
+}
+
+fn leader_endpoint<'a>(observed: &'a Observed, step: &'static str) -> Result<&'a str, Error> {
+    observed
+        .leader_endpoint()
+        .ok_or_else(|| Error::StepNotPossible { step, why: "the leader's pod has no address".into() })
+}
+
+/// A member joining a running cluster starts with every current member plus itself.
+fn joining_bootstrap(observed: &Observed, cluster: &str, namespace: &str, name: &str) -> Bootstrap {
+    let mut peers: Vec<String> = observed
+        .etcd_members
+        .iter()
+        .filter_map(|m| {
+            let url = m.peer_urls.first()?;
+            let member = if m.name.is_empty() { member_of_peer_url(url)? } else { &m.name };
+            (member != name).then(|| format!("{member}={url}"))
+        })
+        .collect();
+    peers.push(format!("{name}={}", peer_url(cluster, namespace, name)));
+    peers.sort();
+    Bootstrap { initial_cluster: peers.join(","), state: InitialState::Existing }
+}
+
+fn recorded_bootstrap(pvc: &PersistentVolumeClaim) -> Option<Bootstrap> {
+    let annotations = pvc.metadata.annotations.as_ref()?;
+    Some(Bootstrap {
+        initial_cluster: annotations.get(ANNOTATION_INITIAL_CLUSTER)?.clone(),
+        state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
+    })
+}
+
+/// Creates the member's PVC (unless it uses emptyDir) and pod; either may already exist.
+async fn create_member(
+    ctx: &Context,
+    ec: &EtcdCluster,
+    name: &str,
+    version: super::model::Version,
+    bootstrap: &Bootstrap,
+) -> Result<(), Error> {
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    if ec.spec.storage.empty_dir.is_none() {
+        create_if_absent(ctx, &namespace, member_pvc(ec, name, bootstrap)).await?;
+    }
+    create_if_absent(ctx, &namespace, member_pod(ec, name, version, bootstrap)).await
+}
+
+pub async fn create_if_absent<K>(ctx: &Context, namespace: &str, object: K) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.create(&PostParams { field_manager: Some(super::FIELD_MANAGER.into()), ..PostParams::default() }, &object).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(source) => Err(Error::KubeWrite { what: format!("create {} {}", K::kind(&()), object.name_any()), source }),
+    }
+}
+
+async fn delete_if_present<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::KubeWrite { what: format!("delete {} {name}", K::kind(&())), source }),
+    }
+}

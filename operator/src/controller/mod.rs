@@ -1,0 +1,167 @@
+//! The EtcdCluster controller: a thin driver over observe → plan → act → report.
+
+pub mod act;
+pub mod children;
+pub mod error;
+pub mod model;
+pub mod observe;
+pub mod plan;
+pub mod report;
+pub mod resources;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcd_op_api::v1::EtcdCluster;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::etcd::Etcd;
+use crate::http::Readiness;
+use crate::metrics::Metrics;
+pub use error::Error;
+use plan::Step;
+
+pub const FIELD_MANAGER: &str = "etcd-op";
+
+/// Requeue after a step, so its effect is observed soon even if no watch event arrives.
+const AFTER_STEP: Duration = Duration::from_secs(2);
+/// Requeue while waiting for something to settle.
+const WHILE_WAITING: Duration = Duration::from_secs(5);
+/// Requeue of a quiet cluster: its health is looked at this often.
+const WHEN_QUIET: Duration = Duration::from_secs(60);
+const AFTER_ERROR: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub unhealthy_threshold: Duration,
+    pub concurrency: u16,
+    pub namespace: Option<String>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub etcd: Etcd,
+    pub config: Settings,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
+pub async fn run(ctx: Arc<Context>, ready: Readiness, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let namespace = ctx.config.namespace.clone();
+    let client = ctx.client.clone();
+    let clusters: Api<EtcdCluster> = api(&client, namespace.as_deref());
+    let owned = watcher::Config::default().labels(&format!("{}={}", resources::LABEL_MANAGED_BY, resources::MANAGER));
+    let controller = Controller::new(clusters, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(ctx.config.concurrency))
+        .owns(api::<Pod>(&client, namespace.as_deref()), owned.clone())
+        .owns(api::<Service>(&client, namespace.as_deref()), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, namespace.as_deref()), owned.clone())
+        .watches(api::<PersistentVolumeClaim>(&client, namespace.as_deref()), owned, |pvc| {
+            let cluster = pvc.labels().get(resources::LABEL_CLUSTER)?;
+            Some(ObjectRef::new(cluster).within(&pvc.namespace()?))
+        });
+    let store = controller.store();
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            info!("EtcdCluster cache synced");
+            ready.set(true);
+        }
+    });
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(%error, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(ec: Arc<EtcdCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_once(&ec, &ctx).await;
+    ctx.metrics.observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::reason));
+    result
+}
+
+async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error> {
+    let name = ec.name_any();
+    let namespace = ec.namespace().unwrap_or_default();
+    if ec.metadata.deletion_timestamp.is_some() {
+        // Owner references let the garbage collector remove members; there is nothing external to clean.
+        ctx.metrics.forget_cluster(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+    let observed = observe::observe(ctx, ec).await?;
+    let plan = plan::plan(&observed.observation);
+    let previous_step = ec.status.as_ref().and_then(|s| s.next_step.as_ref());
+    let decision_changed = previous_step.is_none_or(|p| p.action != plan.step.action() || p.reason != plan.reason);
+    if decision_changed || !matches!(plan.step, Step::Nothing | Step::Wait) {
+        info!(cluster = %name, namespace = %namespace, step = plan.step.action(), reason = %plan.reason, "decided");
+    }
+
+    if !observed.observation.paused {
+        children::ensure(ctx, ec, plan.target.size).await?;
+    }
+    let outcome = act::act(ctx, ec, &observed, &plan).await;
+    if let Err(error) = &outcome {
+        warn!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "step failed");
+        report::publish_warning(ctx, ec, error.reason(), &format!("{} failed: {error}", plan.step.action())).await;
+    } else {
+        ctx.metrics.steps_total.get_or_create(&crate::metrics::StepLabels { step: plan.step.action().into() }).inc();
+        report::publish_step(ctx, ec, &plan).await;
+    }
+
+    let status = report::desired_status(ec, &observed, &plan, Timestamp::now());
+    let newly_degraded = status.conditions.iter().find(|c| c.type_ == report::DEGRADED).filter(|c| {
+        c.status == "True"
+            && !ec.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|p| p.type_ == report::DEGRADED && p.status == "True" && p.reason == c.reason)
+            })
+    });
+    if let Some(degraded) = newly_degraded {
+        report::publish_warning(ctx, ec, &degraded.reason, &degraded.message).await;
+    }
+    ctx.metrics.set_cluster(
+        &namespace,
+        &name,
+        i64::from(ec.spec.size),
+        i64::from(status.ready_members),
+        observed.leader.is_some(),
+    );
+    report::write_status(ctx, ec, status).await?;
+    outcome?;
+
+    Ok(match plan.step {
+        Step::Nothing => Action::requeue(WHEN_QUIET),
+        Step::Wait => Action::requeue(WHILE_WAITING),
+        _ => Action::requeue(AFTER_STEP),
+    })
+}
+
+fn error_policy(ec: Arc<EtcdCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(cluster = %ec.name_any(), namespace = %ec.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
+    Action::requeue(AFTER_ERROR)
+}

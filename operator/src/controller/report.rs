@@ -1,0 +1,221 @@
+//! Report: status (members, conditions, phase, next step) computed from what was observed and planned, and
+//! an event per step taken. Status is written only when it changed, so a quiet cluster costs no writes.
+
+use etcd_op_api::v1::{ClusterTarget, EtcdCluster, EtcdClusterStatus, MemberStatus, NextStep, Phase};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::Context;
+use super::error::Error;
+use super::model::{EtcdView, Observation, quorum};
+use super::observe::Observed;
+use super::plan::{Activity, Plan, Step};
+use super::resources::{client_url, peer_url, selector_string};
+
+pub const AVAILABLE: &str = "Available";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+
+/// The status this observation and plan call for, keeping the transition times of unchanged conditions.
+pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: Timestamp) -> EtcdClusterStatus {
+    let obs = &observed.observation;
+    let cluster = ec.name_any();
+    let namespace = ec.namespace().unwrap_or_default();
+    let generation = ec.metadata.generation;
+    let previous = ec.status.clone().unwrap_or_default();
+    let cluster_id = match obs.etcd {
+        EtcdView::Reachable { cluster_id, .. } => Some(cluster_id),
+        EtcdView::Unreachable => None,
+    };
+    let healthy = |m: &super::model::Member| cluster_id.is_some_and(|id| m.is_healthy(id));
+    let voters = obs.members.iter().filter(|m| m.is_voter()).count();
+    let ready = obs.members.iter().filter(|m| m.is_voter() && healthy(m)).count();
+    let available = voters > 0 && ready >= quorum(voters);
+
+    let members: Vec<MemberStatus> = obs
+        .members
+        .iter()
+        .map(|m| {
+            let status = observed.statuses.get(&m.name);
+            let info = m.etcd.as_ref().and_then(|e| observed.etcd_members.iter().find(|i| i.id == e.id));
+            MemberStatus {
+                name: m.name.clone(),
+                id: m.id().map(|id| format!("{id:x}")),
+                peer_urls: info.map(|i| i.peer_urls.clone()).unwrap_or_else(|| vec![peer_url(&cluster, &namespace, &m.name)]),
+                client_urls: info
+                    .map(|i| i.client_urls.clone())
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or_else(|| vec![client_url(&cluster, &namespace, &m.name)]),
+                version: status.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
+                learner: m.is_learner(),
+                healthy: healthy(m),
+            }
+        })
+        .collect();
+    let versions: std::collections::BTreeSet<_> = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).collect();
+    let current_version = match (versions.len(), versions.first()) {
+        (1, Some(v)) if !obs.members.is_empty() => Some(v.to_string()),
+        _ => None,
+    };
+    let unhealthy: Vec<&str> =
+        obs.members.iter().filter(|m| m.etcd.is_some() && !healthy(m)).map(|m| m.name.as_str()).collect();
+
+    let available_condition = if available {
+        (true, "QuorumHealthy", format!("{ready} of {voters} voting members are healthy"))
+    } else if obs.members.is_empty() || matches!(plan.activity, Activity::Creating) {
+        (false, "Bootstrapping", "the cluster is being created".to_string())
+    } else {
+        (false, "NoQuorum", format!("{ready} of {voters} voting members are healthy; {} are needed", quorum(voters)))
+    };
+    let progressing_condition = match plan.activity {
+        Activity::Creating | Activity::Scaling | Activity::Upgrading | Activity::Healing => {
+            (true, activity_name(plan.activity), plan.reason.clone())
+        }
+        Activity::Paused => (false, "Paused", plan.reason.clone()),
+        Activity::Idle | Activity::Blocked(_) => (false, "Idle", "no change is under way".to_string()),
+    };
+    let degraded_condition = match (&plan.refusal, plan.activity) {
+        (_, Activity::Blocked(blocker)) if plan.refusal.is_none() => (true, blocker.reason(), plan.reason.clone()),
+        (Some((blocker, message)), _) => (true, blocker.reason(), message.clone()),
+        _ if !unhealthy.is_empty() => (true, "MemberUnhealthy", format!("unhealthy members: {}", unhealthy.join(", "))),
+        _ => (false, "AsExpected", "all members are healthy".to_string()),
+    };
+    let conditions = [
+        (AVAILABLE, available_condition),
+        (PROGRESSING, progressing_condition),
+        (DEGRADED, degraded_condition),
+    ]
+    .into_iter()
+    .map(|(type_, (status, reason, message))| {
+        condition(&previous.conditions, type_, status, reason, message, generation, now)
+    })
+    .collect();
+
+    EtcdClusterStatus {
+        observed_generation: generation,
+        phase: Some(phase(plan.activity, obs)),
+        conditions,
+        ready_members: i32::try_from(ready).unwrap_or(i32::MAX),
+        current_version,
+        cluster_id: cluster_id.map(|id| format!("{id:x}")),
+        leader: observed.leader.clone(),
+        members,
+        selector: Some(selector_string(&cluster)),
+        target: Some(ClusterTarget {
+            size: i32::try_from(plan.target.size).unwrap_or(i32::MAX),
+            version: plan.target.version.to_string(),
+        }),
+        next_step: Some(NextStep { action: plan.step.action().to_string(), reason: plan.reason.clone() }),
+    }
+}
+
+fn activity_name(activity: Activity) -> &'static str {
+    match activity {
+        Activity::Idle => "Idle",
+        Activity::Paused => "Paused",
+        Activity::Creating => "Creating",
+        Activity::Scaling => "Scaling",
+        Activity::Upgrading => "Upgrading",
+        Activity::Healing => "Healing",
+        Activity::Blocked(b) => b.reason(),
+    }
+}
+
+fn phase(activity: Activity, obs: &Observation) -> Phase {
+    match activity {
+        Activity::Idle if obs.members.is_empty() => Phase::Pending,
+        Activity::Idle => Phase::Running,
+        Activity::Paused => Phase::Paused,
+        Activity::Creating => Phase::Creating,
+        Activity::Scaling => Phase::Scaling,
+        Activity::Upgrading => Phase::Upgrading,
+        Activity::Healing => Phase::Healing,
+        Activity::Blocked(_) => Phase::Degraded,
+    }
+}
+
+/// A condition whose transition time moves only when its status does.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(now));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Writes the status if it differs from the one the object carries.
+pub async fn write_status(ctx: &Context, ec: &EtcdCluster, status: EtcdClusterStatus) -> Result<bool, Error> {
+    if ec.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let patch = json!({
+        "apiVersion": EtcdCluster::api_version(&()),
+        "kind": EtcdCluster::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&ec.name_any(), &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(|source| Error::KubeWrite { what: format!("status of {namespace}/{}", ec.name_any()), source })?;
+    Ok(true)
+}
+
+/// One Normal event per step taken; Wait and Nothing are reported through status only.
+pub async fn publish_step(ctx: &Context, ec: &EtcdCluster, plan: &Plan) {
+    if matches!(plan.step, Step::Nothing | Step::Wait) {
+        return;
+    }
+    let event = Event {
+        type_: EventType::Normal,
+        reason: plan.step.action().to_string(),
+        note: Some(truncate(&plan.reason)),
+        action: plan.step.action().to_string(),
+        secondary: None,
+    };
+    publish(ctx, ec, &event).await;
+}
+
+/// A Warning event for a condition the user must see (a refused spec, lost quorum, a failed step).
+pub async fn publish_warning(ctx: &Context, ec: &EtcdCluster, reason: &str, note: &str) {
+    let event = Event {
+        type_: EventType::Warning,
+        reason: reason.to_string(),
+        note: Some(truncate(note)),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    publish(ctx, ec, &event).await;
+}
+
+async fn publish(ctx: &Context, ec: &EtcdCluster, event: &Event) {
+    if let Err(error) = ctx.recorder.publish(event, &ec.object_ref(&())).await {
+        tracing::warn!(cluster = %ec.name_any(), %error, "publishing an event failed");
+    }
+}
+
+/// Event notes are limited to 1 KiB by the API server.
+fn truncate(text: &str) -> String {
+    text.chars().take(1000).collect()
+}

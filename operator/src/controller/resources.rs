@@ -1,0 +1,342 @@
+//! Builders of the objects an EtcdCluster owns: one PVC and one Pod per member, a headless Service for peer
+//! DNS, a client Service and a PodDisruptionBudget. Pure functions of the cluster and the member.
+
+use std::collections::BTreeMap;
+
+use etcd_op_api::v1::{
+    DEFAULT_IMAGE_REPOSITORY, DEFAULT_STORAGE_SIZE, EtcdCluster, EtcdPodTemplate, PvcRetentionPolicy,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, SeccompProfile,
+    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+
+use super::model::{Version, quorum};
+
+pub const CLIENT_PORT: i32 = 2379;
+pub const PEER_PORT: i32 = 2380;
+pub const METRICS_PORT: i32 = 2381;
+pub const DATA_MOUNT: &str = "/var/lib/etcd";
+
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_CLUSTER: &str = "etcd.cloud.io/cluster";
+pub const LABEL_MEMBER: &str = "etcd.cloud.io/member";
+/// The members' initial cluster and state, recorded on the PVC when the member is created, so its pod can be
+/// recreated identically even while etcd does not answer.
+pub const ANNOTATION_INITIAL_CLUSTER: &str = "etcd.cloud.io/initial-cluster";
+pub const ANNOTATION_INITIAL_STATE: &str = "etcd.cloud.io/initial-cluster-state";
+pub const ANNOTATION_TEMPLATE_HASH: &str = "etcd.cloud.io/template-hash";
+pub const MANAGER: &str = "etcd-op";
+
+/// Whether a member starts a new cluster or joins an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    New,
+    Existing,
+}
+
+impl InitialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitialState::New => "new",
+            InitialState::Existing => "existing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "new" => Some(InitialState::New),
+            "existing" => Some(InitialState::Existing),
+            _ => None,
+        }
+    }
+}
+
+/// How a member starts the first time; ignored by etcd once the member has data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// `name=peerURL` pairs, comma-separated, as etcd's --initial-cluster.
+    pub initial_cluster: String,
+    pub state: InitialState,
+}
+
+/// Labels every object of a cluster carries; also the member pods' selector.
+pub fn selector_labels(cluster: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_string(), "etcd".to_string()),
+        (LABEL_INSTANCE.to_string(), cluster.to_string()),
+        (LABEL_CLUSTER.to_string(), cluster.to_string()),
+    ])
+}
+
+/// The selector as a string, for status.selector and list calls.
+pub fn selector_string(cluster: &str) -> String {
+    selector_labels(cluster).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+fn object_labels(cluster: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(cluster);
+    labels.insert(LABEL_MANAGED_BY.to_string(), MANAGER.to_string());
+    labels
+}
+
+fn member_labels(cluster: &str, member: &str) -> BTreeMap<String, String> {
+    let mut labels = object_labels(cluster);
+    labels.insert(LABEL_MEMBER.to_string(), member.to_string());
+    labels
+}
+
+/// The headless Service gives each member the DNS name `<member>.<cluster>.<namespace>.svc`.
+pub fn peer_url(cluster: &str, namespace: &str, member: &str) -> String {
+    format!("http://{member}.{cluster}.{namespace}.svc:{PEER_PORT}")
+}
+
+pub fn client_url(cluster: &str, namespace: &str, member: &str) -> String {
+    format!("http://{member}.{cluster}.{namespace}.svc:{CLIENT_PORT}")
+}
+
+/// The member name a peer URL belongs to: its first DNS label. etcd lists members that never started with an
+/// empty name, so this is how such a member is matched to its pod.
+pub fn member_of_peer_url(url: &str) -> Option<&str> {
+    let host = url.split("://").nth(1)?;
+    host.split(['.', ':']).next().filter(|s| !s.is_empty())
+}
+
+pub fn client_service_name(cluster: &str) -> String {
+    format!("{cluster}-client")
+}
+
+pub fn image(ec: &EtcdCluster, version: Version) -> String {
+    let repository =
+        template(ec).and_then(|t| t.image_repository.as_deref()).unwrap_or(DEFAULT_IMAGE_REPOSITORY);
+    format!("{repository}:v{version}")
+}
+
+fn template(ec: &EtcdCluster) -> Option<&EtcdPodTemplate> {
+    ec.spec.pod_template.as_ref()
+}
+
+/// A stable hash (FNV-1a over the JSON form) of the pod template, so a change of resources, labels or
+/// scheduling rolls the members. Stable across builds, unlike the standard library's hasher.
+pub fn template_hash(ec: &EtcdCluster) -> String {
+    let text = serde_json::to_string(&ec.spec.pod_template).unwrap_or_default();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+pub fn owner_reference(ec: &EtcdCluster) -> Option<OwnerReference> {
+    ec.controller_owner_ref(&())
+}
+
+fn meta(ec: &EtcdCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: ec.namespace(),
+        labels: Some(labels),
+        owner_references: owner_reference(ec).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn service_port(name: &str, port: i32) -> ServicePort {
+    ServicePort {
+        name: Some(name.to_string()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    }
+}
+
+/// Peers find each other through this Service before they are ready, hence `publishNotReadyAddresses`.
+pub fn headless_service(ec: &EtcdCluster) -> Service {
+    let name = ec.name_any();
+    Service {
+        metadata: meta(ec, name.clone(), object_labels(&name)),
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".to_string()),
+            publish_not_ready_addresses: Some(true),
+            selector: Some(selector_labels(&name)),
+            ports: Some(vec![service_port("client", CLIENT_PORT), service_port("peer", PEER_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// Clients reach ready members through this Service.
+pub fn client_service(ec: &EtcdCluster) -> Service {
+    let name = ec.name_any();
+    Service {
+        metadata: meta(ec, client_service_name(&name), object_labels(&name)),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&name)),
+            ports: Some(vec![service_port("client", CLIENT_PORT)]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// Voluntary disruptions (drains, evictions) may never take the cluster below quorum.
+pub fn disruption_budget(ec: &EtcdCluster, size: usize) -> PodDisruptionBudget {
+    let name = ec.name_any();
+    let min_available = i32::try_from(quorum(size)).unwrap_or(i32::MAX);
+    PodDisruptionBudget {
+        metadata: meta(ec, name.clone(), object_labels(&name)),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(min_available)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(&name)), ..LabelSelector::default() }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+pub fn member_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> PersistentVolumeClaim {
+    let cluster = ec.name_any();
+    let claim = ec.spec.storage.volume_claim_template.clone().unwrap_or_default();
+    let mut metadata = meta(ec, member.to_string(), member_labels(&cluster, member));
+    if ec.spec.pvc_retention_policy == PvcRetentionPolicy::Retain {
+        metadata.owner_references = None;
+    }
+    metadata.annotations = Some(BTreeMap::from([
+        (ANNOTATION_INITIAL_CLUSTER.to_string(), bootstrap.initial_cluster.clone()),
+        (ANNOTATION_INITIAL_STATE.to_string(), bootstrap.state.as_str().to_string()),
+    ]));
+    PersistentVolumeClaim {
+        metadata,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(claim.access_modes.unwrap_or_else(|| vec!["ReadWriteOnce".to_string()])),
+            storage_class_name: claim.storage_class_name,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    claim.size.unwrap_or_else(|| Quantity(DEFAULT_STORAGE_SIZE.to_string())),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
+}
+
+fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Vec<String> {
+    let cluster = ec.name_any();
+    let namespace = ec.namespace().unwrap_or_default();
+    let token = format!("{namespace}-{cluster}-{}", ec.uid().unwrap_or_default());
+    [
+        format!("--name={member}"),
+        format!("--data-dir={DATA_MOUNT}/data"),
+        format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
+        format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
+        format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
+        format!("--advertise-client-urls={}", client_url(&cluster, &namespace, member)),
+        format!("--initial-advertise-peer-urls={}", peer_url(&cluster, &namespace, member)),
+        format!("--initial-cluster={}", bootstrap.initial_cluster),
+        format!("--initial-cluster-state={}", bootstrap.state.as_str()),
+        format!("--initial-cluster-token={token}"),
+        "--auto-compaction-mode=periodic".to_string(),
+        "--auto-compaction-retention=1h".to_string(),
+    ]
+    .into()
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(METRICS_PORT),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(3),
+        ..Probe::default()
+    }
+}
+
+pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &Bootstrap) -> Pod {
+    let cluster = ec.name_any();
+    let tpl = template(ec).cloned().unwrap_or_default();
+    let mut labels = tpl.labels.clone().unwrap_or_default();
+    labels.extend(member_labels(&cluster, member));
+    let mut annotations = tpl.annotations.clone().unwrap_or_default();
+    annotations.insert(ANNOTATION_TEMPLATE_HASH.to_string(), template_hash(ec));
+    let mut metadata = meta(ec, member.to_string(), labels);
+    metadata.annotations = Some(annotations);
+
+    let data_volume = match &ec.spec.storage.empty_dir {
+        Some(dir) => Volume {
+            name: "data".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource { medium: dir.medium.clone(), size_limit: dir.size_limit.clone() }),
+            ..Volume::default()
+        },
+        None => Volume {
+            name: "data".to_string(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: member.to_string(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+    };
+    let container = Container {
+        name: "etcd".to_string(),
+        image: Some(image(ec, version)),
+        image_pull_policy: Some("IfNotPresent".to_string()),
+        command: Some(vec!["/usr/local/bin/etcd".to_string()]),
+        args: Some(etcd_args(ec, member, bootstrap)),
+        ports: Some(vec![
+            ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..ContainerPort::default() },
+            ContainerPort { name: Some("peer".into()), container_port: PEER_PORT, ..ContainerPort::default() },
+            ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..ContainerPort::default() },
+        ]),
+        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/livez", 10, 6) }),
+        resources: tpl.resources.clone(),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_string(),
+            mount_path: DATA_MOUNT.to_string(),
+            ..VolumeMount::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Pod {
+        metadata,
+        spec: Some(PodSpec {
+            hostname: Some(member.to_string()),
+            subdomain: Some(cluster),
+            containers: vec![container],
+            volumes: Some(vec![data_volume]),
+            affinity: tpl.affinity,
+            tolerations: tpl.tolerations,
+            node_selector: tpl.node_selector,
+            topology_spread_constraints: tpl.topology_spread_constraints,
+            priority_class_name: tpl.priority_class_name,
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(30),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}

@@ -1,0 +1,131 @@
+//! Every call the operator makes to etcd, behind one small interface. Each call opens a connection to one
+//! member's client URL with a deadline, so a dead member costs a bounded wait and never a hang.
+
+use std::time::Duration;
+
+use etcd_client::{Client, ConnectOptions, MemberAddOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    #[error("etcd at {endpoint} did not answer within {timeout:?}")]
+    Timeout { endpoint: String, timeout: Duration },
+    #[error("etcd at {endpoint}: {source}")]
+    Call { endpoint: String, source: etcd_client::Error },
+    #[error("etcd at {endpoint} returned no response header")]
+    NoHeader { endpoint: String },
+}
+
+/// What one member says about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointStatus {
+    pub member_id: u64,
+    pub cluster_id: u64,
+    pub leader_id: u64,
+    pub raft_term: u64,
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    pub db_size: i64,
+    pub version: String,
+    pub is_learner: bool,
+    pub errors: Vec<String>,
+}
+
+/// One entry of etcd's member list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: u64,
+    /// Empty for a member that was added but has not started.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Etcd {
+    timeout: Duration,
+}
+
+impl Default for Etcd {
+    fn default() -> Self {
+        Self { timeout: Duration::from_secs(3) }
+    }
+}
+
+impl Etcd {
+    pub fn with_timeout(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+
+    async fn call<T, F, Fut>(&self, endpoint: &str, op: F) -> Result<T, EtcdError>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let options = ConnectOptions::new().with_connect_timeout(self.timeout).with_timeout(self.timeout);
+        let work = async {
+            let client = Client::connect([endpoint], Some(options)).await?;
+            op(client).await
+        };
+        match tokio::time::timeout(self.timeout * 2, work).await {
+            Err(_) => Err(EtcdError::Timeout { endpoint: endpoint.to_string(), timeout: self.timeout }),
+            Ok(result) => result.map_err(|source| EtcdError::Call { endpoint: endpoint.to_string(), source }),
+        }
+    }
+
+    pub async fn status(&self, endpoint: &str) -> Result<EndpointStatus, EtcdError> {
+        let response = self.call(endpoint, |mut c| async move { c.status().await }).await?;
+        let header = response.header().ok_or_else(|| EtcdError::NoHeader { endpoint: endpoint.to_string() })?;
+        Ok(EndpointStatus {
+            member_id: header.member_id(),
+            cluster_id: header.cluster_id(),
+            leader_id: response.leader(),
+            raft_term: response.raft_term(),
+            raft_index: response.raft_index(),
+            raft_applied_index: response.raft_applied_index(),
+            db_size: response.db_size(),
+            version: response.version().to_string(),
+            is_learner: response.is_learner(),
+            errors: response.errors().to_vec(),
+        })
+    }
+
+    pub async fn member_list(&self, endpoint: &str) -> Result<Vec<MemberInfo>, EtcdError> {
+        let response = self.call(endpoint, |mut c| async move { c.member_list().await }).await?;
+        Ok(response
+            .members()
+            .iter()
+            .map(|m| MemberInfo {
+                id: m.id(),
+                name: m.name().to_string(),
+                peer_urls: m.peer_urls().to_vec(),
+                client_urls: m.client_urls().to_vec(),
+                is_learner: m.is_learner(),
+            })
+            .collect())
+    }
+
+    /// Adds a learner with the given peer URL and returns its member ID.
+    pub async fn add_learner(&self, endpoint: &str, peer_url: &str) -> Result<u64, EtcdError> {
+        let urls = [peer_url.to_string()];
+        let response = self
+            .call(endpoint, |mut c| async move {
+                c.member_add(urls, Some(MemberAddOptions::new().with_is_learner())).await
+            })
+            .await?;
+        response.member().map(|m| m.id()).ok_or_else(|| EtcdError::NoHeader { endpoint: endpoint.to_string() })
+    }
+
+    pub async fn promote(&self, endpoint: &str, id: u64) -> Result<(), EtcdError> {
+        self.call(endpoint, |mut c| async move { c.member_promote(id).await }).await.map(drop)
+    }
+
+    pub async fn remove(&self, endpoint: &str, id: u64) -> Result<(), EtcdError> {
+        self.call(endpoint, |mut c| async move { c.member_remove(id).await }).await.map(drop)
+    }
+
+    /// Asks the leader at `leader_endpoint` to hand leadership to member `to`.
+    pub async fn move_leader(&self, leader_endpoint: &str, to: u64) -> Result<(), EtcdError> {
+        self.call(leader_endpoint, |mut c| async move { c.move_leader(to).await }).await.map(drop)
+    }
+}

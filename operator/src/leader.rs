@@ -1,0 +1,52 @@
+//! Leader election on a coordination.k8s.io/v1 Lease. Only the holder reconciles; a holder that loses the
+//! lease stops at once; on shutdown the lease is released so a standby takes over without waiting.
+
+use kube::Client;
+use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct Election {
+    /// True while this manager holds the lease.
+    pub leading: watch::Receiver<bool>,
+    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+}
+
+pub async fn start(
+    client: Client,
+    namespace: &str,
+    lease_name: &str,
+    identity: &str,
+    duration_secs: u64,
+) -> Result<Election, LeaseManagerError> {
+    let manager = LeaseManagerBuilder::new(client, lease_name)
+        .with_namespace(namespace)
+        .with_identity(identity)
+        .with_duration(duration_secs)
+        .with_grace((duration_secs / 3).max(1))
+        .with_field_manager("etcd-op-leader-election")
+        .build()
+        .await?;
+    let (leading, task) = manager.watch().await;
+    Ok(Election { leading, task })
+}
+
+impl Election {
+    /// Closes the channel, which makes the lease manager release the lease, and waits for it.
+    pub async fn release(self) {
+        drop(self.leading);
+        match self.task.await {
+            Ok(Ok(_)) => tracing::info!("leader-election lease released"),
+            Ok(Err(error)) => tracing::warn!(%error, "releasing the leader-election lease failed"),
+            Err(error) => tracing::warn!(%error, "the leader-election task failed"),
+        }
+    }
+}
+
+/// The namespace the manager runs in, from the service account mount; `None` out of cluster.
+pub fn own_namespace() -> Option<String> {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

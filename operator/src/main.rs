@@ -1,0 +1,233 @@
+//! The etcd-op manager (the `cmd/main.go` of a kubebuilder project).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use etcd_op_api::v1::EtcdCluster;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Api, Client, Config, CustomResourceExt};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use etcd_op::cli::{Cli, Command, ManagerArgs, parse_bind_address};
+use etcd_op::controller::{Context, Settings};
+use etcd_op::http::Readiness;
+use etcd_op::metrics::{LeaseLabels, Metrics};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Crd) = cli.command {
+        return print_crd();
+    }
+    if let Err(message) = etcd_op::telemetry::init(cli.manager.log_format, &cli.manager.log_level) {
+        eprintln!("etcd-op: {message}");
+        return ExitCode::from(2);
+    }
+    match run_manager(cli.manager).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            error!(error = %message, "manager stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_crd() -> ExitCode {
+    match serde_saphyr::to_string(&EtcdCluster::crd()) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("etcd-op: rendering the CRD failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn client(args: &ManagerArgs) -> Result<Client, String> {
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+        }
+        None => match Config::incluster() {
+            Ok(config) => config,
+            Err(_) => Config::from_kubeconfig(&KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("no in-cluster config and no usable kubeconfig: {e}"))?,
+        },
+    };
+    Client::try_from(config).map_err(|e| format!("building the Kubernetes client: {e}"))
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+async fn termination() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = terminate => info!("SIGTERM received: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received: shutting down"),
+    }
+}
+
+fn shutdown_future(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
+    async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }
+}
+
+async fn run_manager(args: ManagerArgs) -> Result<(), String> {
+    if rustls::crypto::ring::default_provider().install_default().is_err() {
+        warn!("a TLS crypto provider was already installed");
+    }
+    let metrics_addr = parse_bind_address(&args.metrics_addr).map_err(|e| format!("--metrics-addr: {e}"))?;
+    let probe_addr =
+        parse_bind_address(&args.health_probe_bind_address).map_err(|e| format!("--health-probe-bind-address: {e}"))?;
+    let client = client(&args).await?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Readiness::default();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut servers = Vec::new();
+    if let Some(addr) = metrics_addr {
+        let router = etcd_op::http::metrics_router(metrics.clone());
+        servers.push(tokio::spawn(etcd_op::http::serve(addr, router, shutdown_future(stop_rx.clone()))));
+    }
+    if let Some(addr) = probe_addr {
+        let router = etcd_op::http::probe_router(ready.clone());
+        servers.push(tokio::spawn(etcd_op::http::serve(addr, router, shutdown_future(stop_rx.clone()))));
+    }
+
+    let identity = std::env::var("POD_NAME")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "etcd-op".to_string());
+    let identity = format!("{identity}_{}", std::process::id());
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "etcd-op".into(), instance: Some(identity.clone()) },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        recorder,
+        metrics: metrics.clone(),
+        etcd: etcd_op::etcd::Etcd::default(),
+        config: Settings {
+            unhealthy_threshold: args.unhealthy_threshold(),
+            concurrency: args.max_concurrent_reconciles,
+            namespace: args.namespace.clone(),
+        },
+    });
+
+    let signal_stop = stop_tx.clone();
+    tokio::spawn(async move {
+        termination().await;
+        let _ = signal_stop.send(true);
+    });
+
+    wait_for_crd(&client, args.namespace.as_deref(), stop_rx.clone()).await;
+    let outcome = if args.leader_elect {
+        run_as_candidate(&args, client, ctx, ready, &metrics, &identity, stop_rx.clone()).await
+    } else {
+        etcd_op::controller::run(ctx, ready, shutdown_future(stop_rx.clone())).await;
+        Ok(())
+    };
+    let _ = stop_tx.send(true);
+    for server in servers {
+        match server.await {
+            Ok(Err(error)) => warn!(%error, "HTTP server failed"),
+            Err(error) => warn!(%error, "HTTP server task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    outcome
+}
+
+/// Waits until the EtcdCluster API answers, so a manager started before its CRD is installed waits quietly.
+async fn wait_for_crd(client: &Client, namespace: Option<&str>, mut stop: watch::Receiver<bool>) {
+    let api: Api<EtcdCluster> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match api.list(&kube::api::ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(error) => warn!(%error, retry_in = ?delay, "the EtcdCluster API is not available yet (is the CRD installed?)"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(30));
+    }
+}
+
+/// Runs the controller only while holding the lease. Losing the lease ends the process at once: a fresh
+/// process starts as a standby, with no state left from its time as leader.
+async fn run_as_candidate(
+    args: &ManagerArgs,
+    client: Client,
+    ctx: Arc<Context>,
+    ready: Readiness,
+    metrics: &Metrics,
+    identity: &str,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(etcd_op::leader::own_namespace)
+        .unwrap_or_else(|| "default".to_string());
+    let lease = &args.leader_election_id;
+    let election = etcd_op::leader::start(client, &namespace, lease, identity, args.leader_election_lease_duration)
+        .await
+        .map_err(|e| format!("leader election on Lease {namespace}/{lease}: {e}"))?;
+    let mut leading = election.leading.clone();
+    let lease_labels = LeaseLabels { name: lease.clone() };
+    metrics.leader_election_status.get_or_create(&lease_labels).set(0);
+    // A standby is a healthy manager.
+    ready.set(true);
+    info!(lease = %lease, %namespace, %identity, "waiting to become leader");
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {
+            election.release().await;
+            return Ok(());
+        }
+        acquired = leading.wait_for(|l| *l) => {
+            if acquired.is_err() {
+                return Err("the leader-election task ended".to_string());
+            }
+        }
+    }
+    info!(lease = %lease, %identity, "became leader");
+    metrics.leader_election_status.get_or_create(&lease_labels).set(1);
+    let controller_ready = Readiness::default();
+    let mut lost = election.leading.clone();
+    let controller = etcd_op::controller::run(ctx, controller_ready, shutdown_future(stop.clone()));
+    tokio::select! {
+        _ = controller => {
+            election.release().await;
+            Ok(())
+        }
+        _ = lost.wait_for(|l| !*l) => {
+            metrics.leader_election_status.get_or_create(&lease_labels).set(0);
+            Err(format!("lost the leader-election lease {namespace}/{lease}; stopping at once"))
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! Prometheus metrics under the controller-runtime names, so existing dashboards work, plus per-cluster
+//! gauges and the process metrics.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub const CONTROLLER: &str = "etcdcluster";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub controller: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub controller: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    pub step: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LeaseLabels {
+    pub name: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub reconcile_total: Family<ResultLabels, Counter>,
+    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    pub reconcile_errors_by_reason: Family<ErrorLabels, Counter>,
+    pub reconcile_time: Family<ControllerLabels, Histogram>,
+    pub steps_total: Family<StepLabels, Counter>,
+    pub desired_members: Family<ClusterLabels, Gauge>,
+    pub ready_members: Family<ClusterLabels, Gauge>,
+    pub leader_present: Family<ClusterLabels, Gauge>,
+    pub leader_election_status: Family<LeaseLabels, Gauge>,
+    resident_memory: Gauge,
+    virtual_memory: Gauge,
+    cpu_seconds: Gauge<f64, AtomicU64>,
+    open_fds: Gauge,
+    start_time: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let reconcile_total = Family::<ResultLabels, Counter>::default();
+        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
+        let reconcile_errors_by_reason = Family::<ErrorLabels, Counter>::default();
+        let reconcile_time = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "etcd_op_reconcile_errors_by_reason",
+            "Reconciliation errors by error reason",
+            reconcile_errors_by_reason.clone(),
+        );
+        registry.register_with_unit(
+            "controller_runtime_reconcile_time",
+            "Length of time per reconciliation per controller",
+            prometheus_client::registry::Unit::Seconds,
+            reconcile_time.clone(),
+        );
+        let steps_total = Family::<StepLabels, Counter>::default();
+        registry.register("etcd_op_steps", "Steps taken on etcd clusters, by step", steps_total.clone());
+        let desired_members = Family::<ClusterLabels, Gauge>::default();
+        let ready_members = Family::<ClusterLabels, Gauge>::default();
+        let leader_present = Family::<ClusterLabels, Gauge>::default();
+        registry.register("etcd_op_cluster_desired_members", "Members the spec asks for", desired_members.clone());
+        registry.register("etcd_op_cluster_ready_members", "Healthy voting members", ready_members.clone());
+        registry.register("etcd_op_cluster_leader_present", "1 when the cluster has a raft leader", leader_present.clone());
+        let leader_election_status = Family::<LeaseLabels, Gauge>::default();
+        registry.register(
+            "leader_election_master_status",
+            "1 when this manager holds the leader-election lease",
+            leader_election_status.clone(),
+        );
+        let resident_memory = Gauge::default();
+        let virtual_memory = Gauge::default();
+        let cpu_seconds = Gauge::<f64, AtomicU64>::default();
+        let open_fds = Gauge::default();
+        let start_time = Gauge::default();
+        registry.register_with_unit(
+            "process_resident_memory",
+            "Resident memory size",
+            prometheus_client::registry::Unit::Bytes,
+            resident_memory.clone(),
+        );
+        registry.register_with_unit(
+            "process_virtual_memory",
+            "Virtual memory size",
+            prometheus_client::registry::Unit::Bytes,
+            virtual_memory.clone(),
+        );
+        registry.register_with_unit(
+            "process_cpu",
+            "Total user and system CPU time spent",
+            prometheus_client::registry::Unit::Seconds,
+            cpu_seconds.clone(),
+        );
+        registry.register("process_open_fds", "Number of open file descriptors", open_fds.clone());
+        registry.register_with_unit(
+            "process_start_time",
+            "Start time of the process since the Unix epoch",
+            prometheus_client::registry::Unit::Seconds,
+            start_time.clone(),
+        );
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_errors_by_reason,
+            reconcile_time,
+            steps_total,
+            desired_members,
+            ready_members,
+            leader_present,
+            leader_election_status,
+            resident_memory,
+            virtual_memory,
+            cpu_seconds,
+            open_fds,
+            start_time,
+        }
+    }
+}
+
+fn controller() -> ControllerLabels {
+    ControllerLabels { controller: CONTROLLER.to_string() }
+}
+
+impl Metrics {
+    pub fn observe_reconcile(&self, elapsed: Duration, error_reason: Option<&str>) {
+        self.reconcile_time.get_or_create(&controller()).observe(elapsed.as_secs_f64());
+        let result = if error_reason.is_some() { "error" } else { "success" };
+        self.reconcile_total
+            .get_or_create(&ResultLabels { controller: CONTROLLER.to_string(), result: result.to_string() })
+            .inc();
+        if let Some(reason) = error_reason {
+            self.reconcile_errors.get_or_create(&controller()).inc();
+            self.reconcile_errors_by_reason
+                .get_or_create(&ErrorLabels { controller: CONTROLLER.to_string(), reason: reason.to_string() })
+                .inc();
+        }
+    }
+
+    pub fn set_cluster(&self, namespace: &str, name: &str, desired: i64, ready: i64, leader: bool) {
+        let labels = ClusterLabels { namespace: namespace.to_string(), name: name.to_string() };
+        self.desired_members.get_or_create(&labels).set(desired);
+        self.ready_members.get_or_create(&labels).set(ready);
+        self.leader_present.get_or_create(&labels).set(i64::from(leader));
+    }
+
+    pub fn forget_cluster(&self, namespace: &str, name: &str) {
+        let labels = ClusterLabels { namespace: namespace.to_string(), name: name.to_string() };
+        self.desired_members.remove(&labels);
+        self.ready_members.remove(&labels);
+        self.leader_present.remove(&labels);
+    }
+
+    /// Renders the registry in the Prometheus text format, with the process metrics read just now.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        if let Some(process) = read_process_stats() {
+            self.resident_memory.set(process.resident_bytes);
+            self.virtual_memory.set(process.virtual_bytes);
+            self.cpu_seconds.set(process.cpu_seconds);
+            self.open_fds.set(process.open_fds);
+            self.start_time.set(process.start_time_seconds);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+struct ProcessStats {
+    resident_bytes: i64,
+    virtual_bytes: i64,
+    cpu_seconds: f64,
+    open_fds: i64,
+    start_time_seconds: i64,
+}
+
+/// Reads /proc/self; `None` where there is no procfs.
+fn read_process_stats() -> Option<ProcessStats> {
+    const CLOCK_TICKS: f64 = 100.0;
+    const PAGE_SIZE: i64 = 4096;
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may itself contain spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let number = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
+    let (utime, stime, start_ticks) = (number(11)?, number(12)?, number(19)?);
+    let virtual_bytes = number(20)?;
+    let resident_bytes = number(21)? * PAGE_SIZE;
+    let boot_time = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<i64>().ok())?;
+    let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    Some(ProcessStats {
+        resident_bytes,
+        virtual_bytes,
+        cpu_seconds: (utime + stime) as f64 / CLOCK_TICKS,
+        open_fds: i64::try_from(open_fds).unwrap_or(i64::MAX),
+        start_time_seconds: boot_time + (start_ticks as f64 / CLOCK_TICKS) as i64,
+    })
+}
