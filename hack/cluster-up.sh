@@ -4,7 +4,7 @@
 # volume provisioner, and CoreDNS inside the cluster. Re-running while the cluster is healthy does nothing.
 #   hack/cluster-up.sh            state in ${ETCD_OP_STATE:-/var/lib/etcd-op-local}
 set -euo pipefail
-. "$(dirname "$0")/lib/common.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
 . "$HACK_DIR/lib/oci.sh"
 . "$HACK_DIR/lib/images.sh"
@@ -326,4 +326,5 @@ main() {
   usage_line
 }
 
-main "$@"
+# Sourcing this file (for debugging one step) defines the functions without starting anything.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then main "$@"; fi

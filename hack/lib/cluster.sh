@@ -44,7 +44,8 @@ start_component() {
   local name=$1; shift
   mkdir -p "$STATE/logs" "$STATE/pids"
   log "starting $name"
-  setsid "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 &
+  # fd 9 is the cluster lock: components must not inherit it, or they would hold it for their lifetime.
+  setsid "$@" </dev/null >>"$STATE/logs/$name.log" 2>&1 9>&- &
   echo $! >"$(pid_file "$name")"
 }
 

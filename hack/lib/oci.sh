@@ -62,7 +62,8 @@ oci_pack() {
 oci_import() {
   local address=$1 tar=$2 ref=$3
   ctr --address "$address" -n k8s.io images import "$tar" >/dev/null
-  ctr --address "$address" -n k8s.io images ls -q | grep -qxF "$ref" || die "importing $tar did not create image $ref"
+  # Not grep -q: an early exit would fail the listing with SIGPIPE under pipefail.
+  ctr --address "$address" -n k8s.io images ls -q | grep -xF "$ref" >/dev/null || die "importing $tar did not create image $ref"
 }
 
 # A minimal /etc for images of static binaries: users for numeric ids, and DNS through /etc/hosts then DNS.
