@@ -177,11 +177,15 @@ fn decide_unreachable(obs: &Observation) -> Decision {
 
 /// The target to work towards: the committed one until the cluster is at a point where a new one may begin.
 fn choose_target(obs: &Observation) -> (Target, Option<(Blocker, String)>) {
-    let committed = obs.committed.clone().unwrap_or_else(|| obs.desired.clone());
+    let running = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).min();
+    // Without a recorded target (a new cluster, or status lost), the running version is what was committed.
+    let committed = obs.committed.clone().unwrap_or_else(|| Target {
+        version: running.unwrap_or(obs.desired.version),
+        ..obs.desired.clone()
+    });
     if committed == obs.desired || !at_safe_point(obs) {
         return (committed, None);
     }
-    let running = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).min();
     match running {
         Some(from) if !from.can_upgrade_to(obs.desired.version) => {
             let message = format!(
@@ -274,7 +278,7 @@ impl Cluster<'_> {
                 ));
             }
             // Its data is gone: it must leave so a fresh member can take its place.
-            if self.can_remove(m) {
+            if self.can_remove(m) && !self.is_leader(m) {
                 return Some((
                     Step::RemoveMember { name: m.name.clone(), id: e.id },
                     Activity::Healing,

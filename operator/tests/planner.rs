@@ -1,0 +1,555 @@
+//! The planner's safety rules, checked on generated observations (proptest) and on whole lifecycles run
+//! through a small simulator that applies each planned step to the observation.
+
+use etcd_op::controller::model::{
+    EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version, quorum,
+};
+use etcd_op::controller::plan::{Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, Step, plan};
+use proptest::prelude::*;
+
+const CLUSTER_ID: u64 = 0xc1;
+const THRESHOLD: u64 = 300;
+const V35: Version = Version::new(3, 5, 35);
+const V36: Version = Version::new(3, 6, 16);
+
+fn target(size: usize, version: Version) -> Target {
+    Target { size, version, template_hash: "t1".into() }
+}
+
+fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applied: u64) -> Member {
+    Member {
+        name: format!("demo-{ordinal}"),
+        ordinal,
+        pod: Some(PodView { ready: true, terminating: false, version: Some(version), template_hash: "t1".into(), not_ready_for_secs: 0 }),
+        pvc: Some(PvcView { terminating: false }),
+        etcd: Some(EtcdMember {
+            id,
+            learner,
+            started: true,
+            health: Some(MemberHealth { cluster_id: CLUSTER_ID, raft_applied_index: applied, version: Some(version), has_errors: false }),
+        }),
+    }
+}
+
+fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -> Observation {
+    let etcd = if members.iter().any(|m| m.etcd.is_some()) {
+        EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader }
+    } else {
+        EtcdView::Unreachable
+    };
+    Observation {
+        cluster: "demo".into(),
+        desired,
+        committed: None,
+        paused: false,
+        ephemeral_storage: false,
+        members,
+        etcd,
+        unhealthy_threshold_secs: THRESHOLD,
+    }
+}
+
+fn healthy_cluster(size: u32, version: Version) -> Observation {
+    let members = (0..size).map(|i| healthy_member(i, u64::from(i) + 1, false, version, 100)).collect();
+    observation(members, Some(1), target(size as usize, version))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Generated observations
+
+fn arb_version() -> impl Strategy<Value = Version> {
+    prop_oneof![Just(V35), Just(V36), Just(Version::new(3, 6, 20)), Just(Version::new(3, 7, 0))]
+}
+
+prop_compose! {
+    fn arb_member(ordinal: u32)(
+        has_pod in prop::bool::weighted(0.85),
+        ready in prop::bool::weighted(0.8),
+        terminating in prop::bool::weighted(0.05),
+        has_pvc in prop::bool::weighted(0.85),
+        in_etcd in prop::bool::weighted(0.85),
+        learner in prop::bool::weighted(0.2),
+        started in prop::bool::weighted(0.9),
+        answers in prop::bool::weighted(0.8),
+        foreign in prop::bool::weighted(0.05),
+        errors in prop::bool::weighted(0.05),
+        applied in 0u64..5_000,
+        version in arb_version(),
+        stale_template in prop::bool::weighted(0.1),
+        not_ready_for in prop_oneof![Just(0u64), 1u64..THRESHOLD, THRESHOLD..THRESHOLD * 4],
+    ) -> Member {
+        Member {
+            name: format!("demo-{ordinal}"),
+            ordinal,
+            pod: has_pod.then(|| PodView {
+                ready,
+                terminating,
+                version: Some(version),
+                template_hash: if stale_template { "t0".into() } else { "t1".into() },
+                not_ready_for_secs: if ready { 0 } else { not_ready_for },
+            }),
+            pvc: has_pvc.then_some(PvcView { terminating: false }),
+            etcd: in_etcd.then(|| EtcdMember {
+                id: u64::from(ordinal) + 1,
+                learner,
+                started,
+                health: (answers && started).then_some(MemberHealth {
+                    cluster_id: if foreign { 0xbad } else { CLUSTER_ID },
+                    raft_applied_index: applied,
+                    version: Some(version),
+                    has_errors: errors,
+                }),
+            }),
+        }
+    }
+}
+
+fn arb_observation() -> impl Strategy<Value = Observation> {
+    (0usize..8)
+        .prop_flat_map(|n| {
+            let members: Vec<_> = (0..n as u32).map(arb_member).collect();
+            (
+                members,
+                1usize..=9,
+                arb_version(),
+                prop::option::of((1usize..=9, arb_version())),
+                prop::bool::weighted(0.1),
+                prop::bool::weighted(0.15),
+                prop::bool::weighted(0.1),
+                any::<prop::sample::Index>(),
+                prop::bool::weighted(0.1),
+            )
+        })
+        .prop_map(|(members, size, version, committed, paused, ephemeral, unreachable, leader_pick, no_leader)| {
+            let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
+            let leader = if voters.is_empty() || no_leader { None } else { Some(voters[leader_pick.index(voters.len())]) };
+            let any_in_etcd = members.iter().any(|m| m.etcd.is_some());
+            // The operator reaches members through their pods: one that answered has a pod.
+            let mut members = members;
+            for m in &mut members {
+                let answered = m.etcd.as_ref().is_some_and(|e| e.health.is_some());
+                if answered && m.pod.is_none() {
+                    m.pod = Some(PodView { ready: true, terminating: false, version: Some(V36), template_hash: "t1".into(), not_ready_for_secs: 0 });
+                }
+            }
+            let etcd = if unreachable || !any_in_etcd {
+                EtcdView::Unreachable
+            } else {
+                EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader }
+            };
+            // The leader answered: that is how the operator learned who leads.
+            let members = members
+                .into_iter()
+                .map(|mut m| {
+                    if m.id() == leader
+                        && let Some(e) = m.etcd.as_mut()
+                    {
+                        e.started = true;
+                        m.pod.get_or_insert(PodView { ready: true, terminating: false, version: Some(V36), template_hash: "t1".into(), not_ready_for_secs: 0 });
+                        e.health.get_or_insert(MemberHealth {
+                            cluster_id: CLUSTER_ID,
+                            raft_applied_index: 5_000,
+                            version: Some(V36),
+                            has_errors: false,
+                        });
+                    }
+                    m
+                })
+                .collect();
+            Observation {
+                cluster: "demo".into(),
+                desired: target(size, version),
+                committed: committed.map(|(s, v)| target(s, v)),
+                paused,
+                ephemeral_storage: ephemeral,
+                members,
+                etcd,
+                unhealthy_threshold_secs: THRESHOLD,
+            }
+        })
+}
+
+fn find<'a>(obs: &'a Observation, name: &str) -> &'a Member {
+    obs.members.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("step names unknown member {name}"))
+}
+
+fn leader_of(obs: &Observation) -> Option<u64> {
+    match obs.etcd {
+        EtcdView::Reachable { leader_id, .. } => leader_id,
+        EtcdView::Unreachable => None,
+    }
+}
+
+fn voters(obs: &Observation) -> usize {
+    obs.members.iter().filter(|m| m.is_voter()).count()
+}
+
+fn healthy_voters(obs: &Observation) -> usize {
+    obs.members.iter().filter(|m| m.is_voter() && m.is_healthy(CLUSTER_ID)).count()
+}
+
+/// Every safety rule a plan must keep, whatever it observed.
+fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
+    let leader = leader_of(obs);
+    if obs.paused {
+        prop_assert_eq!(&p.step, &Step::Nothing, "a paused cluster gets no step");
+        return Ok(());
+    }
+    if matches!(obs.etcd, EtcdView::Unreachable) {
+        prop_assert!(
+            matches!(p.step, Step::BootstrapFirstMember { .. } | Step::CreateMemberPod { .. } | Step::Wait),
+            "with etcd unreachable only bootstrap, pod recreation or waiting are allowed, got {:?}",
+            p.step
+        );
+    }
+    match &p.step {
+        Step::BootstrapFirstMember { .. } => prop_assert!(obs.members.is_empty(), "bootstrap only when nothing exists"),
+        Step::RemoveMember { name, id } => {
+            let m = find(obs, name);
+            prop_assert_eq!(m.id(), Some(*id));
+            prop_assert!(!m.is_leader(leader), "the leader is never removed");
+            if m.is_voter() {
+                prop_assert!(voters(obs) >= 2, "the last voter, the last copy of the data, is never removed");
+                let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
+                prop_assert!(after >= quorum(voters(obs) - 1), "removal keeps quorum: {after} healthy of {}", voters(obs) - 1);
+            }
+        }
+        Step::AddLearner { name } => {
+            prop_assert!(obs.members.iter().all(|m| m.name != *name), "new members get unused names");
+            prop_assert!(!obs.members.iter().any(Member::is_learner), "one learner at a time");
+            prop_assert!(
+                obs.members.iter().filter(|m| m.etcd.is_some()).all(|m| m.is_healthy(CLUSTER_ID)),
+                "members are added only to a fully healthy cluster"
+            );
+            prop_assert!(obs.members.iter().filter(|m| m.etcd.is_some()).count() < p.target.size);
+        }
+        Step::PromoteLearner { name, id } => {
+            let m = find(obs, name);
+            prop_assert!(m.is_learner());
+            prop_assert_eq!(m.id(), Some(*id));
+            prop_assert!(m.is_healthy(CLUSTER_ID));
+            let leader_applied = obs.members.iter().find(|l| l.is_leader(leader)).and_then(Member::applied_index);
+            let (Some(l), Some(a)) = (leader_applied, m.applied_index()) else {
+                return Err(TestCaseError::fail("promotion without knowing how far behind the learner is"));
+            };
+            prop_assert!(l.saturating_sub(a) <= LEARNER_CATCH_UP_ENTRIES, "learners are promoted only when caught up");
+        }
+        Step::MoveLeader { to, to_id } => {
+            let m = find(obs, to);
+            prop_assert!(m.is_voter() && m.is_healthy(CLUSTER_ID) && !m.is_leader(leader));
+            prop_assert_eq!(m.id(), Some(*to_id));
+        }
+        Step::RestartMember { name } => {
+            let m = find(obs, name);
+            if voters(obs) > 1 {
+                prop_assert!(!m.is_leader(leader), "the leader restarts only after leadership moved away");
+            }
+            prop_assert!(
+                obs.members.iter().filter(|o| o.name != *name && o.etcd.is_some()).all(|o| o.is_healthy(CLUSTER_ID)),
+                "restarts happen only when every other member is healthy"
+            );
+            if voters(obs) >= 3 {
+                let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
+                prop_assert!(after >= quorum(voters(obs)), "a restart never takes the cluster below quorum");
+            }
+        }
+        Step::DeleteMemberResources { name } => {
+            prop_assert!(find(obs, name).etcd.is_none(), "only resources of non-members are deleted");
+            let has_leader = matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. });
+            prop_assert!(has_leader, "deletions need an authoritative member list");
+        }
+        Step::CreateMemberPod { name } => prop_assert!(find(obs, name).pod.is_none()),
+        Step::Nothing | Step::Wait => {}
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_plan_is_safe(obs in arb_observation()) {
+        let p = plan(&obs);
+        check_invariants(&obs, &p)?;
+    }
+
+    #[test]
+    fn planning_is_deterministic(obs in arb_observation()) {
+        prop_assert_eq!(plan(&obs), plan(&obs));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Lifecycles through a simulator: each step is applied as if it succeeded and the members became healthy.
+
+struct Simulator {
+    obs: Observation,
+    steps: Vec<Step>,
+    next_id: u64,
+}
+
+impl Simulator {
+    fn new(obs: Observation) -> Self {
+        let next_id = obs.members.iter().filter_map(Member::id).max().unwrap_or(0) + 1;
+        Self { obs, steps: Vec::new(), next_id }
+    }
+
+    /// Plans and applies steps until the planner has nothing left to do; fails on waiting or looping.
+    fn converge(&mut self) -> Plan {
+        for _ in 0..60 {
+            let p = plan(&self.obs);
+            if let Err(e) = check_invariants(&self.obs, &p) {
+                panic!("unsafe step {:?}: {e}", p.step);
+            }
+            self.obs.committed = Some(p.target.clone());
+            match p.step.clone() {
+                Step::Nothing => return p,
+                Step::Wait => panic!("stuck waiting: {}", p.reason),
+                step => {
+                    self.apply(&step, &p.target);
+                    self.steps.push(step);
+                }
+            }
+        }
+        panic!("no convergence in 60 steps: {:?}", self.steps);
+    }
+
+    fn leader_applied(&self) -> u64 {
+        let leader = leader_of(&self.obs);
+        self.obs.members.iter().find(|m| m.is_leader(leader)).and_then(Member::applied_index).unwrap_or(100)
+    }
+
+    fn apply(&mut self, step: &Step, target: &Target) {
+        let applied = self.leader_applied();
+        match step {
+            Step::BootstrapFirstMember { name } | Step::AddLearner { name } => {
+                let ordinal: u32 = name.rsplit('-').next().and_then(|o| o.parse().ok()).unwrap_or(0);
+                let learner = matches!(step, Step::AddLearner { .. });
+                let id = self.next_id;
+                self.next_id += 1;
+                self.obs.members.push(healthy_member(ordinal, id, learner, target.version, applied));
+                self.obs.members.sort_by_key(|m| m.ordinal);
+                if !learner {
+                    self.obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(id) };
+                }
+            }
+            Step::PromoteLearner { name, .. } => {
+                let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
+                m.etcd.as_mut().unwrap().learner = false;
+            }
+            Step::RemoveMember { name, .. } => {
+                self.obs.members.iter_mut().find(|m| m.name == *name).unwrap().etcd = None;
+            }
+            Step::DeleteMemberResources { name } => self.obs.members.retain(|m| m.name != *name),
+            Step::MoveLeader { to_id, .. } => {
+                self.obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(*to_id) };
+            }
+            Step::RestartMember { name } | Step::CreateMemberPod { name } => {
+                let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
+                let id = m.id().unwrap();
+                let learner = m.is_learner();
+                *m = healthy_member(m.ordinal, id, learner, target.version, applied);
+            }
+            Step::Nothing | Step::Wait => {}
+        }
+    }
+}
+
+#[test]
+fn bootstrap_grows_to_three_one_learner_at_a_time() {
+    let mut sim = Simulator::new(observation(vec![], None, target(3, V36)));
+    let done = sim.converge();
+    assert_eq!(done.activity, Activity::Idle);
+    let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
+    assert_eq!(
+        actions,
+        ["BootstrapFirstMember", "AddLearner", "PromoteLearner", "AddLearner", "PromoteLearner"],
+        "one member at a time, each learner promoted before the next is added"
+    );
+    assert_eq!(voters(&sim.obs), 3);
+}
+
+#[test]
+fn scale_three_to_five_and_back() {
+    let mut sim = Simulator::new(healthy_cluster(3, V36));
+    sim.obs.desired.size = 5;
+    sim.converge();
+    assert_eq!(voters(&sim.obs), 5);
+    sim.steps.clear();
+    sim.obs.desired.size = 3;
+    sim.converge();
+    assert_eq!(voters(&sim.obs), 3);
+    let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
+    assert_eq!(actions, ["RemoveMember", "DeleteMemberResources", "RemoveMember", "DeleteMemberResources"]);
+    assert!(sim.obs.members.iter().any(|m| m.is_leader(leader_of(&sim.obs))), "the leader survives a scale down");
+}
+
+#[test]
+fn scale_down_moves_leadership_off_a_member_only_when_it_must() {
+    // Two members, the leader has the highest ordinal: scaling to 1 removes the follower, not the leader.
+    let mut obs = healthy_cluster(2, V36);
+    obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(2) };
+    obs.desired.size = 1;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::RemoveMember { name: "demo-0".into(), id: 1 });
+}
+
+#[test]
+fn upgrade_restarts_followers_first_and_the_leader_last() {
+    let mut sim = Simulator::new(healthy_cluster(3, V35));
+    sim.obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(1) };
+    sim.obs.desired.version = V36;
+    sim.converge();
+    let actions: Vec<String> = sim
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::RestartMember { name } => format!("restart {name}"),
+            Step::MoveLeader { to, .. } => format!("lead {to}"),
+            other => other.action().to_string(),
+        })
+        .collect();
+    assert_eq!(actions, ["restart demo-1", "restart demo-2", "lead demo-2", "restart demo-0"]);
+    assert!(sim.obs.members.iter().all(|m| m.pod.as_ref().unwrap().version == Some(V36)));
+}
+
+#[test]
+fn skipped_minor_is_refused_and_nothing_changes() {
+    let mut obs = healthy_cluster(3, V35);
+    obs.desired.version = Version::new(3, 7, 0);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Nothing);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::UnsupportedVersionChange));
+    assert_eq!(p.target.version, V35, "the running version stays the target");
+}
+
+#[test]
+fn downgrade_is_refused() {
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired.version = V35;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Nothing);
+    assert!(p.refusal.is_some());
+}
+
+#[test]
+fn a_spec_change_waits_for_the_current_step_to_settle() {
+    // Scaling 3 -> 5 is under way: a learner has been added. Asking for 3 now does not mix plans: the
+    // learner is promoted first, and the new size is taken up once the cluster is at rest.
+    let mut obs = healthy_cluster(3, V36);
+    obs.members.push(healthy_member(3, 4, true, V36, 90));
+    obs.committed = Some(target(5, V36));
+    obs.desired = target(3, V36);
+    let p = plan(&obs);
+    assert_eq!(p.target.size, 5, "the committed target holds while a learner is in flight");
+    assert_eq!(p.step, Step::PromoteLearner { name: "demo-3".into(), id: 4 });
+    let mut sim = Simulator::new(obs);
+    sim.converge();
+    assert_eq!(voters(&sim.obs), 3, "the later edit takes effect once the step in flight settled");
+}
+
+#[test]
+fn a_restarted_member_with_its_volume_rejoins_as_itself() {
+    let mut obs = healthy_cluster(3, V36);
+    obs.members[2].pod = None;
+    obs.members[2].etcd.as_mut().unwrap().health = None;
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-2".into() });
+}
+
+#[test]
+fn a_member_that_lost_pod_and_volume_is_replaced() {
+    let mut sim = Simulator::new(healthy_cluster(3, V36));
+    sim.obs.members[2].pod = None;
+    sim.obs.members[2].pvc = None;
+    sim.obs.members[2].etcd.as_mut().unwrap().health = None;
+    sim.converge();
+    let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
+    assert_eq!(actions, ["RemoveMember", "DeleteMemberResources", "AddLearner", "PromoteLearner"]);
+    let replacement = sim.obs.members.iter().find(|m| m.name == "demo-2").expect("a replacement member");
+    assert_ne!(replacement.id(), Some(3), "the replacement is a new etcd member, not the lost one");
+}
+
+#[test]
+fn an_unhealthy_member_is_replaced_only_after_the_threshold() {
+    let mut obs = healthy_cluster(3, V36);
+    let pod = obs.members[1].pod.as_mut().unwrap();
+    pod.ready = false;
+    pod.not_ready_for_secs = THRESHOLD - 1;
+    obs.members[1].etcd.as_mut().unwrap().health = None;
+    assert_eq!(plan(&obs).step, Step::Wait, "unknown is not dead");
+    obs.members[1].pod.as_mut().unwrap().not_ready_for_secs = THRESHOLD;
+    assert_eq!(plan(&obs).step, Step::RemoveMember { name: "demo-1".into(), id: 2 });
+}
+
+#[test]
+fn scale_down_removes_the_unhealthy_member_first() {
+    let mut obs = healthy_cluster(5, V36);
+    obs.members[1].pod.as_mut().unwrap().ready = false;
+    obs.members[1].pod.as_mut().unwrap().not_ready_for_secs = 10;
+    obs.desired.size = 3;
+    obs.committed = Some(target(3, V36));
+    assert_eq!(plan(&obs).step, Step::RemoveMember { name: "demo-1".into(), id: 2 });
+}
+
+#[test]
+fn quorum_loss_is_reported_not_guessed() {
+    let mut obs = healthy_cluster(3, V36);
+    for m in &mut obs.members {
+        let pod = m.pod.as_mut().unwrap();
+        pod.ready = false;
+        pod.not_ready_for_secs = THRESHOLD * 2;
+        m.etcd = None;
+    }
+    obs.etcd = EtcdView::Unreachable;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::QuorumLost));
+    assert!(p.reason.contains("demo-0, demo-1, demo-2"), "the reason names the members holding data: {}", p.reason);
+}
+
+#[test]
+fn every_pod_gone_with_volumes_intact_brings_the_members_back() {
+    let mut obs = healthy_cluster(3, V36);
+    for m in &mut obs.members {
+        m.pod = None;
+        m.etcd = None;
+    }
+    obs.etcd = EtcdView::Unreachable;
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-0".into() });
+}
+
+#[test]
+fn a_crash_between_member_add_and_pod_creation_is_finished_not_repeated() {
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired.size = 4;
+    obs.members.push(Member {
+        name: "demo-3".into(),
+        ordinal: 3,
+        pod: None,
+        pvc: None,
+        etcd: Some(EtcdMember { id: 9, learner: true, started: false, health: None }),
+    });
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-3".into() });
+}
+
+#[test]
+fn paused_clusters_get_no_step() {
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired.size = 5;
+    obs.paused = true;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Nothing);
+    assert_eq!(p.activity, Activity::Paused);
+}
+
+#[test]
+fn versions_parse_and_upgrade_paths_follow_etcd() {
+    assert_eq!(Version::parse("v3.6.16"), Some(V36));
+    assert_eq!(Version::parse("3.6"), None);
+    assert_eq!(Version::parse("3.6.1.2"), None);
+    assert!(V35.can_upgrade_to(V36));
+    assert!(V36.can_upgrade_to(Version::new(3, 6, 20)));
+    assert!(!V36.can_upgrade_to(V35));
+    assert!(!V35.can_upgrade_to(Version::new(3, 7, 0)));
+    assert!(!Version::new(3, 6, 20).can_upgrade_to(V36));
+}
