@@ -200,7 +200,10 @@ start_control_plane() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
-    --allow-privileged=true --profiling=false
+    --allow-privileged=true --profiling=false \
+    --requestheader-client-ca-file "$PKI/ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra-
   wait_until "$WAIT_SECONDS" "the apiserver to be ready" admin_curl /readyz
 
   start_component kube-controller-manager "$K8S_BIN/kube-controller-manager" \
@@ -282,8 +285,6 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 iptables: {syncPeriod: 30s, minSyncPeriod: 1s}
 YAML
   start_component kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/config/kube-proxy.yaml"
-  start_component provisioner "$PROVISIONER_BIN" --kubeconfig "$STATE/kubeconfigs/provisioner.kubeconfig" \
-    --root "$VOLUMES_DIR"
 }
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
@@ -294,6 +295,9 @@ node_ready() {
 
 install_addons() {
   kubectl_admin apply --server-side -f "$HACK_DIR/manifests/" >/dev/null
+  # After its RBAC binding exists, so it does not start with a burst of forbidden errors.
+  start_component provisioner "$PROVISIONER_BIN" --kubeconfig "$STATE/kubeconfigs/provisioner.kubeconfig" \
+    --root "$VOLUMES_DIR"
   wait_until "$WAIT_SECONDS" "node $NODE_NAME to be Ready" node_ready
   kubectl_admin -n kube-system rollout status deployment/coredns --timeout "${WAIT_SECONDS}s" >/dev/null ||
     die "CoreDNS did not become ready (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"

@@ -156,7 +156,13 @@ cleanup_cluster() {
     sleep 0.5
   done
   for pid in $(shim_pids); do stop_pid "$pid" 5; done
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop_component "${COMPONENTS[i]}"; done
+  # The rest do not depend on each other to shut down: stop them all at once.
+  local stoppers=()
+  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+    stop_component "${COMPONENTS[i]}" &
+    stoppers+=($!)
+  done
+  wait "${stoppers[@]}"
 
   for ((i = 0; i < 3; i++)); do
     while read -r mount; do

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs hack/cluster-down.sh and checks that the cluster left nothing on the host: no process, shim, mount,
+# cgroup, link, iptables chain or state. Exits non-zero and lists what is left otherwise.
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+. "$HACK_DIR/lib/cluster.sh"
+
+"$HACK_DIR/cluster-down.sh"
+
+left=()
+for cmdline in /proc/[0-9]*/cmdline; do
+  if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qF -- "$STATE"; then
+    pid=${cmdline#/proc/}; left+=("process ${pid%/cmdline}: $(tr '\0' ' ' <"$cmdline" | cut -c1-120)")
+  fi
+done
+for pid in $(shim_pids); do left+=("containerd shim $pid"); done
+while read -r mount; do [ -n "$mount" ] && left+=("mount $mount"); done < <(own_mounts)
+for dir in $(cgroup_dirs); do left+=("cgroup $dir"); done
+ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("link $BRIDGE")
+for ipt in $(iptables_cmds); do
+  for table in filter nat mangle; do
+    while read -r chain; do
+      [ -n "$chain" ] && left+=("$ipt -t $table chain $chain")
+    done < <("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^(KUBE-|CNI-|'"$OWN_CHAIN"'-)/ { print $2 }')
+  done
+done
+[ -e "$STATE" ] && left+=("state folder $STATE")
+
+if [ ${#left[@]} -gt 0 ]; then
+  printf 'left behind: %s\n' "${left[@]}" >&2
+  exit 1
+fi
+log "cluster-down left nothing behind"
