@@ -405,3 +405,40 @@ pub fn start_kubelet(stopped: StoppedKubelet) -> Result<u32> {
     std::fs::write(kubelet_pid_file(), format!("{pid}\n"))?;
     Ok(pid)
 }
+
+/// A plain HTTP/1.0 GET from the host to `address` (`ip:port`), bounded by `timeout`; returns the body of a
+/// 2xx answer. Used to reach pods and Services from outside the cluster network.
+pub async fn http_get(address: &str, path: &str, timeout: Duration) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| anyhow!("GET http://{address}{path}: no answer within {timeout:?}"))??;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    let status = head.lines().next().unwrap_or_default();
+    if !status.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2')) {
+        bail!("GET http://{address}{path}: {status}");
+    }
+    Ok(body.to_string())
+}
+
+/// Creates a namespaced object from JSON in `namespace`.
+pub async fn create<K>(client: &Client, namespace: &str, object: serde_json::Value) -> Result<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + serde::Serialize,
+    K::DynamicType: Default,
+{
+    let object: K = serde_json::from_value(object)?;
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    Ok(api.create(&PostParams::default(), &object).await?)
+}
