@@ -1,0 +1,193 @@
+//! The etcd interface against real etcd processes on loopback: learner add, promote, remove, leader move,
+//! status, and what a stopped member looks like. Needs ETCD_BIN (the Makefile's test-integration sets it).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use etcd_op::etcd::Etcd;
+
+struct Member {
+    name: String,
+    client: String,
+    peer: String,
+    child: Option<Child>,
+    data: PathBuf,
+}
+
+impl Member {
+    fn new(name: &str, root: &std::path::Path) -> Self {
+        Self {
+            name: name.to_string(),
+            client: format!("http://127.0.0.1:{}", free_port()),
+            peer: format!("http://127.0.0.1:{}", free_port()),
+            child: None,
+            data: root.join(name),
+        }
+    }
+
+    fn start(&mut self, initial_cluster: &str, state: &str) {
+        let log = std::fs::File::create(self.data.with_extension("log")).expect("log file");
+        let child = Command::new(etcd_bin())
+            .args([
+                format!("--name={}", self.name),
+                format!("--data-dir={}", self.data.display()),
+                format!("--listen-client-urls={}", self.client),
+                format!("--advertise-client-urls={}", self.client),
+                format!("--listen-peer-urls={}", self.peer),
+                format!("--initial-advertise-peer-urls={}", self.peer),
+                format!("--initial-cluster={initial_cluster}"),
+                format!("--initial-cluster-state={state}"),
+                "--initial-cluster-token=etcd-op-integration".to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts (set ETCD_BIN)");
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn entry(&self) -> String {
+        format!("{}={}", self.name, self.peer)
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn etcd_bin() -> PathBuf {
+    PathBuf::from(std::env::var("ETCD_BIN").expect("ETCD_BIN names the etcd binary"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("etcd-op-it-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Polls `check` every 200 ms until it returns Some, for at most `timeout`.
+async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn integration_membership_lifecycle() {
+    let root = scratch_dir("lifecycle");
+    let etcd = Etcd::default();
+    let mut a = Member::new("a", &root);
+    let mut b = Member::new("b", &root);
+    let mut c = Member::new("c", &root);
+
+    a.start(&a.entry(), "new");
+    let first = eventually("member a to lead", WAIT, || async {
+        etcd.status(&a.client).await.ok().filter(|s| s.leader_id == s.member_id && s.leader_id != 0)
+    })
+    .await;
+    assert!(!first.is_learner);
+    assert!(!first.version.is_empty());
+
+    // Grow by learners: add, start, promote once caught up.
+    for joining in [&mut b, &mut c] {
+        // etcd refuses membership changes until its cluster has been healthy for a few seconds.
+        let id = eventually("the learner to be added", WAIT, || async {
+            etcd.add_learner(&a.client, &joining.peer).await.ok()
+        })
+        .await;
+        let listed = etcd.member_list(&a.client).await.expect("member list");
+        let entry = listed.iter().find(|m| m.id == id).expect("the learner is listed");
+        assert!(entry.is_learner, "added as a learner");
+        assert!(entry.name.is_empty(), "a member that has not started has no name yet");
+        let mut cluster: Vec<String> = listed
+            .iter()
+            .filter(|m| !m.name.is_empty())
+            .map(|m| format!("{}={}", m.name, m.peer_urls[0]))
+            .collect();
+        cluster.push(joining.entry());
+        joining.start(&cluster.join(","), "existing");
+        eventually("the learner to be promotable", WAIT, || async {
+            etcd.promote(&a.client, id).await.ok()
+        })
+        .await;
+        let status = etcd.status(&joining.client).await.expect("the promoted member answers");
+        assert!(!status.is_learner, "promoted to a voter");
+        assert_eq!(status.cluster_id, first.cluster_id, "same cluster");
+    }
+    let members = etcd.member_list(&a.client).await.expect("member list");
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| !m.is_learner && !m.name.is_empty()));
+
+    // Move leadership to c and see every member agree.
+    let c_id = etcd.status(&c.client).await.expect("c answers").member_id;
+    let leader = etcd.status(&a.client).await.expect("a answers");
+    let mut leader_endpoint = None;
+    for m in [&a, &b, &c] {
+        if etcd.status(&m.client).await.is_ok_and(|s| s.member_id == leader.leader_id) {
+            leader_endpoint = Some(m.client.clone());
+        }
+    }
+    let leader_endpoint = leader_endpoint.expect("the leader is one of ours");
+    etcd.move_leader(&leader_endpoint, c_id).await.expect("leadership moved");
+    for m in [&a, &b, &c] {
+        eventually("every member to see c lead", WAIT, || async {
+            etcd.status(&m.client).await.ok().filter(|s| s.leader_id == c_id)
+        })
+        .await;
+    }
+
+    // A stopped member: its status fails within the deadline, the leader still lists it.
+    b.stop();
+    let started = Instant::now();
+    assert!(etcd.status(&b.client).await.is_err(), "a stopped member does not answer");
+    assert!(started.elapsed() < Duration::from_secs(10), "a dead member costs a bounded wait");
+    let listed = etcd.member_list(&c.client).await.expect("the leader lists members");
+    let b_entry = listed.iter().find(|m| m.name == "b").expect("b is still a member").clone();
+    let healthy = etcd.status(&a.client).await.expect("a answers");
+    assert_eq!(healthy.leader_id, c_id, "two of three keep quorum and the leader");
+
+    // Remove the stopped member; the cluster goes on with two.
+    etcd.remove(&c.client, b_entry.id).await.expect("b removed");
+    let listed = etcd.member_list(&c.client).await.expect("member list");
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|m| m.name != "b"));
+    drop((a, b, c));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[tokio::test]
+async fn integration_unreachable_endpoint_is_an_error_not_a_hang() {
+    let etcd = Etcd::default();
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    assert!(etcd.status(&endpoint).await.is_err());
+    assert!(etcd.member_list(&endpoint).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
