@@ -273,6 +273,9 @@ pub async fn delete_pod(client: &Client, namespace: &str, name: &str) -> Result<
     Ok(())
 }
 
+/// The bridge of the local cluster's pods (hack/lib/cluster.sh).
+pub const BRIDGE: &str = "etcdop0";
+
 fn containerd_socket() -> PathBuf {
     state_dir().join("containerd/containerd.sock")
 }
@@ -323,11 +326,22 @@ pub async fn pod_veth(client: &Client, namespace: &str, pod: &str) -> Result<Str
         .map(|c| c.name.clone())
         .ok_or_else(|| anyhow!("{namespace}/{pod} has no running container"))?;
     let pid = container_pid(client, namespace, pod, &container).await?;
-    let peer_index = run(Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "cat", "/sys/class/net/eth0/iflink"]))?;
-    let peer_index = peer_index.trim();
+    // Netlink in the pod's network namespace; /sys would still show the host's links.
+    let link = run(Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "link", "show", "eth0"]))?;
+    let peer_index = link
+        .split_whitespace()
+        .nth(1)
+        .and_then(|name| name.trim_end_matches(':').split_once("@if"))
+        .map(|(_, index)| index.to_string())
+        .ok_or_else(|| anyhow!("no veth peer in {link:?} for {namespace}/{pod}"))?;
     for entry in std::fs::read_dir("/sys/class/net")? {
         let entry = entry?;
         if std::fs::read_to_string(entry.path().join("ifindex")).is_ok_and(|i| i.trim() == peer_index) {
+            // Only ever touch a port of the cluster's bridge, never a host link.
+            let master = std::fs::read_link(entry.path().join("master")).ok();
+            if !master.as_deref().and_then(Path::file_name).is_some_and(|m| m == BRIDGE) {
+                bail!("link {:?} of {namespace}/{pod} is not a port of {BRIDGE}", entry.file_name());
+            }
             return Ok(entry.file_name().to_string_lossy().into_owned());
         }
     }
