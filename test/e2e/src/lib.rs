@@ -1,0 +1,206 @@
+//! Shared steps of the end-to-end scenarios: create an EtcdCluster, wait for it to be Available, and check
+//! that no acknowledged write is lost while the scenario runs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use etcd_op_api::v1::EtcdCluster;
+use etcd_op_test_support::wait_for;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+pub use etcd_op_test_support::{TestNamespace, client, dump_cluster_state};
+
+/// Time a 3-member cluster gets to become Available on this 2-core test bed.
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
+/// Time for one change (scale step, heal, upgrade) to settle.
+pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub async fn create_cluster(client: &Client, namespace: &str, name: &str, spec: Value) -> Result<EtcdCluster> {
+    let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
+    let object: EtcdCluster = serde_json::from_value(json!({
+        "apiVersion": "etcd.cloud.io/v1",
+        "kind": "EtcdCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))?;
+    Ok(api.create(&PostParams::default(), &object).await?)
+}
+
+pub async fn patch_spec(client: &Client, namespace: &str, name: &str, spec: Value) -> Result<EtcdCluster> {
+    let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
+    Ok(api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await?)
+}
+
+pub async fn get_cluster(client: &Client, namespace: &str, name: &str) -> Result<EtcdCluster> {
+    let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
+    Ok(api.get(name).await?)
+}
+
+fn condition<'a>(ec: &'a EtcdCluster, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    ec.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The cluster has settled at `size` healthy voters on `version`, for its current generation.
+pub fn settled(ec: &EtcdCluster, size: usize, version: &str) -> bool {
+    let Some(status) = ec.status.as_ref() else { return false };
+    status.observed_generation == ec.metadata.generation
+        && condition(ec, "Available").is_some_and(|c| c.status == "True")
+        && condition(ec, "Progressing").is_some_and(|c| c.status == "False")
+        && status.ready_members == i32::try_from(size).unwrap_or(-1)
+        && status.members.len() == size
+        && status.members.iter().all(|m| m.healthy && !m.learner)
+        && status.current_version.as_deref() == Some(version)
+        && status.next_step.as_ref().is_some_and(|s| s.action == "None")
+}
+
+pub async fn wait_settled(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    size: usize,
+    version: &str,
+    timeout: Duration,
+) -> Result<EtcdCluster> {
+    let description = format!("{namespace}/{name} to settle at {size} healthy members on {version}");
+    let result = wait_for(&description, timeout, || async {
+        let ec = get_cluster(client, namespace, name).await?;
+        Ok(settled(&ec, size, version).then_some(ec))
+    })
+    .await;
+    if result.is_err() {
+        if let Ok(ec) = get_cluster(client, namespace, name).await {
+            eprintln!("=== status of {namespace}/{name}: {}", serde_json::to_string_pretty(&ec.status).unwrap_or_default());
+        }
+        dump_cluster_state(Some(namespace)).await;
+    }
+    result
+}
+
+/// The client Service's address, reachable from the host through kube-proxy.
+pub async fn client_endpoint(client: &Client, namespace: &str, name: &str) -> Result<String> {
+    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
+    let service = services.get(&format!("{name}-client")).await?;
+    let ip = service.spec.and_then(|s| s.cluster_ip).context("the client Service has no cluster IP")?;
+    Ok(format!("http://{ip}:2379"))
+}
+
+/// Writes unique keys through the client Service for the whole scenario and reads them back at the end:
+/// every acknowledged write must be there with its value, and no key the checker never wrote may appear.
+pub struct WriteChecker {
+    endpoint: String,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
+    attempted: Arc<Mutex<BTreeMap<String, String>>>,
+    task: JoinHandle<()>,
+}
+
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The checker writes at most this often and at most this many keys, so a scenario's load is bounded.
+const WRITE_INTERVAL: Duration = Duration::from_millis(100);
+const MAX_WRITES: u64 = 20_000;
+
+async fn connect(endpoint: &str) -> Result<etcd_client::Client> {
+    let options = etcd_client::ConnectOptions::new().with_connect_timeout(WRITE_TIMEOUT).with_timeout(WRITE_TIMEOUT);
+    Ok(etcd_client::Client::connect([endpoint], Some(options)).await?)
+}
+
+impl WriteChecker {
+    pub fn start(endpoint: String, scenario: &str) -> Self {
+        let prefix = format!("/checker/{scenario}/");
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
+        let attempted = Arc::new(Mutex::new(BTreeMap::new()));
+        let task = {
+            let (endpoint, prefix, stop) = (endpoint.clone(), prefix.clone(), stop.clone());
+            let (acknowledged, attempted) = (acknowledged.clone(), attempted.clone());
+            tokio::spawn(async move {
+                let mut client = None;
+                for n in 0..MAX_WRITES {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    tokio::time::sleep(WRITE_INTERVAL).await;
+                    if client.is_none() {
+                        client = connect(&endpoint).await.ok();
+                    }
+                    let Some(c) = client.as_mut() else { continue };
+                    let (key, value) = (format!("{prefix}{n:08}"), format!("value-{n}"));
+                    attempted.lock().await.insert(key.clone(), value.clone());
+                    match tokio::time::timeout(WRITE_TIMEOUT, c.put(key.clone(), value.clone(), None)).await {
+                        Ok(Ok(_)) => {
+                            acknowledged.lock().await.insert(key, value);
+                        }
+                        _ => client = None,
+                    }
+                }
+            })
+        };
+        Self { endpoint, prefix, stop, acknowledged, attempted, task }
+    }
+
+    pub async fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().await.len()
+    }
+
+    /// Stops writing and checks the data; returns the number of acknowledged writes verified.
+    pub async fn stop_and_verify(self) -> Result<usize> {
+        self.stop.store(true, Ordering::Release);
+        self.task.await.context("the writer task")?;
+        let acknowledged = self.acknowledged.lock().await.clone();
+        let attempted = self.attempted.lock().await.clone();
+        if acknowledged.is_empty() {
+            bail!("no write was acknowledged during the scenario");
+        }
+        let mut client = None;
+        for _ in 0..30 {
+            client = connect(&self.endpoint).await.ok();
+            if client.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut client = client.context("connecting to the cluster to verify")?;
+        let response = client
+            .get(self.prefix.clone(), Some(etcd_client::GetOptions::new().with_prefix()))
+            .await
+            .context("reading the checker's keys back")?;
+        let stored: BTreeMap<String, String> = response
+            .kvs()
+            .iter()
+            .map(|kv| Ok((kv.key_str()?.to_string(), kv.value_str()?.to_string())))
+            .collect::<Result<_>>()?;
+        for (key, value) in &acknowledged {
+            match stored.get(key) {
+                Some(v) if v == value => {}
+                Some(v) => bail!("acknowledged {key}={value} reads back as {v}"),
+                None => bail!("acknowledged write {key} is lost ({} acknowledged in all)", acknowledged.len()),
+            }
+        }
+        if let Some(unknown) = stored.keys().find(|k| !attempted.contains_key(*k)) {
+            bail!("key {unknown} appeared that the checker never wrote");
+        }
+        Ok(acknowledged.len())
+    }
+}
+
+/// Names of the member pods, from status.
+pub fn member_names(ec: &EtcdCluster) -> Vec<String> {
+    ec.status.as_ref().map(|s| s.members.iter().map(|m| m.name.clone()).collect()).unwrap_or_default()
+}
+
+pub fn leader(ec: &EtcdCluster) -> Option<String> {
+    ec.status.as_ref()?.leader.clone()
+}
+
+pub fn name_of(ec: &EtcdCluster) -> String {
+    ec.name_any()
+}

@@ -1,0 +1,59 @@
+//! Bad input is refused by the real API server with a message a person understands, and never reaches a
+//! running cluster.
+
+use anyhow::Result;
+use etcd_op_e2e::{TestNamespace, client, create_cluster, patch_spec};
+use serde_json::json;
+
+fn refusal(result: Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Ok(object) => panic!("the API server accepted an invalid object: {object:?}"),
+        Err(error) => format!("{error:#}"),
+    }
+}
+
+#[tokio::test]
+async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-validation").await?;
+    let n = ns.name.as_str();
+
+    let message = refusal(create_cluster(&client, n, "size-zero", json!({"size": 0})).await);
+    assert!(message.contains("spec.size") && message.contains("1"), "size 0: {message}");
+    let message = refusal(create_cluster(&client, n, "size-hundred", json!({"size": 100})).await);
+    assert!(message.contains("spec.size") && message.contains("9"), "size 100: {message}");
+    let message = refusal(create_cluster(&client, n, "bad-version", json!({"version": "latest"})).await);
+    assert!(message.contains("spec.version"), "bad version: {message}");
+    let message = refusal(
+        create_cluster(&client, n, "both-storages", json!({"storage": {"emptyDir": {}, "volumeClaimTemplate": {}}}))
+            .await,
+    );
+    assert!(message.contains("either emptyDir or volumeClaimTemplate"), "two storages: {message}");
+
+    // A valid cluster (paused, so nothing runs) and then changes to it that must be refused.
+    create_cluster(
+        &client,
+        n,
+        "valid",
+        json!({"size": 1, "version": "3.6.16", "paused": true,
+               "storage": {"volumeClaimTemplate": {"storageClassName": "standard"}}}),
+    )
+    .await?;
+    let message = refusal(
+        patch_spec(&client, n, "valid", json!({"storage": {"volumeClaimTemplate": {"storageClassName": "other"}}}))
+            .await,
+    );
+    assert!(message.contains("storageClassName cannot change"), "storage class change: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"storage": {"emptyDir": {}, "volumeClaimTemplate": null}})).await);
+    assert!(message.contains("cannot change after creation"), "storage kind change: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"version": "3.5.35"})).await);
+    assert!(message.contains("downgrading"), "downgrade: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"version": "3.8.0"})).await);
+    assert!(message.contains("one minor release at a time"), "skipped minor: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"version": "4.0.0"})).await);
+    assert!(message.contains("major"), "major change: {message}");
+    // Allowed: a patch upgrade and a resize.
+    patch_spec(&client, n, "valid", json!({"version": "3.6.17", "size": 3})).await?;
+
+    ns.delete().await
+}

@@ -1,0 +1,178 @@
+//! The lifecycle of an EtcdCluster on the local cluster, with the operator deployed from config/: each
+//! scenario writes unique keys through the client Service the whole time and checks at the end that every
+//! acknowledged write survived.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use etcd_op_e2e::{
+    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster,
+    get_cluster, leader, member_names, patch_spec, wait_settled,
+};
+use etcd_op_api::v1::EtcdCluster;
+use etcd_op_test_support::{delete_pod, kill_container, kubectl, wait_for, OPERATOR_NAMESPACE};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::json;
+
+const V36: &str = "3.6.16";
+const V35: &str = "3.5.35";
+
+async fn member_id(client: &kube::Client, ns: &str, cluster: &str, member: &str) -> Result<Option<String>> {
+    let ec = get_cluster(client, ns, cluster).await?;
+    Ok(ec.status.and_then(|s| s.members.into_iter().find(|m| m.name == member)).and_then(|m| m.id))
+}
+
+#[tokio::test]
+async fn create_scale_up_scale_down_and_delete() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-scale").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let status = ec.status.clone().context("status")?;
+    assert!(status.cluster_id.is_some() && status.leader.is_some(), "cluster ID and leader reported");
+    assert!(status.members.iter().all(|m| m.id.is_some()), "every member's etcd ID is in status");
+
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "scale");
+    // `kubectl scale` goes through the scale subresource.
+    kubectl(&["-n", n, "scale", "etcdcluster/demo", "--replicas=5"])?;
+    wait_settled(&client, n, "demo", 5, V36, CHANGE_TIMEOUT).await?;
+    kubectl(&["-n", n, "scale", "etcdcluster/demo", "--replicas=3"])?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    let remaining = pvcs.list(&ListParams::default()).await?.items.len();
+    assert_eq!(remaining, 3, "the removed members' volumes are deleted with them");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("scale: {written} acknowledged writes verified; members {:?}", member_names(&ec));
+
+    // Deleting the EtcdCluster removes everything it owns.
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), n);
+    clusters.delete("demo", &DeleteParams::foreground()).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let services: Api<Service> = Api::namespaced(client.clone(), n);
+    wait_for("the cluster's pods, volumes and services to be deleted", CHANGE_TIMEOUT, || async {
+        let left = pods.list(&ListParams::default()).await?.items.len()
+            + pvcs.list(&ListParams::default()).await?.items.len()
+            + services.list(&ListParams::default()).await?.items.len();
+        Ok((left == 0).then_some(()))
+    })
+    .await?;
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn members_heal_after_process_kill_pod_deletion_and_volume_loss() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-heal").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "heal");
+    let members = member_names(&ec);
+    let follower = members.iter().find(|m| Some(*m) != leader(&ec).as_ref()).context("a follower")?.clone();
+
+    // The etcd process dies: the container restarts and the member rejoins as itself.
+    let id_before = member_id(&client, n, "demo", &follower).await?;
+    kill_container(&client, n, &follower, "etcd").await?;
+    wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert_eq!(member_id(&client, n, "demo", &follower).await?, id_before, "same member after a process kill");
+
+    // The pod is deleted: the operator recreates it on the same volume; same member.
+    delete_pod(&client, n, &follower).await?;
+    wait_for("the deleted member to be seen unhealthy or recreated", Duration::from_secs(60), || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        Ok((!etcd_op_e2e::settled(&ec, 3, V36) || ec.status.as_ref().is_some_and(|s| s.members.iter().all(|m| m.healthy))).then_some(()))
+    })
+    .await?;
+    wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert_eq!(member_id(&client, n, "demo", &follower).await?, id_before, "same member after a pod deletion");
+
+    // The pod and its volume are deleted: the member lost its data and is replaced by a fresh one.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    pvcs.delete(&follower, &DeleteParams::default()).await?;
+    delete_pod(&client, n, &follower).await?;
+    let ec = wait_for("the member without data to be replaced", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let replaced = member_id(&client, n, "demo", &follower).await? != id_before;
+        Ok((replaced && etcd_op_e2e::settled(&ec, 3, V36)).then_some(ec))
+    })
+    .await?;
+    let written = checker.stop_and_verify().await?;
+    eprintln!("heal: {written} acknowledged writes verified; members {:?}", member_names(&ec));
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn upgrade_from_3_5_to_3_6_one_member_at_a_time() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-upgrade").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V35})).await?;
+    wait_settled(&client, n, "demo", 3, V35, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "upgrade");
+    patch_spec(&client, n, "demo", json!({"version": V36})).await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert!(
+        ec.status.iter().flat_map(|s| &s.members).all(|m| m.version.as_deref().is_some_and(|v| v.starts_with("3.6."))),
+        "every member reports 3.6"
+    );
+    let written = checker.stop_and_verify().await?;
+    eprintln!("upgrade: {written} acknowledged writes verified");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn paused_cluster_changes_nothing_until_resumed() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-pause").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 1, "version": V36})).await?;
+    wait_settled(&client, n, "demo", 1, V36, CREATE_TIMEOUT).await?;
+    patch_spec(&client, n, "demo", json!({"paused": true, "size": 3})).await?;
+    let ec = wait_for("the paused cluster to report Paused", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let paused = ec.status.as_ref().is_some_and(|s| {
+            s.phase == Some(etcd_op_api::v1::Phase::Paused) && s.observed_generation == ec.metadata.generation
+        });
+        Ok(paused.then_some(ec))
+    })
+    .await?;
+    assert_eq!(member_names(&ec).len(), 1, "no member added while paused");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    assert_eq!(pods.list(&ListParams::default()).await?.items.len(), 1, "no pod created while paused");
+    patch_spec(&client, n, "demo", json!({"paused": false})).await?;
+    wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn operator_killed_in_the_middle_of_a_scale_step() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-crash").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "crash");
+    patch_spec(&client, n, "demo", json!({"size": 5})).await?;
+    // As soon as a learner exists, the operator dies.
+    wait_for("a learner to be added", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        Ok(ec.status.as_ref().is_some_and(|s| s.members.len() > 3).then_some(()))
+    })
+    .await?;
+    let operators: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    for pod in operators.list(&ListParams::default()).await?.items {
+        if let Some(name) = pod.metadata.name {
+            delete_pod(&client, OPERATOR_NAMESPACE, &name).await?;
+        }
+    }
+    let ec = wait_settled(&client, n, "demo", 5, V36, CHANGE_TIMEOUT).await?;
+    let names = member_names(&ec);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 5, "no member was added twice: {names:?}");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("operator crash: {written} acknowledged writes verified");
+    ns.delete().await
+}
