@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Creates the sample EtcdCluster on the local cluster (with the operator deployed) and shows it Ready.
+#   hack/demo.sh      after hack/cluster-up.sh and hack/deploy-operator.sh (`make demo` runs all three)
+set -euo pipefail
+. "$(dirname "$0")/lib/common.sh"
+
+STATE=${ETCD_OP_STATE:-/var/lib/etcd-op-local}
+WAIT_SECONDS=${ETCD_OP_WAIT_SECONDS:-300}
+kubectl=("$("$HACK_DIR/build.sh" kubernetes)/kubectl" --kubeconfig "$STATE/kubeconfig")
+
+"${kubectl[@]}" apply -k "$REPO_ROOT/config/samples"
+log "waiting (at most ${WAIT_SECONDS}s) for etcdcluster/etcdcluster-sample to be Available"
+if ! "${kubectl[@]}" wait --for=condition=Available etcdcluster/etcdcluster-sample --timeout "${WAIT_SECONDS}s"; then
+  "${kubectl[@]}" describe etcdcluster/etcdcluster-sample || true
+  "${kubectl[@]}" -n etcd-op-system logs deploy/etcd-op-controller-manager --tail 50 || true
+  die "the sample cluster did not become Available"
+fi
+"${kubectl[@]}" get etcdcluster -o wide
+"${kubectl[@]}" get pods,pvc,svc -l app.kubernetes.io/instance=etcdcluster-sample
+endpoint=$("${kubectl[@]}" get svc etcdcluster-sample-client -o jsonpath='{.spec.clusterIP}')
+etcdctl="$("$HACK_DIR/build.sh" etcd)/etcdctl"
+"$etcdctl" --endpoints "http://$endpoint:2379" put /demo/hello world >/dev/null
+"$etcdctl" --endpoints "http://$endpoint:2379" -w table endpoint status --cluster
+cat <<TXT
+
+The sample cluster is Available. Try:
+  export KUBECONFIG=$STATE/kubeconfig
+  kubectl get etcd
+  kubectl scale etcdcluster/etcdcluster-sample --replicas=5
+  $etcdctl --endpoints http://$endpoint:2379 get /demo/hello
+TXT
