@@ -9,7 +9,7 @@ set -euo pipefail
 
 left=()
 for cmdline in /proc/[0-9]*/cmdline; do
-  if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -qF -- "$STATE"; then
+  if { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -F -- "$STATE" >/dev/null; then
     pid=${cmdline#/proc/}; left+=("process ${pid%/cmdline}: $(tr '\0' ' ' <"$cmdline" | cut -c1-120)")
   fi
 done

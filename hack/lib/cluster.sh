@@ -35,7 +35,7 @@ component_pid() {
   [ -f "$file" ] || return 1
   pid=$(<"$file")
   [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$STATE" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$STATE" >/dev/null || return 1
   echo "$pid"
 }
 
@@ -57,6 +57,7 @@ stop_pid() {
     kill -0 "$pid" 2>/dev/null || return 0
     sleep 0.1
   done
+  log "process $pid did not exit within ${grace}s; killing it"
   kill -KILL "$pid" 2>/dev/null || true
   for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
 }
@@ -105,7 +106,7 @@ cgroup_pids() {
 shim_pids() {
   local cmdline
   for cmdline in /proc/[0-9]*/cmdline; do
-    if tr '\0' ' ' <"$cmdline" 2>/dev/null | grep -q -- "^[^ ]*containerd-shim[^ ]* .*-address $CONTAINERD_SOCK "; then
+    if { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -- "^[^ ]*containerd-shim[^ ]* .*-address $CONTAINERD_SOCK " >/dev/null; then
       cmdline=${cmdline#/proc/}; echo "${cmdline%/cmdline}"
     fi
   done
@@ -155,15 +156,25 @@ cleanup_cluster() {
     kill -KILL $pid 2>/dev/null || true
     sleep 0.5
   done
-  for pid in $(shim_pids); do stop_pid "$pid" 5; done
+  # With their containers gone the shims have nothing left to save.
+  pid=$(shim_pids)
+  # shellcheck disable=SC2086
+  [ -z "$pid" ] || kill -KILL $pid 2>/dev/null || true
   # The rest do not depend on each other to shut down: stop them all at once.
-  local stoppers=()
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-    stop_component "${COMPONENTS[i]}" &
+  # The apiserver's clients do not depend on each other to shut down: stop them all at once. Then the
+  # apiserver while its etcd is still there (without etcd it hangs in its graceful shutdown), then etcd.
+  log "stopping the other components"
+  local stoppers=() component
+  for component in "${COMPONENTS[@]}"; do
+    case $component in etcd | kube-apiserver) continue ;; esac
+    stop_component "$component" &
     stoppers+=($!)
   done
   wait "${stoppers[@]}"
+  stop_component kube-apiserver
+  stop_component etcd
 
+  log "unmounting and removing links, chains and state"
   for ((i = 0; i < 3; i++)); do
     while read -r mount; do
       [ -n "$mount" ] && { umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || true; }
