@@ -23,11 +23,13 @@ main() {
   # The overlay lives in the state folder: it names this machine's paths and is not part of the repository.
   local overlay="$STATE/operator-overlay"
   mkdir -p "$overlay"
+  # kustomize takes only relative paths to other kustomizations.
+  local base; base=$(realpath --relative-to="$overlay" "$REPO_ROOT/config/default")
   cat >"$overlay/kustomization.yaml" <<YAML
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
-- $REPO_ROOT/config/default
+- $base
 images:
 - name: controller
   newName: ${OPERATOR_IMAGE%:*}
