@@ -56,7 +56,12 @@ pub struct ManagerArgs {
     pub leader_election_lease_duration: u64,
 
     /// Address of the Prometheus /metrics endpoint, as [HOST]:PORT; "0" turns it off.
-    #[arg(long = "metrics-addr", visible_alias = "metrics-bind-address", env = "METRICS_BIND_ADDRESS", default_value = ":8080")]
+    #[arg(
+        long = "metrics-addr",
+        visible_alias = "metrics-bind-address",
+        env = "METRICS_BIND_ADDRESS",
+        default_value = ":8080"
+    )]
     pub metrics_addr: String,
 
     /// Address of the /healthz and /readyz endpoints, as [HOST]:PORT; "0" turns them off.

@@ -85,6 +85,8 @@ async fn termination() {
     }
 }
 
+// Spelled out rather than `async fn` so the signature states the `Sync` bound the controller requires.
+#[allow(clippy::manual_async_fn)]
 fn shutdown_future(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
     async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
@@ -118,10 +120,8 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "etcd-op".to_string());
     let identity = format!("{identity}_{}", std::process::id());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "etcd-op".into(), instance: Some(identity.clone()) },
-    );
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "etcd-op".into(), instance: Some(identity.clone()) });
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder,
@@ -168,7 +168,9 @@ async fn wait_for_crd(client: &Client, namespace: Option<&str>, mut stop: watch:
     loop {
         match api.list(&kube::api::ListParams::default().limit(1)).await {
             Ok(_) => return,
-            Err(error) => warn!(%error, retry_in = ?delay, "the EtcdCluster API is not available yet (is the CRD installed?)"),
+            Err(error) => {
+                warn!(%error, retry_in = ?delay, "the EtcdCluster API is not available yet (is the CRD installed?)")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -101,7 +101,11 @@ impl Default for Metrics {
         let leader_present = Family::<ClusterLabels, Gauge>::default();
         registry.register("etcd_op_cluster_desired_members", "Members the spec asks for", desired_members.clone());
         registry.register("etcd_op_cluster_ready_members", "Healthy voting members", ready_members.clone());
-        registry.register("etcd_op_cluster_leader_present", "1 when the cluster has a raft leader", leader_present.clone());
+        registry.register(
+            "etcd_op_cluster_leader_present",
+            "1 when the cluster has a raft leader",
+            leader_present.clone(),
+        );
         let leader_election_status = Family::<LeaseLabels, Gauge>::default();
         registry.register(
             "leader_election_master_status",

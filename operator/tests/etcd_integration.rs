@@ -126,17 +126,11 @@ async fn integration_membership_lifecycle() {
         let entry = listed.iter().find(|m| m.id == id).expect("the learner is listed");
         assert!(entry.is_learner, "added as a learner");
         assert!(entry.name.is_empty(), "a member that has not started has no name yet");
-        let mut cluster: Vec<String> = listed
-            .iter()
-            .filter(|m| !m.name.is_empty())
-            .map(|m| format!("{}={}", m.name, m.peer_urls[0]))
-            .collect();
+        let mut cluster: Vec<String> =
+            listed.iter().filter(|m| !m.name.is_empty()).map(|m| format!("{}={}", m.name, m.peer_urls[0])).collect();
         cluster.push(joining.entry());
         joining.start(&cluster.join(","), "existing");
-        eventually("the learner to be promotable", WAIT, || async {
-            etcd.promote(&a.client, id).await.ok()
-        })
-        .await;
+        eventually("the learner to be promotable", WAIT, || async { etcd.promote(&a.client, id).await.ok() }).await;
         let status = etcd.status(&joining.client).await.expect("the promoted member answers");
         assert!(!status.is_learner, "promoted to a voter");
         assert_eq!(status.cluster_id, first.cluster_id, "same cluster");

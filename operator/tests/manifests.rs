@@ -16,11 +16,7 @@ fn committed_crd_matches_the_rust_types() {
     let generated = serde_saphyr::to_string(&EtcdCluster::crd()).expect("the CRD serializes");
     let path = repo_root().join("config/crd/bases/etcd.cloud.io_etcdclusters.yaml");
     let committed = std::fs::read_to_string(&path).expect("the committed CRD exists");
-    assert!(
-        generated == committed,
-        "{} is stale: run `make manifests` and commit the result",
-        path.display()
-    );
+    assert!(generated == committed, "{} is stale: run `make manifests` and commit the result", path.display());
 }
 
 #[test]
@@ -29,8 +25,7 @@ fn crd_carries_what_kubectl_users_expect() {
     assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["etcd".to_string()][..]));
     assert_eq!(crd.spec.names.categories.as_deref(), Some(&["all".to_string()][..]));
     let version = &crd.spec.versions[0];
-    let columns: Vec<&str> =
-        version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
     for wanted in ["Size", "Ready", "Version", "Available", "Age"] {
         assert!(columns.contains(&wanted), "printer column {wanted} missing: {columns:?}");
     }

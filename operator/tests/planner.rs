@@ -20,13 +20,24 @@ fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applie
     Member {
         name: format!("demo-{ordinal}"),
         ordinal,
-        pod: Some(PodView { ready: true, terminating: false, version: Some(version), template_hash: "t1".into(), not_ready_for_secs: 0 }),
+        pod: Some(PodView {
+            ready: true,
+            terminating: false,
+            version: Some(version),
+            template_hash: "t1".into(),
+            not_ready_for_secs: 0,
+        }),
         pvc: Some(PvcView { terminating: false }),
         etcd: Some(EtcdMember {
             id,
             learner,
             started: true,
-            health: Some(MemberHealth { cluster_id: CLUSTER_ID, raft_applied_index: applied, version: Some(version), has_errors: false }),
+            health: Some(MemberHealth {
+                cluster_id: CLUSTER_ID,
+                raft_applied_index: applied,
+                version: Some(version),
+                has_errors: false,
+            }),
         }),
     }
 }
@@ -122,14 +133,21 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
         })
         .prop_map(|(members, size, version, committed, paused, ephemeral, unreachable, leader_pick, no_leader)| {
             let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
-            let leader = if voters.is_empty() || no_leader { None } else { Some(voters[leader_pick.index(voters.len())]) };
+            let leader =
+                if voters.is_empty() || no_leader { None } else { Some(voters[leader_pick.index(voters.len())]) };
             let any_in_etcd = members.iter().any(|m| m.etcd.is_some());
             // The operator reaches members through their pods: one that answered has a pod.
             let mut members = members;
             for m in &mut members {
                 let answered = m.etcd.as_ref().is_some_and(|e| e.health.is_some());
                 if answered && m.pod.is_none() {
-                    m.pod = Some(PodView { ready: true, terminating: false, version: Some(V36), template_hash: "t1".into(), not_ready_for_secs: 0 });
+                    m.pod = Some(PodView {
+                        ready: true,
+                        terminating: false,
+                        version: Some(V36),
+                        template_hash: "t1".into(),
+                        not_ready_for_secs: 0,
+                    });
                 }
             }
             let etcd = if unreachable || !any_in_etcd {
@@ -145,7 +163,13 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                         && let Some(e) = m.etcd.as_mut()
                     {
                         e.started = true;
-                        m.pod.get_or_insert(PodView { ready: true, terminating: false, version: Some(V36), template_hash: "t1".into(), not_ready_for_secs: 0 });
+                        m.pod.get_or_insert(PodView {
+                            ready: true,
+                            terminating: false,
+                            version: Some(V36),
+                            template_hash: "t1".into(),
+                            not_ready_for_secs: 0,
+                        });
                         e.health.get_or_insert(MemberHealth {
                             cluster_id: CLUSTER_ID,
                             raft_applied_index: 5_000,
@@ -203,7 +227,9 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         );
     }
     match &p.step {
-        Step::BootstrapFirstMember { .. } => prop_assert!(obs.members.is_empty(), "bootstrap only when nothing exists"),
+        Step::BootstrapFirstMember { .. } => {
+            prop_assert!(obs.members.is_empty(), "bootstrap only when nothing exists")
+        }
         Step::RemoveMember { name, id } => {
             let m = find(obs, name);
             prop_assert_eq!(m.id(), Some(*id));
@@ -211,7 +237,11 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             if m.is_voter() {
                 prop_assert!(voters(obs) >= 2, "the last voter, the last copy of the data, is never removed");
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
-                prop_assert!(after >= quorum(voters(obs) - 1), "removal keeps quorum: {after} healthy of {}", voters(obs) - 1);
+                prop_assert!(
+                    after >= quorum(voters(obs) - 1),
+                    "removal keeps quorum: {after} healthy of {}",
+                    voters(obs) - 1
+                );
             }
         }
         Step::AddLearner { name } => {

@@ -35,17 +35,12 @@ pub const MAX_SIZE: i32 = 9;
         status_replicas_path = ".status.readyMembers",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Size", type_ = "integer", json_path = ".spec.size", description = "Desired number of members"),
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyMembers", description = "Members that are healthy voters"),
-    printcolumn(name = "Version", type_ = "string", json_path = ".status.currentVersion", description = "etcd version all members run"),
-    printcolumn(
-        name = "Available",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Available\")].status",
-        description = "Whether the cluster has quorum and serves clients"
-    ),
-    printcolumn(name = "Step", type_ = "string", json_path = ".status.nextStep.action", priority = "1", description = "What the operator does next"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name":"Size", "type":"integer", "jsonPath":".spec.size", "description":"Desired number of members"}"#,
+    printcolumn = r#"{"name":"Ready", "type":"integer", "jsonPath":".status.readyMembers", "description":"Members that are healthy voters"}"#,
+    printcolumn = r#"{"name":"Version", "type":"string", "jsonPath":".status.currentVersion", "description":"etcd version all members run"}"#,
+    printcolumn = r#"{"name":"Available", "type":"string", "jsonPath":".status.conditions[?(@.type==\"Available\")].status", "description":"Whether the cluster has quorum and serves clients"}"#,
+    printcolumn = r#"{"name":"Step", "type":"string", "jsonPath":".status.nextStep.action", "description":"What the operator does next", "priority":1}"#,
+    printcolumn = r#"{"name":"Age", "type":"date", "jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct EtcdClusterSpec {

@@ -114,7 +114,10 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.create(&PostParams { field_manager: Some(super::FIELD_MANAGER.into()), ..PostParams::default() }, &object).await {
+    match api
+        .create(&PostParams { field_manager: Some(super::FIELD_MANAGER.into()), ..PostParams::default() }, &object)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(source) => Err(Error::KubeWrite { what: format!("create {} {}", K::kind(&()), object.name_any()), source }),

@@ -17,7 +17,9 @@ pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), 
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let name = ec.name_any();
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-    for (service_name, build) in [(name.clone(), headless_service as fn(&EtcdCluster) -> Service), (client_service_name(&name), client_service)] {
+    for (service_name, build) in
+        [(name.clone(), headless_service as fn(&EtcdCluster) -> Service), (client_service_name(&name), client_service)]
+    {
         let existing = services
             .get_opt(&service_name)
             .await
@@ -37,10 +39,9 @@ pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), 
         None => create_if_absent(ctx, &namespace, wanted).await,
         Some(current) if min_available(&current) != min_available(&wanted) => {
             let patch = serde_json::json!({"spec": {"minAvailable": min_available(&wanted)}});
-            budgets
-                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-                .map_err(|source| Error::KubeWrite { what: format!("PodDisruptionBudget {namespace}/{name}"), source })?;
+            budgets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| {
+                Error::KubeWrite { what: format!("PodDisruptionBudget {namespace}/{name}"), source }
+            })?;
             Ok(())
         }
         Some(_) => Ok(()),

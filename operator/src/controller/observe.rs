@@ -8,14 +8,16 @@ use etcd_op_api::v1::{EtcdCluster, MAX_SIZE, MIN_SIZE};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 
 use super::Context;
 use super::error::Error;
 use super::model::{EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version};
 use super::plan::{ordinal_of, version_of_image};
-use super::resources::{ANNOTATION_TEMPLATE_HASH, CLIENT_PORT, LABEL_MEMBER, member_of_peer_url, selector_string, template_hash};
+use super::resources::{
+    ANNOTATION_TEMPLATE_HASH, CLIENT_PORT, LABEL_MEMBER, member_of_peer_url, selector_string, template_hash,
+};
 use crate::etcd::{EndpointStatus, MemberInfo};
 
 /// Everything observed of one cluster: the planner's plain view plus the raw objects the act and report
@@ -79,8 +81,8 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
             Some((name.clone(), format!("http://{host}:{CLIENT_PORT}")))
         })
         .collect();
-    let answers = join_all(endpoints.iter().map(|(name, url)| async move { (name.clone(), ctx.etcd.status(url).await) }))
-        .await;
+    let answers =
+        join_all(endpoints.iter().map(|(name, url)| async move { (name.clone(), ctx.etcd.status(url).await) })).await;
     let statuses: BTreeMap<String, EndpointStatus> =
         answers.into_iter().filter_map(|(name, answer)| Some((name, answer.ok()?))).collect();
 
@@ -172,11 +174,8 @@ fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
         (false, Some(since)) => u64::try_from(now.as_second().saturating_sub(since.as_second())).unwrap_or(0),
         (false, None) => 0,
     };
-    let image = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == "etcd"))
-        .and_then(|c| c.image.as_deref());
+    let image =
+        pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == "etcd")).and_then(|c| c.image.as_deref());
     PodView {
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),

@@ -18,20 +18,39 @@ pub enum Step {
     /// Something in flight must settle first; the next watch event or requeue brings a new observation.
     Wait,
     /// Create the first member's PVC and pod with a one-member initial cluster.
-    BootstrapFirstMember { name: String },
+    BootstrapFirstMember {
+        name: String,
+    },
     /// Add a learner to etcd, then create its PVC and pod.
-    AddLearner { name: String },
+    AddLearner {
+        name: String,
+    },
     /// (Re)create the PVC and pod of a member that etcd knows (or the bootstrap member), keeping its identity.
-    CreateMemberPod { name: String },
-    PromoteLearner { name: String, id: u64 },
+    CreateMemberPod {
+        name: String,
+    },
+    PromoteLearner {
+        name: String,
+        id: u64,
+    },
     /// Hand leadership to another voter before the leader is removed or restarted.
-    MoveLeader { to: String, to_id: u64 },
+    MoveLeader {
+        to: String,
+        to_id: u64,
+    },
     /// Remove a member from etcd membership; its pod and PVC go in a later step.
-    RemoveMember { name: String, id: u64 },
+    RemoveMember {
+        name: String,
+        id: u64,
+    },
     /// Delete the pod and PVC of a member that is no longer in etcd.
-    DeleteMemberResources { name: String },
+    DeleteMemberResources {
+        name: String,
+    },
     /// Delete a member's pod (keeping its PVC) so it comes back on the target version and template.
-    RestartMember { name: String },
+    RestartMember {
+        name: String,
+    },
 }
 
 impl Step {
@@ -119,7 +138,11 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
         EtcdView::Unreachable => decide_unreachable(obs),
         EtcdView::Reachable { cluster_id, leader_id } => {
             let Some(leader_id) = leader_id else {
-                return (Step::Wait, Activity::Healing, "etcd answers but has no leader; waiting for an election".into());
+                return (
+                    Step::Wait,
+                    Activity::Healing,
+                    "etcd answers but has no leader; waiting for an election".into(),
+                );
             };
             let cluster = Cluster { obs, cluster_id, leader_id };
             cluster
@@ -179,10 +202,10 @@ fn decide_unreachable(obs: &Observation) -> Decision {
 fn choose_target(obs: &Observation) -> (Target, Option<(Blocker, String)>) {
     let running = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).min();
     // Without a recorded target (a new cluster, or status lost), the running version is what was committed.
-    let committed = obs.committed.clone().unwrap_or_else(|| Target {
-        version: running.unwrap_or(obs.desired.version),
-        ..obs.desired.clone()
-    });
+    let committed = obs
+        .committed
+        .clone()
+        .unwrap_or_else(|| Target { version: running.unwrap_or(obs.desired.version), ..obs.desired.clone() });
     if committed == obs.desired || !at_safe_point(obs) {
         return (committed, None);
     }
@@ -205,9 +228,7 @@ fn at_safe_point(obs: &Observation) -> bool {
     let EtcdView::Reachable { cluster_id, leader_id: Some(_) } = obs.etcd else {
         return obs.members.is_empty();
     };
-    obs.members
-        .iter()
-        .all(|m| m.is_voter() && m.is_healthy(cluster_id) && (obs.ephemeral_storage || m.pvc.is_some()))
+    obs.members.iter().all(|m| m.is_voter() && m.is_healthy(cluster_id) && (obs.ephemeral_storage || m.pvc.is_some()))
 }
 
 fn member_name_for(obs: &Observation, ordinal: u32) -> String {

@@ -45,7 +45,9 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
             MemberStatus {
                 name: m.name.clone(),
                 id: m.id().map(|id| format!("{id:x}")),
-                peer_urls: info.map(|i| i.peer_urls.clone()).unwrap_or_else(|| vec![peer_url(&cluster, &namespace, &m.name)]),
+                peer_urls: info
+                    .map(|i| i.peer_urls.clone())
+                    .unwrap_or_else(|| vec![peer_url(&cluster, &namespace, &m.name)]),
                 client_urls: info
                     .map(|i| i.client_urls.clone())
                     .filter(|u| !u.is_empty())
@@ -84,16 +86,13 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
         _ if !unhealthy.is_empty() => (true, "MemberUnhealthy", format!("unhealthy members: {}", unhealthy.join(", "))),
         _ => (false, "AsExpected", "all members are healthy".to_string()),
     };
-    let conditions = [
-        (AVAILABLE, available_condition),
-        (PROGRESSING, progressing_condition),
-        (DEGRADED, degraded_condition),
-    ]
-    .into_iter()
-    .map(|(type_, (status, reason, message))| {
-        condition(&previous.conditions, type_, status, reason, message, generation, now)
-    })
-    .collect();
+    let conditions =
+        [(AVAILABLE, available_condition), (PROGRESSING, progressing_condition), (DEGRADED, degraded_condition)]
+            .into_iter()
+            .map(|(type_, (status, reason, message))| {
+                condition(&previous.conditions, type_, status, reason, message, generation, now)
+            })
+            .collect();
 
     EtcdClusterStatus {
         observed_generation: generation,

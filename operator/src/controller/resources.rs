@@ -8,8 +8,8 @@ use etcd_op_api::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, SeccompProfile,
-    SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, SeccompProfile, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -115,8 +115,7 @@ pub fn client_service_name(cluster: &str) -> String {
 }
 
 pub fn image(ec: &EtcdCluster, version: Version) -> String {
-    let repository =
-        template(ec).and_then(|t| t.image_repository.as_deref()).unwrap_or(DEFAULT_IMAGE_REPOSITORY);
+    let repository = template(ec).and_then(|t| t.image_repository.as_deref()).unwrap_or(DEFAULT_IMAGE_REPOSITORY);
     format!("{repository}:v{version}")
 }
 

@@ -108,8 +108,8 @@ impl Etcd {
     /// Adds a learner with the given peer URL and returns its member ID.
     pub async fn add_learner(&self, endpoint: &str, peer_url: &str) -> Result<u64, EtcdError> {
         let urls = [peer_url.to_string()];
-        let response = self
-            .call(endpoint, |mut c| async move {
+        let response =
+            self.call(endpoint, |mut c| async move {
                 c.member_add(urls, Some(MemberAddOptions::new().with_is_learner())).await
             })
             .await?;

@@ -44,13 +44,18 @@ pub async fn get_cluster(client: &Client, namespace: &str, name: &str) -> Result
     Ok(api.get(name).await?)
 }
 
-fn condition<'a>(ec: &'a EtcdCluster, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn condition<'a>(
+    ec: &'a EtcdCluster,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     ec.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// The cluster has settled at `size` healthy voters on `version`, for its current generation.
 pub fn settled(ec: &EtcdCluster, size: usize, version: &str) -> bool {
-    let Some(status) = ec.status.as_ref() else { return false };
+    let Some(status) = ec.status.as_ref() else {
+        return false;
+    };
     status.observed_generation == ec.metadata.generation
         && condition(ec, "Available").is_some_and(|c| c.status == "True")
         && condition(ec, "Progressing").is_some_and(|c| c.status == "False")
@@ -77,7 +82,10 @@ pub async fn wait_settled(
     .await;
     if result.is_err() {
         if let Ok(ec) = get_cluster(client, namespace, name).await {
-            eprintln!("=== status of {namespace}/{name}: {}", serde_json::to_string_pretty(&ec.status).unwrap_or_default());
+            eprintln!(
+                "=== status of {namespace}/{name}: {}",
+                serde_json::to_string_pretty(&ec.status).unwrap_or_default()
+            );
         }
         dump_cluster_state(Some(namespace)).await;
     }

@@ -44,7 +44,9 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
             .await,
     );
     assert!(message.contains("storageClassName cannot change"), "storage class change: {message}");
-    let message = refusal(patch_spec(&client, n, "valid", json!({"storage": {"emptyDir": {}, "volumeClaimTemplate": null}})).await);
+    let message = refusal(
+        patch_spec(&client, n, "valid", json!({"storage": {"emptyDir": {}, "volumeClaimTemplate": null}})).await,
+    );
     assert!(message.contains("cannot change after creation"), "storage kind change: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"version": "3.5.35"})).await);
     assert!(message.contains("downgrading"), "downgrade: {message}");

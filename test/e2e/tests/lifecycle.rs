@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use etcd_op_e2e::{
-    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster,
-    get_cluster, leader, member_names, patch_spec, wait_settled,
-};
 use etcd_op_api::v1::EtcdCluster;
-use etcd_op_test_support::{delete_pod, kill_container, kubectl, wait_for, OPERATOR_NAMESPACE};
+use etcd_op_e2e::{
+    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster, get_cluster,
+    leader, member_names, patch_spec, wait_settled,
+};
+use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kill_container, kubectl, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
@@ -82,7 +82,9 @@ async fn members_heal_after_process_kill_pod_deletion_and_volume_loss() -> Resul
     delete_pod(&client, n, &follower).await?;
     wait_for("the deleted member to be seen unhealthy or recreated", Duration::from_secs(60), || async {
         let ec = get_cluster(&client, n, "demo").await?;
-        Ok((!etcd_op_e2e::settled(&ec, 3, V36) || ec.status.as_ref().is_some_and(|s| s.members.iter().all(|m| m.healthy))).then_some(()))
+        Ok((!etcd_op_e2e::settled(&ec, 3, V36)
+            || ec.status.as_ref().is_some_and(|s| s.members.iter().all(|m| m.healthy)))
+        .then_some(()))
     })
     .await?;
     wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
