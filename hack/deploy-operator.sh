@@ -18,7 +18,9 @@ main() {
   if [ -z "${SKIP_BUILD:-}" ]; then
     (cd "$REPO_ROOT" && cargo build --release -p etcd-op)
   fi
-  OPERATOR_IMAGE=$OPERATOR_IMAGE "$HACK_DIR/image-operator.sh" >/dev/null
+  local image_tar; image_tar=$(OPERATOR_IMAGE=$OPERATOR_IMAGE "$HACK_DIR/image-operator.sh")
+  # A rebuilt image keeps its tag; naming its content in the pod template rolls the pods exactly when it changed.
+  local image_id; image_id=$(sha256sum "$image_tar" | cut -c1-16)
 
   # The overlay lives in the state folder: it names this machine's paths and is not part of the repository.
   local overlay="$STATE/operator-overlay"
@@ -38,14 +40,22 @@ patches:
 # The image exists only in this node's containerd: never try to pull it.
 - target: {kind: Deployment, name: $DEPLOYMENT}
   patch: |
-    - op: replace
-      path: /spec/template/spec/containers/0/imagePullPolicy
-      value: IfNotPresent
+    apiVersion: apps/v1
+    kind: Deployment
+    metadata:
+      name: $DEPLOYMENT
+    spec:
+      template:
+        metadata:
+          annotations:
+            local.etcd-op/image-content: "$image_id"
+        spec:
+          containers:
+          - name: manager
+            imagePullPolicy: IfNotPresent
 YAML
   local kubectl=("$k8s_bin/kubectl" --kubeconfig "$STATE/kubeconfig")
   "${kubectl[@]}" apply --server-side --force-conflicts -k "$overlay"
-  # A rebuilt image has the same tag: restart so the pods run the new one.
-  "${kubectl[@]}" -n "$NAMESPACE" rollout restart "deployment/$DEPLOYMENT" >/dev/null
   "${kubectl[@]}" -n "$NAMESPACE" rollout status "deployment/$DEPLOYMENT" --timeout "${WAIT_SECONDS}s" ||
     die "the operator did not become available (kubectl -n $NAMESPACE logs deploy/$DEPLOYMENT)"
   "${kubectl[@]}" -n "$NAMESPACE" wait --for condition=Available "deployment/$DEPLOYMENT" --timeout "${WAIT_SECONDS}s"
