@@ -144,14 +144,13 @@ impl Member {
         leader_id.is_some() && self.id() == leader_id
     }
 
-    /// A member that answers, belongs to `cluster_id`, reports no error and whose pod is ready.
+    /// A member that answers, belongs to `cluster_id`, reports no error and whose pod is ready. etcd's
+    /// /readyz (the pod's readiness) fails on purpose for learners, so a learner's pod only needs to be up.
     pub fn is_healthy(&self, cluster_id: u64) -> bool {
-        let answered = self
-            .etcd
-            .as_ref()
-            .and_then(|e| e.health.as_ref())
-            .is_some_and(|h| h.cluster_id == cluster_id && !h.has_errors);
-        answered && self.pod.as_ref().is_some_and(|p| p.ready && !p.terminating)
+        let Some(etcd) = self.etcd.as_ref() else { return false };
+        let answered = etcd.health.as_ref().is_some_and(|h| h.cluster_id == cluster_id && !h.has_errors);
+        let pod_ok = self.pod.as_ref().is_some_and(|p| !p.terminating && (p.ready || etcd.learner));
+        answered && pod_ok
     }
 
     pub fn applied_index(&self) -> Option<u64> {
