@@ -35,10 +35,10 @@ pub const FIELD_MANAGER: &str = "etcd-op";
 /// Requeue after a step, so its effect is observed soon even if no watch event arrives.
 const AFTER_STEP: Duration = Duration::from_secs(2);
 /// Requeue while waiting for something to settle.
-const WHILE_WAITING: Duration = Duration::from_secs(5);
+const WHILE_WAITING: Duration = Duration::from_secs(3);
 /// Requeue of a quiet cluster: its health is looked at this often.
 const WHEN_QUIET: Duration = Duration::from_secs(60);
-const AFTER_ERROR: Duration = Duration::from_secs(10);
+const AFTER_ERROR: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -116,6 +116,15 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         // Owner references let the garbage collector remove members; there is nothing external to clean.
         ctx.metrics.forget_cluster(&namespace, &name);
         return Ok(Action::await_change());
+    }
+    let new_generation = ec.status.as_ref().and_then(|s| s.observed_generation) != ec.metadata.generation;
+    if new_generation && ec.spec.size % 2 == 0 {
+        let note = format!(
+            "spec.size {} is even: it tolerates no more failed members than {}, and needs one more member for quorum",
+            ec.spec.size,
+            ec.spec.size - 1
+        );
+        report::publish_warning(ctx, ec, "EvenSize", &note).await;
     }
     let observed = observe::observe(ctx, ec).await?;
     let plan = plan::plan(&observed.observation);
