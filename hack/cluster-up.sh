@@ -44,9 +44,12 @@ build_pki() {
   key=$(cat "$HACK_DIR/pki/Cargo.toml" "$HACK_DIR/pki/src/"*.rs | sha256sum | cut -c1-12)
   out="$CACHE_DIR/tools/pki-$key/pki"
   if [ ! -x "$out" ]; then
-    (cd "$REPO_ROOT" && cargo build --quiet --release -p pki) >&2
+    # A target folder of its own: the tests start the cluster from inside `cargo test`, which holds the lock
+    # of the workspace's target folder.
+    local target="$CACHE_DIR/pki-target"
+    (cd "$REPO_ROOT" && CARGO_TARGET_DIR=$target cargo build --quiet --release -p pki) >&2
     mkdir -p "$(dirname "$out")"
-    cp "$REPO_ROOT/target/release/pki" "$out.tmp" && mv "$out.tmp" "$out"
+    cp "$target/release/pki" "$out.tmp" && mv "$out.tmp" "$out"
   fi
   echo "$out"
 }
