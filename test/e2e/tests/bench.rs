@@ -1,0 +1,171 @@
+//! Benchmarks on the local cluster, run by `make bench` (ignored by plain `cargo test`). Each prints its
+//! figures as medians of several runs; none asserts a time, since speed is measured here and never gated.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use etcd_op_e2e::{CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, client, create_cluster, get_cluster, wait_settled};
+use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kubectl, wait_for};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use serde_json::json;
+
+const RUNS: usize = 3;
+const VERSION: &str = "3.6.16";
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn report(what: &str, samples: &[Duration]) {
+    let shown: Vec<String> = samples.iter().map(|d| format!("{:.1}s", d.as_secs_f64())).collect();
+    println!(
+        "BENCH {what}: median {:.1}s over {} runs ({})",
+        median(samples.to_vec()).as_secs_f64(),
+        samples.len(),
+        shown.join(", ")
+    );
+}
+
+async fn operator_pod(client: &kube::Client) -> Result<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    pods.list(&ListParams::default().labels("control-plane=controller-manager"))
+        .await?
+        .items
+        .into_iter()
+        .find(|p| p.metadata.deletion_timestamp.is_none())
+        .context("no operator pod")
+}
+
+/// Reads the operator's own process metrics from its /metrics endpoint.
+async fn operator_process(client: &kube::Client) -> Result<(f64, f64)> {
+    let pod = operator_pod(client).await?;
+    let ip = pod.status.and_then(|s| s.pod_ip).context("operator pod IP")?;
+    let body = tokio::task::spawn_blocking(move || -> Result<String> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse()?, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(stream, "GET /metrics HTTP/1.0\r\n\r\n")?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    })
+    .await??;
+    let value = |name: &str| -> Option<f64> {
+        body.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()?.parse().ok())
+    };
+    Ok((
+        value("process_resident_memory_bytes").context("resident memory")?,
+        value("process_cpu_seconds_total").context("cpu seconds")?,
+    ))
+}
+
+/// Write requests the API server has served, by resource, from its own metrics.
+fn api_writes() -> Result<f64> {
+    let metrics = kubectl(&["get", "--raw", "/metrics"])?;
+    let watched = ["etcdclusters", "pods", "persistentvolumeclaims", "services", "poddisruptionbudgets", "events"];
+    Ok(metrics
+        .lines()
+        .filter(|l| l.starts_with("apiserver_request_total{"))
+        .filter(|l| {
+            ["verb=\"POST\"", "verb=\"PUT\"", "verb=\"PATCH\"", "verb=\"APPLY\"", "verb=\"DELETE\""]
+                .iter()
+                .any(|v| l.contains(v))
+        })
+        .filter(|l| watched.iter().any(|r| l.contains(&format!("resource=\"{r}\""))))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum())
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with make bench"]
+async fn bench_create_heal_scale() -> Result<()> {
+    let client = client().await?;
+    let (mut create, mut heal, mut scale) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        let ns = TestNamespace::create(&client, "bench").await?;
+        let n = ns.name.as_str();
+        let started = Instant::now();
+        create_cluster(&client, n, "b", json!({"size": 3, "version": VERSION})).await?;
+        wait_settled(&client, n, "b", 3, VERSION, CREATE_TIMEOUT).await?;
+        create.push(started.elapsed());
+
+        let ec = get_cluster(&client, n, "b").await?;
+        let victim = ec
+            .status
+            .as_ref()
+            .and_then(|s| s.members.iter().find(|m| Some(&m.name) != s.leader.as_ref()))
+            .map(|m| m.name.clone())
+            .context("a follower")?;
+        let started = Instant::now();
+        delete_pod(&client, n, &victim).await?;
+        wait_for("the member to be seen down", Duration::from_secs(30), || async {
+            let ec = get_cluster(&client, n, "b").await?;
+            Ok((!etcd_op_e2e::settled(&ec, 3, VERSION)).then_some(()))
+        })
+        .await?;
+        wait_settled(&client, n, "b", 3, VERSION, CHANGE_TIMEOUT).await?;
+        heal.push(started.elapsed());
+
+        let started = Instant::now();
+        kubectl(&["-n", n, "scale", "etcdcluster/b", "--replicas=5"])?;
+        wait_settled(&client, n, "b", 5, VERSION, CHANGE_TIMEOUT).await?;
+        scale.push(started.elapsed());
+        eprintln!("run {run}: create {:?}, heal {:?}, scale {:?}", create[run], heal[run], scale[run]);
+        ns.delete().await?;
+    }
+    report("3-member cluster from kubectl apply to Available", &create);
+    report("member pod deleted to cluster fully healthy", &heal);
+    report("scale 3 -> 5", &scale);
+    Ok(())
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with make bench"]
+async fn bench_idle_cost() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "bench-idle").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "one", json!({"size": 1, "version": VERSION})).await?;
+    wait_settled(&client, n, "one", 1, VERSION, CREATE_TIMEOUT).await?;
+    let idle = Duration::from_secs(60);
+
+    let (_, cpu_before) = operator_process(&client).await?;
+    let writes_before = api_writes()?;
+    tokio::time::sleep(idle).await;
+    let (rss, cpu_after) = operator_process(&client).await?;
+    let writes = api_writes()? - writes_before;
+    println!(
+        "BENCH idle, 1 cluster: resident memory {:.1} MiB, CPU {:.3} s per minute, API writes per minute {writes}",
+        rss / 1_048_576.0,
+        cpu_after - cpu_before
+    );
+
+    for i in 0..99 {
+        create_cluster(&client, n, &format!("paused-{i:02}"), json!({"size": 3, "version": VERSION, "paused": true}))
+            .await?;
+    }
+    wait_for("every paused cluster to report Paused", Duration::from_secs(300), || async {
+        let clusters: Api<etcd_op_api::v1::EtcdCluster> = Api::namespaced(client.clone(), n);
+        let list = clusters.list(&ListParams::default()).await?;
+        let paused = list
+            .items
+            .iter()
+            .filter(|c| c.status.as_ref().and_then(|s| s.phase) == Some(etcd_op_api::v1::Phase::Paused))
+            .count();
+        Ok((paused == 99).then_some(()))
+    })
+    .await?;
+    let (_, cpu_before) = operator_process(&client).await?;
+    let writes_before = api_writes()?;
+    tokio::time::sleep(idle).await;
+    let (rss, cpu_after) = operator_process(&client).await?;
+    let writes = api_writes()? - writes_before;
+    println!(
+        "BENCH idle, 100 clusters (99 paused): resident memory {:.1} MiB, CPU {:.3} s per minute, API writes per minute {writes}",
+        rss / 1_048_576.0,
+        cpu_after - cpu_before
+    );
+    ns.delete().await
+}
