@@ -31,7 +31,7 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         Step::AddLearner { name } => {
             let leader = leader_endpoint(observed, "add a learner")?;
             let url = peer_url(&cluster, &namespace, name);
-            ctx.etcd.add_learner(leader, &url).await?;
+            ctx.etcd.add_learner(leader, &url).await.map_err(|e| Error::from_membership_change("AddLearner", e))?;
             let bootstrap = joining_bootstrap(observed, &cluster, &namespace, name);
             create_member(ctx, ec, name, version, &bootstrap).await
         }
@@ -43,9 +43,11 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
                 .unwrap_or_else(|| joining_bootstrap(observed, &cluster, &namespace, name));
             create_member(ctx, ec, name, version, &bootstrap).await
         }
-        Step::PromoteLearner { id, .. } => {
-            Ok(ctx.etcd.promote(leader_endpoint(observed, "promote a learner")?, *id).await?)
-        }
+        Step::PromoteLearner { id, .. } => ctx
+            .etcd
+            .promote(leader_endpoint(observed, "promote a learner")?, *id)
+            .await
+            .map_err(|e| Error::from_membership_change("PromoteLearner", e)),
         Step::MoveLeader { to_id, .. } => {
             Ok(ctx.etcd.move_leader(leader_endpoint(observed, "move leadership")?, *to_id).await?)
         }

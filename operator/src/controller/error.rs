@@ -19,6 +19,10 @@ pub enum Error {
     MissingNamespace,
     #[error("cannot {step}: {why}")]
     StepNotPossible { step: &'static str, why: String },
+    /// etcd declined a membership change it will accept shortly: a cluster healthy for only a few seconds,
+    /// or a learner not yet in sync. Not a failure; the step is retried soon.
+    #[error("etcd is not ready for {step} yet: {why}")]
+    EtcdNotReady { step: &'static str, why: String },
 }
 
 impl Error {
@@ -32,6 +36,23 @@ impl Error {
             Error::IncompleteObservation(_) => "IncompleteObservation",
             Error::MissingNamespace => "MissingNamespace",
             Error::StepNotPossible { .. } => "StepNotPossible",
+            Error::EtcdNotReady { .. } => "EtcdNotReady",
+        }
+    }
+
+    /// Errors that are part of normal operation: retried soon, with no Warning event.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::EtcdNotReady { .. })
+    }
+
+    /// Classifies an etcd refusal of a membership change: etcd's own words for "not yet".
+    pub fn from_membership_change(step: &'static str, error: EtcdError) -> Self {
+        let text = error.to_string();
+        let not_yet = ["unhealthy cluster", "not in sync", "too many learner", "not started"];
+        if not_yet.iter().any(|phrase| text.contains(phrase)) {
+            Error::EtcdNotReady { step, why: text }
+        } else {
+            Error::Etcd(error)
         }
     }
 }

@@ -138,12 +138,22 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         children::ensure(ctx, ec, plan.target.size).await?;
     }
     let outcome = act::act(ctx, ec, &observed, &plan).await;
-    if let Err(error) = &outcome {
-        warn!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "step failed");
-        report::publish_warning(ctx, ec, error.reason(), &format!("{} failed: {error}", plan.step.action())).await;
-    } else {
-        ctx.metrics.steps_total.get_or_create(&crate::metrics::StepLabels { step: plan.step.action().into() }).inc();
-        report::publish_step(ctx, ec, &plan).await;
+    match &outcome {
+        Err(error) if error.is_transient() => {
+            info!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "retrying soon");
+        }
+        Err(error) => {
+            warn!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "step failed");
+            let note = format!("{} failed: {error}", plan.step.action());
+            report::publish_warning(ctx, ec, error.reason(), &note).await;
+        }
+        Ok(()) => {
+            ctx.metrics
+                .steps_total
+                .get_or_create(&crate::metrics::StepLabels { step: plan.step.action().into() })
+                .inc();
+            report::publish_step(ctx, ec, &plan).await;
+        }
     }
 
     let status = report::desired_status(ec, &observed, &plan, Timestamp::now());
@@ -164,6 +174,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         observed.leader.is_some(),
     );
     report::write_status(ctx, ec, status).await?;
+    if outcome.as_ref().is_err_and(Error::is_transient) {
+        return Ok(Action::requeue(AFTER_STEP));
+    }
     outcome?;
 
     Ok(match plan.step {
