@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -51,12 +51,8 @@ fn parse_args() -> Result<Args> {
     Ok(Args {
         out: PathBuf::from(out),
         node: node.clone(),
-        node_ip: node_ip
-            .parse()
-            .map_err(|e| format!("node ip {node_ip:?}: {e}"))?,
-        service_ip: service_ip
-            .parse()
-            .map_err(|e| format!("service ip {service_ip:?}: {e}"))?,
+        node_ip: node_ip.parse().map_err(|e| format!("node ip {node_ip:?}: {e}"))?,
+        service_ip: service_ip.parse().map_err(|e| format!("service ip {service_ip:?}: {e}"))?,
     })
 }
 
@@ -70,44 +66,17 @@ fn leaves(args: &Args) -> Vec<Leaf<'_>> {
         sans,
         usage,
     };
-    let mut apiserver_sans: Vec<String> = [
-        "localhost",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    apiserver_sans.extend([
-        "kubernetes.default.svc.cluster.local".into(),
-        loopback.clone(),
-        node_ip.clone(),
-    ]);
+    let mut apiserver_sans: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    apiserver_sans.extend(["kubernetes.default.svc.cluster.local".into(), loopback.clone(), node_ip.clone()]);
     apiserver_sans.push(args.service_ip.to_string());
     vec![
         // The apiserver's own etcd: serving on loopback, and the apiserver as its only client.
-        leaf(
-            "etcd-server",
-            "etcd-server",
-            None,
-            vec!["localhost".into(), loopback.clone()],
-            Usage::Both,
-        ),
-        leaf(
-            "apiserver-etcd-client",
-            "kube-apiserver-etcd-client",
-            None,
-            vec![],
-            Usage::Client,
-        ),
-        leaf(
-            "apiserver",
-            "kube-apiserver",
-            None,
-            apiserver_sans,
-            Usage::Server,
-        ),
+        leaf("etcd-server", "etcd-server", None, vec!["localhost".into(), loopback.clone()], Usage::Both),
+        leaf("apiserver-etcd-client", "kube-apiserver-etcd-client", None, vec![], Usage::Client),
+        leaf("apiserver", "kube-apiserver", None, apiserver_sans, Usage::Server),
         // Lets the apiserver call the kubelet (logs, exec, port-forward); authorized as a cluster admin.
         leaf(
             "apiserver-kubelet-client",
@@ -116,56 +85,14 @@ fn leaves(args: &Args) -> Vec<Leaf<'_>> {
             vec![],
             Usage::Client,
         ),
-        leaf(
-            "admin",
-            "kubernetes-admin",
-            Some("system:masters"),
-            vec![],
-            Usage::Client,
-        ),
-        leaf(
-            "kube-controller-manager",
-            "system:kube-controller-manager",
-            None,
-            vec![],
-            Usage::Client,
-        ),
-        leaf(
-            "kube-scheduler",
-            "system:kube-scheduler",
-            None,
-            vec![],
-            Usage::Client,
-        ),
-        leaf(
-            "kube-proxy",
-            "system:kube-proxy",
-            None,
-            vec![],
-            Usage::Client,
-        ),
+        leaf("admin", "kubernetes-admin", Some("system:masters"), vec![], Usage::Client),
+        leaf("kube-controller-manager", "system:kube-controller-manager", None, vec![], Usage::Client),
+        leaf("kube-scheduler", "system:kube-scheduler", None, vec![], Usage::Client),
+        leaf("kube-proxy", "system:kube-proxy", None, vec![], Usage::Client),
         // The Node authorizer only admits a kubelet whose identity names its node.
-        leaf(
-            "kubelet-client",
-            &format!("system:node:{}", args.node),
-            Some("system:nodes"),
-            vec![],
-            Usage::Client,
-        ),
-        leaf(
-            "kubelet",
-            &args.node,
-            None,
-            vec![args.node.clone(), node_ip, loopback],
-            Usage::Server,
-        ),
-        leaf(
-            "provisioner",
-            "etcd-op:provisioner",
-            None,
-            vec![],
-            Usage::Client,
-        ),
+        leaf("kubelet-client", &format!("system:node:{}", args.node), Some("system:nodes"), vec![], Usage::Client),
+        leaf("kubelet", &args.node, None, vec![args.node.clone(), node_ip, loopback], Usage::Server),
+        leaf("provisioner", "etcd-op:provisioner", None, vec![], Usage::Client),
     ]
 }
 
@@ -196,11 +123,8 @@ fn run(args: &Args) -> Result<()> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name = subject("etcd-op-local-ca", None);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    ca_params.key_usages =
+        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     let ca_key = KeyPair::generate()?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
@@ -210,31 +134,17 @@ fn run(args: &Args) -> Result<()> {
     for leaf in leaves(args) {
         let mut params = CertificateParams::new(leaf.sans.clone())?;
         params.distinguished_name = subject(&leaf.common_name, leaf.organization);
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
         params.extended_key_usages = match leaf.usage {
             Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
             Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
-            Usage::Both => vec![
-                ExtendedKeyUsagePurpose::ServerAuth,
-                ExtendedKeyUsagePurpose::ClientAuth,
-            ],
+            Usage::Both => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
         };
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &ca)?;
-        write_file(
-            &args.out.join(format!("{}.crt", leaf.file)),
-            &cert.pem(),
-            0o644,
-        )?;
-        write_file(
-            &args.out.join(format!("{}.key", leaf.file)),
-            &key.serialize_pem(),
-            0o600,
-        )?;
+        write_file(&args.out.join(format!("{}.crt", leaf.file)), &cert.pem(), 0o644)?;
+        write_file(&args.out.join(format!("{}.key", leaf.file)), &key.serialize_pem(), 0o600)?;
     }
 
     // Service-account tokens are signed with this key and verified with its public half.

@@ -34,15 +34,11 @@ pub fn repo_root() -> PathBuf {
 
 /// The local cluster's state folder.
 pub fn state_dir() -> PathBuf {
-    std::env::var_os("ETCD_OP_STATE")
-        .map_or_else(|| PathBuf::from("/var/lib/etcd-op-local"), PathBuf::from)
+    std::env::var_os("ETCD_OP_STATE").map_or_else(|| PathBuf::from("/var/lib/etcd-op-local"), PathBuf::from)
 }
 
 fn run(command: &mut Command) -> Result<String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {command:?}"))?;
+    let output = command.stdin(Stdio::null()).output().with_context(|| format!("running {command:?}"))?;
     if !output.status.success() {
         bail!(
             "{command:?} failed with {}: {}{}",
@@ -81,8 +77,7 @@ pub fn kubeconfig() -> Result<PathBuf> {
 /// A client for the test cluster. Make one per test: a client belongs to the runtime it was made in.
 pub async fn client() -> Result<Client> {
     let path = kubeconfig()?;
-    let kubeconfig =
-        Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
+    let kubeconfig = Kubeconfig::read_from(&path).with_context(|| format!("reading {}", path.display()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
 }
@@ -102,19 +97,11 @@ pub fn kubernetes_bin() -> Result<PathBuf> {
 /// Runs the test bed's kubectl against the test cluster and returns its standard output.
 pub fn kubectl(args: &[&str]) -> Result<String> {
     let kubeconfig = kubeconfig()?;
-    run(Command::new(kubernetes_bin()?.join("kubectl"))
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args))
+    run(Command::new(kubernetes_bin()?.join("kubectl")).arg("--kubeconfig").arg(kubeconfig).args(args))
 }
 
 /// Runs a command in a pod's container (`kubectl exec`) and returns its standard output.
-pub fn exec(
-    namespace: &str,
-    pod: &str,
-    container: Option<&str>,
-    command: &[&str],
-) -> Result<String> {
+pub fn exec(namespace: &str, pod: &str, container: Option<&str>, command: &[&str]) -> Result<String> {
     let mut args = vec!["exec", "-n", namespace, pod];
     if let Some(container) = container {
         args.extend(["-c", container]);
@@ -126,11 +113,7 @@ pub fn exec(
 
 /// Polls `predicate` until it yields `Some`, at most until `timeout` has passed. An `Err` from the predicate
 /// counts as "not yet" and is reported if the wait times out. On timeout, prints the cluster's state.
-pub async fn wait_for<T, F, Fut>(
-    description: &str,
-    timeout: Duration,
-    mut predicate: F,
-) -> Result<T>
+pub async fn wait_for<T, F, Fut>(description: &str, timeout: Duration, mut predicate: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Option<T>>>,
@@ -146,20 +129,13 @@ where
         if Instant::now() >= deadline {
             break;
         }
-        tokio::time::sleep(
-            Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now())),
-        )
-        .await;
+        tokio::time::sleep(Duration::from_millis(500).min(deadline.saturating_duration_since(Instant::now()))).await;
     }
     eprintln!("=== timed out after {timeout:?} waiting for {description}");
     dump_cluster_state(None).await;
     match last_error {
-        Some(e) => Err(e.context(format!(
-            "timed out after {timeout:?} waiting for {description}"
-        ))),
-        None => Err(anyhow!(
-            "timed out after {timeout:?} waiting for {description}"
-        )),
+        Some(e) => Err(e.context(format!("timed out after {timeout:?} waiting for {description}"))),
+        None => Err(anyhow!("timed out after {timeout:?} waiting for {description}")),
     }
 }
 
@@ -174,10 +150,8 @@ pub async fn dump_cluster_state(namespace: Option<&str>) {
             return;
         }
     };
-    let events: Api<Event> = namespace.map_or_else(
-        || Api::all(client.clone()),
-        |ns| Api::namespaced(client.clone(), ns),
-    );
+    let events: Api<Event> =
+        namespace.map_or_else(|| Api::all(client.clone()), |ns| Api::namespaced(client.clone(), ns));
     match events.list(&ListParams::default()).await {
         Ok(list) => {
             let mut items = list.items;
@@ -197,10 +171,7 @@ pub async fn dump_cluster_state(namespace: Option<&str>) {
         }
         Err(e) => eprintln!("(events: {e})"),
     }
-    let pods: Api<Pod> = namespace.map_or_else(
-        || Api::all(client.clone()),
-        |ns| Api::namespaced(client.clone(), ns),
-    );
+    let pods: Api<Pod> = namespace.map_or_else(|| Api::all(client.clone()), |ns| Api::namespaced(client.clone(), ns));
     match pods.list(&ListParams::default()).await {
         Ok(list) => {
             eprintln!("--- pods");
@@ -215,19 +186,12 @@ pub async fn dump_cluster_state(namespace: Option<&str>) {
                                     if let Some(w) = &s.waiting {
                                         format!("waiting({})", w.reason.as_deref().unwrap_or(""))
                                     } else if let Some(t) = &s.terminated {
-                                        format!(
-                                            "terminated({}, {})",
-                                            t.reason.as_deref().unwrap_or(""),
-                                            t.exit_code
-                                        )
+                                        format!("terminated({}, {})", t.reason.as_deref().unwrap_or(""), t.exit_code)
                                     } else {
                                         "running".to_string()
                                     }
                                 });
-                                format!(
-                                    "{}={} ready={} restarts={}",
-                                    c.name, state, c.ready, c.restart_count
-                                )
+                                format!("{}={} ready={} restarts={}", c.name, state, c.ready, c.restart_count)
                             })
                             .collect()
                     })
@@ -247,10 +211,7 @@ pub async fn dump_cluster_state(namespace: Option<&str>) {
     let operator: Api<Pod> = Api::namespaced(client, OPERATOR_NAMESPACE);
     if let Ok(list) = operator.list(&ListParams::default()).await {
         for pod in list.items {
-            let params = LogParams {
-                tail_lines: Some(50),
-                ..LogParams::default()
-            };
+            let params = LogParams { tail_lines: Some(50), ..LogParams::default() };
             match operator.logs(&pod.name_any(), &params).await {
                 Ok(log) => eprintln!("--- operator log {} (last 50 lines)\n{log}", pod.name_any()),
                 Err(e) => eprintln!("(operator log {}: {e})", pod.name_any()),
@@ -291,10 +252,7 @@ impl TestNamespace {
             "metadata": {"generateName": format!("{prefix}-"), "labels": {TEST_LABEL: "true"}}
         }))?;
         let created = api.create(&PostParams::default(), &namespace).await?;
-        Ok(Self {
-            name: created.name_any(),
-            client: client.clone(),
-        })
+        Ok(Self { name: created.name_any(), client: client.clone() })
     }
 
     /// Deletes the namespace and waits (bounded) until it is gone.
@@ -302,15 +260,11 @@ impl TestNamespace {
         let api: Api<Namespace> = Api::all(self.client.clone());
         api.delete(&self.name, &DeleteParams::background()).await?;
         let name = self.name.clone();
-        wait_for(
-            &format!("namespace {name} to be deleted"),
-            Duration::from_secs(120),
-            || {
-                let api = api.clone();
-                let name = name.clone();
-                async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
-            },
-        )
+        wait_for(&format!("namespace {name} to be deleted"), Duration::from_secs(120), || {
+            let api = api.clone();
+            let name = name.clone();
+            async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
+        })
         .await
     }
 }
@@ -318,8 +272,7 @@ impl TestNamespace {
 /// Deletes a pod now (no grace period), like a node losing it.
 pub async fn delete_pod(client: &Client, namespace: &str, name: &str) -> Result<()> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    api.delete(name, &DeleteParams::default().grace_period(0))
-        .await?;
+    api.delete(name, &DeleteParams::default().grace_period(0)).await?;
     Ok(())
 }
 
@@ -331,12 +284,7 @@ fn containerd_socket() -> PathBuf {
 }
 
 /// The host pid of a container's main process, from containerd's task list.
-pub async fn container_pid(
-    client: &Client,
-    namespace: &str,
-    pod: &str,
-    container: &str,
-) -> Result<u32> {
+pub async fn container_pid(client: &Client, namespace: &str, pod: &str, container: &str) -> Result<u32> {
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod_object = api.get(pod).await?;
     let id = pod_object
@@ -348,10 +296,8 @@ pub async fn container_pid(
         .and_then(|id| id.strip_prefix("containerd://"))
         .ok_or_else(|| anyhow!("{namespace}/{pod} has no running container {container}"))?
         .to_string();
-    let tasks = run(Command::new("ctr")
-        .arg("--address")
-        .arg(containerd_socket())
-        .args(["-n", "k8s.io", "task", "ls"]))?;
+    let tasks =
+        run(Command::new("ctr").arg("--address").arg(containerd_socket()).args(["-n", "k8s.io", "task", "ls"]))?;
     tasks
         .lines()
         .filter_map(|line| {
@@ -366,12 +312,7 @@ pub async fn container_pid(
 }
 
 /// Kills a container's main process with SIGKILL, like an out-of-memory kill or a crash.
-pub async fn kill_container(
-    client: &Client,
-    namespace: &str,
-    pod: &str,
-    container: &str,
-) -> Result<()> {
+pub async fn kill_container(client: &Client, namespace: &str, pod: &str, container: &str) -> Result<()> {
     let pid = container_pid(client, namespace, pod, container).await?;
     run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
     Ok(())
@@ -390,16 +331,7 @@ pub async fn pod_veth(client: &Client, namespace: &str, pod: &str) -> Result<Str
         .ok_or_else(|| anyhow!("{namespace}/{pod} has no running container"))?;
     let pid = container_pid(client, namespace, pod, &container).await?;
     // Netlink in the pod's network namespace; /sys would still show the host's links.
-    let link = run(Command::new("nsenter").args([
-        "-t",
-        &pid.to_string(),
-        "-n",
-        "ip",
-        "-o",
-        "link",
-        "show",
-        "eth0",
-    ]))?;
+    let link = run(Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "ip", "-o", "link", "show", "eth0"]))?;
     let peer_index = link
         .split_whitespace()
         .nth(1)
@@ -408,20 +340,11 @@ pub async fn pod_veth(client: &Client, namespace: &str, pod: &str) -> Result<Str
         .ok_or_else(|| anyhow!("no veth peer in {link:?} for {namespace}/{pod}"))?;
     for entry in std::fs::read_dir("/sys/class/net")? {
         let entry = entry?;
-        if std::fs::read_to_string(entry.path().join("ifindex"))
-            .is_ok_and(|i| i.trim() == peer_index)
-        {
+        if std::fs::read_to_string(entry.path().join("ifindex")).is_ok_and(|i| i.trim() == peer_index) {
             // Only ever touch a port of the cluster's bridge, never a host link.
             let master = std::fs::read_link(entry.path().join("master")).ok();
-            if !master
-                .as_deref()
-                .and_then(Path::file_name)
-                .is_some_and(|m| m == BRIDGE)
-            {
-                bail!(
-                    "link {:?} of {namespace}/{pod} is not a port of {BRIDGE}",
-                    entry.file_name()
-                );
+            if !master.as_deref().and_then(Path::file_name).is_some_and(|m| m == BRIDGE) {
+                bail!("link {:?} of {namespace}/{pod} is not a port of {BRIDGE}", entry.file_name());
             }
             return Ok(entry.file_name().to_string_lossy().into_owned());
         }
@@ -454,13 +377,10 @@ fn kubelet_process() -> Result<(u32, Vec<String>)> {
         .trim()
         .parse()
         .context("the kubelet's pid file")?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-        .with_context(|| format!("kubelet {pid} is not running"))?;
-    let args: Vec<String> = cmdline
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
+    let cmdline =
+        std::fs::read(format!("/proc/{pid}/cmdline")).with_context(|| format!("kubelet {pid} is not running"))?;
+    let args: Vec<String> =
+        cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
     if !args.first().is_some_and(|a| a.ends_with("kubelet")) {
         bail!("pid {pid} is not the kubelet");
     }
@@ -477,10 +397,8 @@ pub async fn stop_kubelet() -> Result<StoppedKubelet> {
     let (pid, args) = kubelet_process()?;
     run(Command::new("kill").args(["-TERM", &pid.to_string()]))?;
     let alive = || Path::new(&format!("/proc/{pid}")).exists();
-    let stopped = wait_for("the kubelet to exit", Duration::from_secs(15), || async {
-        Ok((!alive()).then_some(()))
-    })
-    .await;
+    let stopped =
+        wait_for("the kubelet to exit", Duration::from_secs(15), || async { Ok((!alive()).then_some(())) }).await;
     if stopped.is_err() {
         run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
     }
@@ -489,14 +407,8 @@ pub async fn stop_kubelet() -> Result<StoppedKubelet> {
 
 /// Starts the kubelet again with the command line it had, logging and recording its pid as cluster-up does.
 pub fn start_kubelet(stopped: StoppedKubelet) -> Result<u32> {
-    let (program, args) = stopped
-        .args
-        .split_first()
-        .ok_or_else(|| anyhow!("empty kubelet command line"))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(state_dir().join("logs/kubelet.log"))?;
+    let (program, args) = stopped.args.split_first().ok_or_else(|| anyhow!("empty kubelet command line"))?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(state_dir().join("logs/kubelet.log"))?;
     let child = Command::new("setsid")
         .arg(program)
         .args(args)
@@ -517,9 +429,7 @@ pub async fn http_get(address: &str, path: &str, timeout: Duration) -> Result<St
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(address).await?;
-        stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())
-            .await?;
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes()).await?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await?;
         anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
@@ -527,15 +437,9 @@ pub async fn http_get(address: &str, path: &str, timeout: Duration) -> Result<St
     let response = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| anyhow!("GET http://{address}{path}: no answer within {timeout:?}"))??;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .unwrap_or((response.as_str(), ""));
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
     let status = head.lines().next().unwrap_or_default();
-    if !status
-        .split_whitespace()
-        .nth(1)
-        .is_some_and(|code| code.starts_with('2'))
-    {
+    if !status.split_whitespace().nth(1).is_some_and(|code| code.starts_with('2')) {
         bail!("GET http://{address}{path}: {status}");
     }
     Ok(body.to_string())
