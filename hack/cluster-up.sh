@@ -85,14 +85,15 @@ setup_host_network() {
 }
 
 setup_cgroups() {
-  local hierarchy
-  for hierarchy in /sys/fs/cgroup/*/; do
-    [ "$hierarchy" = /sys/fs/cgroup/unified/ ] && continue
-    mkdir -p "$hierarchy$CGROUP_PARENT"
-    # A new cpuset cgroup starts with no CPUs and no memory nodes.
-    if [ -f "${hierarchy}cpuset.cpus" ]; then
-      cat "${hierarchy}cpuset.cpus" >"$hierarchy$CGROUP_PARENT/cpuset.cpus"
-      cat "${hierarchy}cpuset.mems" >"$hierarchy$CGROUP_PARENT/cpuset.mems"
+  local root
+  for root in $(cgroup_roots); do
+    # Under cgroup v1 the kubelet and runc manage the v2 side of a hybrid host themselves.
+    [ "$root" = /sys/fs/cgroup/unified ] && continue
+    mkdir -p "$root/$CGROUP_PARENT"
+    # A new v1 cpuset cgroup starts with no CPUs and no memory nodes.
+    if [ -f "$root/cpuset.cpus" ] && [ ! -f "$root/cgroup.controllers" ]; then
+      cat "$root/cpuset.cpus" >"$root/$CGROUP_PARENT/cpuset.cpus"
+      cat "$root/cpuset.mems" >"$root/$CGROUP_PARENT/cpuset.mems"
     fi
   done
 }

@@ -86,10 +86,20 @@ admin_curl() {
     "https://127.0.0.1:$APISERVER_PORT$1"
 }
 
+# The cgroup hierarchies' roots: each v1 controller's mount, or the single v2 hierarchy.
+cgroup_roots() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    echo /sys/fs/cgroup
+  else
+    local hierarchy
+    for hierarchy in /sys/fs/cgroup/*/; do echo "${hierarchy%/}"; done
+  fi
+}
+
 cgroup_dirs() {
-  local hierarchy
-  for hierarchy in /sys/fs/cgroup/*/; do
-    [ -d "$hierarchy$CGROUP_PARENT" ] && echo "${hierarchy}$CGROUP_PARENT"
+  local root
+  for root in $(cgroup_roots); do
+    [ -d "$root/$CGROUP_PARENT" ] && echo "$root/$CGROUP_PARENT"
   done
   return 0
 }
