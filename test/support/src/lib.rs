@@ -343,7 +343,7 @@ pub async fn pod_veth(client: &Client, namespace: &str, pod: &str) -> Result<Str
         if std::fs::read_to_string(entry.path().join("ifindex")).is_ok_and(|i| i.trim() == peer_index) {
             // Only ever touch a port of the cluster's bridge, never a host link.
             let master = std::fs::read_link(entry.path().join("master")).ok();
-            if !master.as_deref().and_then(Path::file_name).is_some_and(|m| m == BRIDGE) {
+            if master.as_deref().and_then(Path::file_name).is_none_or(|m| m != BRIDGE) {
                 bail!("link {:?} of {namespace}/{pod} is not a port of {BRIDGE}", entry.file_name());
             }
             return Ok(entry.file_name().to_string_lossy().into_owned());
@@ -458,4 +458,17 @@ where
     let object: K = serde_json::from_value(object)?;
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     Ok(api.create(&PostParams::default(), &object).await?)
+}
+
+/// Deletes the namespaces that earlier, aborted test runs left (those labelled [`TEST_LABEL`]), without waiting.
+/// Call it before tests start, never while other test binaries run against the same cluster.
+pub async fn delete_leftover_test_namespaces(client: &Client) -> Result<usize> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let leftovers = api.list(&ListParams::default().labels(&format!("{TEST_LABEL}=true"))).await?;
+    for namespace in &leftovers.items {
+        if namespace.metadata.deletion_timestamp.is_none() {
+            api.delete(&namespace.name_any(), &DeleteParams::background()).await?;
+        }
+    }
+    Ok(leftovers.items.len())
 }

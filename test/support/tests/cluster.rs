@@ -336,13 +336,7 @@ async fn a_claim_gets_a_volume_whose_data_goes_with_it() -> Result<()> {
     })
     .await?;
     let volumes: Api<PersistentVolume> = Api::all(client.clone());
-    let path = volumes
-        .get(&volume)
-        .await?
-        .spec
-        .and_then(|s| s.host_path)
-        .map(|h| h.path)
-        .unwrap_or_default();
+    let path = volumes.get(&volume).await?.spec.and_then(|s| s.host_path).map(|h| h.path).unwrap_or_default();
     std::fs::write(std::path::Path::new(&path).join("marker"), "data")?;
 
     claims.delete("data", &Default::default()).await?;
