@@ -9,8 +9,10 @@ WAIT_SECONDS=${ETCD_OP_WAIT_SECONDS:-300}
 kubectl=("$("$HACK_DIR/build.sh" kubernetes)/kubectl" --kubeconfig "$STATE/kubeconfig")
 
 "${kubectl[@]}" apply -k "$REPO_ROOT/config/samples"
-log "waiting (at most ${WAIT_SECONDS}s) for etcdcluster/etcdcluster-sample to be Available"
-if ! "${kubectl[@]}" wait --for=condition=Available etcdcluster/etcdcluster-sample --timeout "${WAIT_SECONDS}s"; then
+log "waiting (at most ${WAIT_SECONDS}s each) for etcdcluster/etcdcluster-sample: Available, 3 ready members, nothing in progress"
+if ! { "${kubectl[@]}" wait --for=condition=Available etcdcluster/etcdcluster-sample --timeout "${WAIT_SECONDS}s" &&
+  "${kubectl[@]}" wait --for=jsonpath='{.status.readyMembers}'=3 etcdcluster/etcdcluster-sample --timeout "${WAIT_SECONDS}s" &&
+  "${kubectl[@]}" wait --for=condition=Progressing=false etcdcluster/etcdcluster-sample --timeout "${WAIT_SECONDS}s"; }; then
   "${kubectl[@]}" describe etcdcluster/etcdcluster-sample || true
   "${kubectl[@]}" -n etcd-op-system logs deploy/etcd-op-controller-manager --tail 50 || true
   die "the sample cluster did not become Available"
@@ -20,7 +22,7 @@ fi
 endpoint=$("${kubectl[@]}" get svc etcdcluster-sample-client -o jsonpath='{.spec.clusterIP}')
 etcdctl="$("$HACK_DIR/build.sh" etcd)/etcdctl"
 "$etcdctl" --endpoints "http://$endpoint:2379" put /demo/hello world >/dev/null
-"$etcdctl" --endpoints "http://$endpoint:2379" -w table endpoint status --cluster
+"$etcdctl" --endpoints "http://$endpoint:2379" -w table member list
 cat <<TXT
 
 The sample cluster is Available. Try:
