@@ -59,7 +59,7 @@ pub struct Metrics {
     pub leader_election_status: Family<LeaseLabels, Gauge>,
     resident_memory: Gauge,
     virtual_memory: Gauge,
-    cpu_seconds: Gauge<f64, AtomicU64>,
+    cpu_seconds: Counter<f64, AtomicU64>,
     open_fds: Gauge,
     start_time: Gauge,
 }
@@ -114,7 +114,7 @@ impl Default for Metrics {
         );
         let resident_memory = Gauge::default();
         let virtual_memory = Gauge::default();
-        let cpu_seconds = Gauge::<f64, AtomicU64>::default();
+        let cpu_seconds = Counter::<f64, AtomicU64>::default();
         let open_fds = Gauge::default();
         let start_time = Gauge::default();
         registry.register_with_unit(
@@ -142,6 +142,13 @@ impl Default for Metrics {
             prometheus_client::registry::Unit::Seconds,
             start_time.clone(),
         );
+        // Series exist from the start, at zero, as controller-runtime's do: dashboards and alerts see a
+        // standby or a quiet manager too.
+        for result in ["success", "error", "requeue"] {
+            reconcile_total.get_or_create(&ResultLabels { controller: CONTROLLER.into(), result: result.into() });
+        }
+        reconcile_errors.get_or_create(&controller());
+        reconcile_time.get_or_create(&controller());
         Self {
             registry,
             reconcile_total,
@@ -200,7 +207,11 @@ impl Metrics {
         if let Some(process) = read_process_stats() {
             self.resident_memory.set(process.resident_bytes);
             self.virtual_memory.set(process.virtual_bytes);
-            self.cpu_seconds.set(process.cpu_seconds);
+            // The kernel's figure only grows; the counter follows it.
+            let behind = process.cpu_seconds - self.cpu_seconds.get();
+            if behind > 0.0 {
+                self.cpu_seconds.inc_by(behind);
+            }
             self.open_fds.set(process.open_fds);
             self.start_time.set(process.start_time_seconds);
         }
