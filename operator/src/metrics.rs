@@ -145,10 +145,10 @@ impl Default for Metrics {
         // Series exist from the start, at zero, as controller-runtime's do: dashboards and alerts see a
         // standby or a quiet manager too.
         for result in ["success", "error", "requeue"] {
-            reconcile_total.get_or_create(&ResultLabels { controller: CONTROLLER.into(), result: result.into() });
+            drop(reconcile_total.get_or_create(&ResultLabels { controller: CONTROLLER.into(), result: result.into() }));
         }
-        reconcile_errors.get_or_create(&controller());
-        reconcile_time.get_or_create(&controller());
+        drop(reconcile_errors.get_or_create(&controller()));
+        drop(reconcile_time.get_or_create(&controller()));
         Self {
             registry,
             reconcile_total,
