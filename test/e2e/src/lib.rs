@@ -168,19 +168,28 @@ impl WriteChecker {
         if acknowledged.is_empty() {
             bail!("no write was acknowledged during the scenario");
         }
-        let mut client = None;
+        // The cluster may still be settling (a leader election after a restart): retry the read, bounded.
+        let mut response = None;
+        let mut last_error = None;
         for _ in 0..30 {
-            client = connect(&self.endpoint).await.ok();
-            if client.is_some() {
-                break;
+            let read = async {
+                let mut client = connect(&self.endpoint).await?;
+                Ok::<_, anyhow::Error>(
+                    client.get(self.prefix.clone(), Some(etcd_client::GetOptions::new().with_prefix())).await?,
+                )
+            };
+            match read.await {
+                Ok(r) => {
+                    response = Some(r);
+                    break;
+                }
+                Err(e) => last_error = Some(e),
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        let mut client = client.context("connecting to the cluster to verify")?;
-        let response = client
-            .get(self.prefix.clone(), Some(etcd_client::GetOptions::new().with_prefix()))
-            .await
-            .context("reading the checker's keys back")?;
+        let Some(response) = response else {
+            bail!("reading the checker's keys back failed: {last_error:?}");
+        };
         let stored: BTreeMap<String, String> = response
             .kvs()
             .iter()

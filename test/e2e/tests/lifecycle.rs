@@ -178,3 +178,53 @@ async fn operator_killed_in_the_middle_of_a_scale_step() -> Result<()> {
     eprintln!("operator crash: {written} acknowledged writes verified");
     ns.delete().await
 }
+
+#[tokio::test]
+async fn node_restart_brings_the_same_cluster_back_with_its_data() -> Result<()> {
+    use etcd_op_test_support::{start_kubelet, stop_kubelet};
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-node-restart").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let cluster_id = ec.status.as_ref().and_then(|s| s.cluster_id.clone());
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "node-restart");
+    wait_for("some writes before the restart", Duration::from_secs(60), || async {
+        Ok((checker.acknowledged().await >= 20).then_some(()))
+    })
+    .await?;
+
+    // The kubelet goes away and every member's etcd dies with it, as in a node reboot with volumes intact.
+    let stopped = stop_kubelet().await?;
+    let killed = async {
+        for member in member_names(&ec) {
+            kill_container(&client, n, &member, "etcd").await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    start_kubelet(stopped)?;
+    killed?;
+
+    // The kubelet restarts every etcd container; then the cluster settles again.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    wait_for("every member's etcd to be restarted", CHANGE_TIMEOUT, || async {
+        let restarted = pods
+            .list(&ListParams::default().labels("etcd.cloud.io/cluster=demo"))
+            .await?
+            .items
+            .iter()
+            .filter(|p| {
+                let statuses = p.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+                statuses.is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0))
+            })
+            .count();
+        Ok((restarted == 3).then_some(()))
+    })
+    .await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert_eq!(ec.status.as_ref().and_then(|s| s.cluster_id.clone()), cluster_id, "the same etcd cluster came back");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("node restart: {written} acknowledged writes verified");
+    ns.delete().await
+}
