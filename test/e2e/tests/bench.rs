@@ -121,6 +121,21 @@ async fn bench_create_heal_scale() -> Result<()> {
     Ok(())
 }
 
+/// The operator's memory, CPU and the API writes over one quiet minute.
+async fn measure_idle(client: &kube::Client, label: &str) -> Result<()> {
+    let (_, cpu_before) = operator_process(client).await?;
+    let writes_before = api_writes()?;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let (rss, cpu_after) = operator_process(client).await?;
+    let writes = api_writes()? - writes_before;
+    println!(
+        "BENCH idle, {label}: resident memory {:.1} MiB, CPU {:.3} s per minute, API writes per minute {writes}",
+        rss / 1_048_576.0,
+        cpu_after - cpu_before
+    );
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "benchmark: run with make bench"]
 async fn bench_idle_cost() -> Result<()> {
@@ -129,18 +144,7 @@ async fn bench_idle_cost() -> Result<()> {
     let n = ns.name.as_str();
     create_cluster(&client, n, "one", json!({"size": 1, "version": VERSION})).await?;
     wait_settled(&client, n, "one", 1, VERSION, CREATE_TIMEOUT).await?;
-    let idle = Duration::from_secs(60);
-
-    let (_, cpu_before) = operator_process(&client).await?;
-    let writes_before = api_writes()?;
-    tokio::time::sleep(idle).await;
-    let (rss, cpu_after) = operator_process(&client).await?;
-    let writes = api_writes()? - writes_before;
-    println!(
-        "BENCH idle, 1 cluster: resident memory {:.1} MiB, CPU {:.3} s per minute, API writes per minute {writes}",
-        rss / 1_048_576.0,
-        cpu_after - cpu_before
-    );
+    measure_idle(&client, "1 cluster").await?;
 
     for i in 0..99 {
         create_cluster(&client, n, &format!("paused-{i:02}"), json!({"size": 3, "version": VERSION, "paused": true}))
@@ -157,15 +161,6 @@ async fn bench_idle_cost() -> Result<()> {
         Ok((paused == 99).then_some(()))
     })
     .await?;
-    let (_, cpu_before) = operator_process(&client).await?;
-    let writes_before = api_writes()?;
-    tokio::time::sleep(idle).await;
-    let (rss, cpu_after) = operator_process(&client).await?;
-    let writes = api_writes()? - writes_before;
-    println!(
-        "BENCH idle, 100 clusters (99 paused): resident memory {:.1} MiB, CPU {:.3} s per minute, API writes per minute {writes}",
-        rss / 1_048_576.0,
-        cpu_after - cpu_before
-    );
+    measure_idle(&client, "100 clusters (99 paused)").await?;
     ns.delete().await
 }
