@@ -114,21 +114,25 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn bind_addresses_follow_controller_runtime() {
-        assert_eq!(parse_bind_address(":8080"), Ok(Some("0.0.0.0:8080".parse().unwrap())));
-        assert_eq!(parse_bind_address("127.0.0.1:9"), Ok(Some("127.0.0.1:9".parse().unwrap())));
+    fn bind_addresses_follow_controller_runtime() -> TestResult {
+        assert_eq!(parse_bind_address(":8080"), Ok(Some("0.0.0.0:8080".parse()?)));
+        assert_eq!(parse_bind_address("127.0.0.1:9"), Ok(Some("127.0.0.1:9".parse()?)));
         assert_eq!(parse_bind_address("0"), Ok(None));
         assert!(parse_bind_address("nonsense").is_err());
+        Ok(())
     }
 
     #[test]
-    fn aliases_match_kubebuilder_flags() {
-        let cli = Cli::try_parse_from(["etcd-op", "--leader-elect", "--metrics-bind-address", ":9090"]).unwrap();
+    fn aliases_match_kubebuilder_flags() -> TestResult {
+        let cli = Cli::try_parse_from(["etcd-op", "--leader-elect", "--metrics-bind-address", ":9090"])?;
         assert!(cli.manager.leader_elect);
         assert_eq!(cli.manager.metrics_addr, ":9090");
-        let cli = Cli::try_parse_from(["etcd-op", "--enable-leader-election", "--metrics-addr", "0"]).unwrap();
+        let cli = Cli::try_parse_from(["etcd-op", "--enable-leader-election", "--metrics-addr", "0"])?;
         assert!(cli.manager.leader_elect);
         assert_eq!(cli.manager.metrics_addr, "0");
+        Ok(())
     }
 }
