@@ -6,6 +6,8 @@ use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct Election {
     /// True while this manager holds the lease.
     pub leading: watch::Receiver<bool>,
@@ -32,13 +34,15 @@ pub async fn start(
 }
 
 impl Election {
-    /// Closes the channel, which makes the lease manager release the lease, and waits for it.
+    /// Closes the channel, which makes the lease manager release the lease, and waits for it, at most a
+    /// few seconds: shutdown must not hang on an API server that does not answer.
     pub async fn release(self) {
         drop(self.leading);
-        match self.task.await {
-            Ok(Ok(_)) => tracing::info!("leader-election lease released"),
-            Ok(Err(error)) => tracing::warn!(%error, "releasing the leader-election lease failed"),
-            Err(error) => tracing::warn!(%error, "the leader-election task failed"),
+        match tokio::time::timeout(RELEASE_TIMEOUT, self.task).await {
+            Ok(Ok(Ok(_))) => tracing::info!("leader-election lease released"),
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "releasing the leader-election lease failed"),
+            Ok(Err(error)) => tracing::warn!(%error, "the leader-election task failed"),
+            Err(_) => tracing::warn!("releasing the leader-election lease timed out; it expires by itself"),
         }
     }
 }

@@ -197,39 +197,38 @@ async fn run_as_candidate(
         .or_else(etcd_op::leader::own_namespace)
         .unwrap_or_else(|| "default".to_string());
     let lease = &args.leader_election_id;
-    let election = etcd_op::leader::start(client, &namespace, lease, identity, args.leader_election_lease_duration)
+    let mut election = etcd_op::leader::start(client, &namespace, lease, identity, args.leader_election_lease_duration)
         .await
         .map_err(|e| format!("leader election on Lease {namespace}/{lease}: {e}"))?;
-    let mut leading = election.leading.clone();
     let lease_labels = LeaseLabels { name: lease.clone() };
     metrics.leader_election_status.get_or_create(&lease_labels).set(0);
     // A standby is a healthy manager.
     ready.set(true);
     info!(lease = %lease, %namespace, %identity, "waiting to become leader");
-    tokio::select! {
-        _ = stop.wait_for(|s| *s) => {
+    // Only the election's own receiver watches the lease: releasing it must leave no other receiver open.
+    let acquired = tokio::select! {
+        _ = stop.wait_for(|s| *s) => None,
+        acquired = election.leading.wait_for(|l| *l) => Some(acquired.is_ok()),
+    };
+    match acquired {
+        None => {
             election.release().await;
             return Ok(());
         }
-        acquired = leading.wait_for(|l| *l) => {
-            if acquired.is_err() {
-                return Err("the leader-election task ended".to_string());
-            }
-        }
+        Some(false) => return Err("the leader-election task ended".to_string()),
+        Some(true) => {}
     }
     info!(lease = %lease, %identity, "became leader");
     metrics.leader_election_status.get_or_create(&lease_labels).set(1);
-    let controller_ready = Readiness::default();
-    let mut lost = election.leading.clone();
-    let controller = etcd_op::controller::run(ctx, controller_ready, shutdown_future(stop.clone()));
-    tokio::select! {
-        _ = controller => {
-            election.release().await;
-            Ok(())
-        }
-        _ = lost.wait_for(|l| !*l) => {
-            metrics.leader_election_status.get_or_create(&lease_labels).set(0);
-            Err(format!("lost the leader-election lease {namespace}/{lease}; stopping at once"))
-        }
+    let controller = etcd_op::controller::run(ctx, Readiness::default(), shutdown_future(stop.clone()));
+    let lost = tokio::select! {
+        _ = controller => false,
+        _ = election.leading.wait_for(|l| !*l) => true,
+    };
+    if lost {
+        metrics.leader_election_status.get_or_create(&lease_labels).set(0);
+        return Err(format!("lost the leader-election lease {namespace}/{lease}; stopping at once"));
     }
+    election.release().await;
+    Ok(())
 }

@@ -36,6 +36,9 @@ pub const FIELD_MANAGER: &str = "etcd-op";
 const AFTER_STEP: Duration = Duration::from_secs(2);
 /// Requeue while waiting for something to settle.
 const WHILE_WAITING: Duration = Duration::from_secs(3);
+/// Requeue while a member is being created or a learner catches up: etcd reports progress that no watch
+/// event carries, and the next membership step should follow soon.
+const WHILE_GROWING: Duration = Duration::from_secs(1);
 /// Requeue of a quiet cluster: its health is looked at this often.
 const WHEN_QUIET: Duration = Duration::from_secs(60);
 const AFTER_ERROR: Duration = Duration::from_secs(5);
@@ -181,6 +184,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
 
     Ok(match plan.step {
         Step::Nothing => Action::requeue(WHEN_QUIET),
+        Step::Wait if matches!(plan.activity, plan::Activity::Creating | plan::Activity::Scaling) => {
+            Action::requeue(WHILE_GROWING)
+        }
         Step::Wait => Action::requeue(WHILE_WAITING),
         _ => Action::requeue(AFTER_STEP),
     })

@@ -304,7 +304,9 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
             ContainerPort { name: Some("peer".into()), container_port: PEER_PORT, ..ContainerPort::default() },
             ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..ContainerPort::default() },
         ]),
-        readiness_probe: Some(http_probe("/readyz", 5, 3)),
+        // A short period: each membership step waits for the previous member to be ready, and the probe
+        // (etcd's own /readyz, a local check) is cheap.
+        readiness_probe: Some(http_probe("/readyz", 2, 3)),
         liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/livez", 10, 6) }),
         resources: tpl.resources.clone(),
         volume_mounts: Some(vec![VolumeMount {

@@ -111,3 +111,23 @@ async fn a_standby_takes_over_when_the_leader_dies() -> Result<()> {
     kubectl(&["-n", OPERATOR_NAMESPACE, "scale", &format!("deployment/{DEPLOYMENT}"), "--replicas=1"])?;
     outcome
 }
+
+#[tokio::test]
+async fn graceful_shutdown_releases_the_lease() -> Result<()> {
+    let client = etcd_op_test_support::client().await?;
+    wait_for("a lease holder", Duration::from_secs(120), || async { lease_holder(&client).await }).await?;
+    kubectl(&["-n", OPERATOR_NAMESPACE, "scale", &format!("deployment/{DEPLOYMENT}"), "--replicas=0"])?;
+    // With no replica left to take it, a released lease stays without a holder.
+    let released = wait_for("the lease to be released on SIGTERM", Duration::from_secs(60), || async {
+        let pods = running_operator_pods(&client).await?;
+        let holder = lease_holder(&client).await?;
+        Ok((pods.is_empty() && holder.as_deref().is_none_or(str::is_empty)).then_some(()))
+    })
+    .await;
+    kubectl(&["-n", OPERATOR_NAMESPACE, "scale", &format!("deployment/{DEPLOYMENT}"), "--replicas=1"])?;
+    wait_for("the operator back", Duration::from_secs(120), || async {
+        Ok((!running_operator_pods(&client).await?.is_empty()).then_some(()))
+    })
+    .await?;
+    released
+}
