@@ -23,6 +23,16 @@ async fn member_id(client: &kube::Client, ns: &str, cluster: &str, member: &str)
     Ok(ec.status.and_then(|s| s.members.into_iter().find(|m| m.name == member)).and_then(|m| m.id))
 }
 
+/// The pod's UID and its etcd container's restart count, to tell when a fault has been acted on: status
+/// alone may still show the cluster as it was before the fault.
+async fn pod_identity(client: &kube::Client, ns: &str, pod: &str) -> Result<Option<(String, i32)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    Ok(pods.get_opt(pod).await?.and_then(|p| {
+        let restarts = p.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == "etcd")?.restart_count;
+        Some((p.metadata.uid?, restarts))
+    }))
+}
+
 #[tokio::test]
 async fn create_scale_up_scale_down_and_delete() -> Result<()> {
     let client = client().await?;
@@ -74,17 +84,19 @@ async fn members_heal_after_process_kill_pod_deletion_and_volume_loss() -> Resul
 
     // The etcd process dies: the container restarts and the member rejoins as itself.
     let id_before = member_id(&client, n, "demo", &follower).await?;
+    let (uid, restarts) = pod_identity(&client, n, &follower).await?.context("the follower's pod")?;
     kill_container(&client, n, &follower, "etcd").await?;
+    wait_for("the killed etcd to be restarted", CHANGE_TIMEOUT, || async {
+        Ok(pod_identity(&client, n, &follower).await?.filter(|(_, r)| *r > restarts))
+    })
+    .await?;
     wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
     assert_eq!(member_id(&client, n, "demo", &follower).await?, id_before, "same member after a process kill");
 
     // The pod is deleted: the operator recreates it on the same volume; same member.
     delete_pod(&client, n, &follower).await?;
-    wait_for("the deleted member to be seen unhealthy or recreated", Duration::from_secs(60), || async {
-        let ec = get_cluster(&client, n, "demo").await?;
-        Ok((!etcd_op_e2e::settled(&ec, 3, V36)
-            || ec.status.as_ref().is_some_and(|s| s.members.iter().all(|m| m.healthy)))
-        .then_some(()))
+    wait_for("the deleted pod to be recreated by the operator", CHANGE_TIMEOUT, || async {
+        Ok(pod_identity(&client, n, &follower).await?.filter(|(u, _)| *u != uid))
     })
     .await?;
     wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
