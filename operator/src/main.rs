@@ -132,6 +132,7 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
             concurrency: args.max_concurrent_reconciles,
             namespace: args.namespace.clone(),
         },
+        refusals: Default::default(),
     });
 
     let signal_stop = stop_tx.clone();

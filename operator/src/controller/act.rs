@@ -31,7 +31,16 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         Step::AddLearner { name } => {
             let leader = leader_endpoint(observed, "add a learner")?;
             let url = peer_url(&cluster, &namespace, name);
-            ctx.etcd.add_learner(leader, &url).await.map_err(|e| Error::from_membership_change("AddLearner", e))?;
+            let key = format!("{namespace}/{cluster}");
+            if let Err(refusal) = ctx.etcd.add_learner(leader, &url).await {
+                let error = Error::from_membership_change("AddLearner", refusal);
+                if error.to_string().contains(UNHEALTHY_CLUSTER) && ctx.refused_for(&key) > STALE_PEER_VIEW_AFTER {
+                    ctx.forget_refusal(&key);
+                    hand_over_leadership(ctx, observed, leader).await?;
+                }
+                return Err(error);
+            }
+            ctx.forget_refusal(&key);
             let bootstrap = joining_bootstrap(observed, &cluster, &namespace, name);
             create_member(ctx, ec, name, version, &bootstrap).await
         }
@@ -60,6 +69,34 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         }
         Step::RestartMember { name } => delete_if_present::<Pod>(ctx, &namespace, name).await,
     }
+}
+
+/// etcd refuses membership changes with this while its leader counts too few peers as connected. For a few
+/// seconds after a start or a promotion that is expected. When it lasts, the leader's view of a peer is
+/// stale: a member's pod came back on a new address while the leader still dialled the old one, and the
+/// leader keeps that peer "inactive" although raft traffic flows. A new leader has fresh peer connections.
+const UNHEALTHY_CLUSTER: &str = "unhealthy cluster";
+const STALE_PEER_VIEW_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Moves leadership to the healthy voter that is furthest along: no membership change, a pause in writes of
+/// an election at most.
+async fn hand_over_leadership(ctx: &Context, observed: &Observed, leader: &str) -> Result<(), Error> {
+    let cluster_id = match observed.observation.etcd {
+        super::model::EtcdView::Reachable { cluster_id, .. } => cluster_id,
+        super::model::EtcdView::Unreachable => return Ok(()),
+    };
+    let target = observed
+        .observation
+        .members
+        .iter()
+        .filter(|m| m.is_voter() && m.is_healthy(cluster_id) && Some(&m.name) != observed.leader.as_ref())
+        .max_by_key(|m| m.applied_index())
+        .and_then(|m| m.id());
+    if let Some(to) = target {
+        tracing::info!(leader, to = %format!("{to:x}"), "the leader's view of its peers is stale: moving leadership");
+        ctx.etcd.move_leader(leader, to).await?;
+    }
+    Ok(())
 }
 
 fn leader_endpoint<'a>(observed: &'a Observed, step: &'static str) -> Result<&'a str, Error> {

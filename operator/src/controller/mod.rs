@@ -56,6 +56,25 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub etcd: Etcd,
     pub config: Settings,
+    /// Since when etcd has kept refusing to add a member, per cluster: in memory only, a restarted
+    /// operator starts counting again.
+    pub refusals: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+}
+
+impl Context {
+    /// How long etcd has been refusing membership changes to `cluster`; starts the clock on first call.
+    pub fn refused_for(&self, cluster: &str) -> Duration {
+        match self.refusals.lock() {
+            Ok(mut refusals) => refusals.entry(cluster.to_string()).or_insert_with(Instant::now).elapsed(),
+            Err(_) => Duration::ZERO,
+        }
+    }
+
+    pub fn forget_refusal(&self, cluster: &str) {
+        if let Ok(mut refusals) = self.refusals.lock() {
+            refusals.remove(cluster);
+        }
+    }
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
