@@ -108,7 +108,8 @@ cgroup_dirs() {
 cgroup_pids() {
   local dir
   for dir in $(cgroup_dirs); do
-    find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
+    # Cgroups vanish while their processes die: a find that trips over one is not a failure.
+    find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null || true
   done | sort -un
 }
 
