@@ -4,7 +4,7 @@
 use etcd_op::controller::model::{
     EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version, quorum,
 };
-use etcd_op::controller::plan::{Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, Step, plan};
+use etcd_op::controller::plan::{Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, Step, ordinal_of, plan};
 use proptest::prelude::*;
 
 const CLUSTER_ID: u64 = 0xc1;
@@ -43,16 +43,16 @@ fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applie
 }
 
 fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -> Observation {
-    let etcd = if members.iter().any(|m| m.etcd.is_some()) {
-        EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader }
-    } else {
-        EtcdView::Unreachable
-    };
+    let formed = members.iter().any(|m| m.etcd.is_some());
+    let etcd =
+        if formed { EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader } } else { EtcdView::Unreachable };
     Observation {
         cluster: "demo".into(),
         desired,
         committed: None,
         paused: false,
+        formed,
+        initial_members: Vec::new(),
         ephemeral_storage: false,
         members,
         etcd,
@@ -129,68 +129,90 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 prop::bool::weighted(0.1),
                 any::<prop::sample::Index>(),
                 prop::bool::weighted(0.1),
+                prop::bool::weighted(0.7),
+                prop::option::of(1u32..=6),
             )
         })
-        .prop_map(|(members, size, version, committed, paused, ephemeral, unreachable, leader_pick, no_leader)| {
-            let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
-            let leader =
-                if voters.is_empty() || no_leader { None } else { Some(voters[leader_pick.index(voters.len())]) };
-            let any_in_etcd = members.iter().any(|m| m.etcd.is_some());
-            // The operator reaches members through their pods: one that answered has a pod.
-            let mut members = members;
-            for m in &mut members {
-                let answered = m.etcd.as_ref().is_some_and(|e| e.health.is_some());
-                if answered && m.pod.is_none() {
-                    m.pod = Some(PodView {
-                        ready: true,
-                        terminating: false,
-                        version: Some(V36),
-                        template_hash: "t1".into(),
-                        not_ready_for_secs: 0,
-                    });
-                }
-            }
-            let etcd = if unreachable || !any_in_etcd {
-                EtcdView::Unreachable
-            } else {
-                EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader }
-            };
-            // The leader answered: that is how the operator learned who leads.
-            let members = members
-                .into_iter()
-                .map(|mut m| {
-                    if m.id() == leader
-                        && let Some(e) = m.etcd.as_mut()
-                    {
-                        e.started = true;
-                        m.pod.get_or_insert(PodView {
+        .prop_map(
+            |(
+                members,
+                size,
+                version,
+                committed,
+                paused,
+                ephemeral,
+                unreachable,
+                leader_pick,
+                no_leader,
+                formed,
+                initial,
+            )| {
+                let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
+                let leader =
+                    if voters.is_empty() || no_leader { None } else { Some(voters[leader_pick.index(voters.len())]) };
+                let any_in_etcd = members.iter().any(|m| m.etcd.is_some());
+                // The operator reaches members through their pods: one that answered has a pod.
+                let mut members = members;
+                for m in &mut members {
+                    let answered = m.etcd.as_ref().is_some_and(|e| e.health.is_some());
+                    if answered && m.pod.is_none() {
+                        m.pod = Some(PodView {
                             ready: true,
                             terminating: false,
                             version: Some(V36),
                             template_hash: "t1".into(),
                             not_ready_for_secs: 0,
                         });
-                        e.health.get_or_insert(MemberHealth {
-                            cluster_id: CLUSTER_ID,
-                            raft_applied_index: 5_000,
-                            version: Some(V36),
-                            has_errors: false,
-                        });
                     }
-                    m
-                })
-                .collect();
-            Observation {
-                cluster: "demo".into(),
-                desired: target(size, version),
-                committed: committed.map(|(s, v)| target(s, v)),
-                paused,
-                ephemeral_storage: ephemeral,
-                members,
-                etcd,
-                unhealthy_threshold_secs: THRESHOLD,
+                }
+                // Without an answer there is no member list: no member is known to etcd.
+            if unreachable {
+                members.iter_mut().for_each(|m| m.etcd = None);
             }
-        })
+            let etcd = if unreachable || !any_in_etcd {
+                    EtcdView::Unreachable
+                } else {
+                    EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader }
+                };
+                // The leader answered: that is how the operator learned who leads.
+                let members = members
+                    .into_iter()
+                    .map(|mut m| {
+                        if m.id() == leader
+                            && let Some(e) = m.etcd.as_mut()
+                        {
+                            e.started = true;
+                            m.pod.get_or_insert(PodView {
+                                ready: true,
+                                terminating: false,
+                                version: Some(V36),
+                                template_hash: "t1".into(),
+                                not_ready_for_secs: 0,
+                            });
+                            e.health.get_or_insert(MemberHealth {
+                                cluster_id: CLUSTER_ID,
+                                raft_applied_index: 5_000,
+                                version: Some(V36),
+                                has_errors: false,
+                            });
+                        }
+                        m
+                    })
+                    .collect();
+                Observation {
+                    cluster: "demo".into(),
+                    desired: target(size, version),
+                    committed: committed.map(|(s, v)| target(s, v)),
+                    paused,
+                    formed,
+                    initial_members: initial.map_or_else(Vec::new, |n| (0..n).map(|i| format!("demo-{i}")).collect()),
+                    ephemeral_storage: ephemeral,
+                    members,
+                    etcd,
+                    unhealthy_threshold_secs: THRESHOLD,
+                }
+            },
+        )
 }
 
 fn find<'a>(obs: &'a Observation, name: &str) -> &'a Member {
@@ -221,14 +243,24 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
     }
     if matches!(obs.etcd, EtcdView::Unreachable) {
         prop_assert!(
-            matches!(p.step, Step::BootstrapFirstMember { .. } | Step::CreateMemberPod { .. } | Step::Wait),
+            matches!(p.step, Step::BootstrapMembers { .. } | Step::CreateMemberPod { .. } | Step::Wait),
             "with etcd unreachable only bootstrap, pod recreation or waiting are allowed, got {:?}",
             p.step
         );
     }
     match &p.step {
-        Step::BootstrapFirstMember { .. } => {
-            prop_assert!(obs.members.is_empty(), "bootstrap only when nothing exists")
+        Step::BootstrapMembers { members } => {
+            prop_assert!(!members.is_empty());
+            if obs.members.is_empty() {
+                prop_assert_eq!(members.len(), p.target.size, "a new cluster starts at its target size");
+            } else {
+                prop_assert!(!obs.formed, "once the cluster has formed, nothing starts a new one beside it");
+                prop_assert_eq!(members, &obs.initial_members, "a cut-short bootstrap keeps its initial cluster");
+                prop_assert!(
+                    obs.members.iter().all(|m| members.contains(&m.name) && m.etcd.is_none()),
+                    "a bootstrap never touches a member outside its initial cluster or known to etcd"
+                );
+            }
         }
         Step::RemoveMember { name, id } => {
             let m = find(obs, name);
@@ -340,6 +372,8 @@ impl Simulator {
                     self.steps.push(step);
                 }
             }
+            // The report records the cluster ID as soon as etcd answers.
+            self.obs.formed |= matches!(self.obs.etcd, EtcdView::Reachable { .. });
         }
         panic!("no convergence in 60 steps: {:?}", self.steps);
     }
@@ -352,16 +386,20 @@ impl Simulator {
     fn apply(&mut self, step: &Step, target: &Target) {
         let applied = self.leader_applied();
         match step {
-            Step::BootstrapFirstMember { name } | Step::AddLearner { name } => {
-                let ordinal: u32 = name.rsplit('-').next().and_then(|o| o.parse().ok()).unwrap_or(0);
-                let learner = matches!(step, Step::AddLearner { .. });
-                let id = self.next_id;
-                self.next_id += 1;
-                self.obs.members.push(healthy_member(ordinal, id, learner, target.version, applied));
-                self.obs.members.sort_by_key(|m| m.ordinal);
-                if !learner {
-                    self.obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(id) };
+            Step::BootstrapMembers { members } => {
+                for name in members {
+                    let ordinal = ordinal_of("demo", name).unwrap();
+                    self.obs.members.push(healthy_member(ordinal, self.next_id, false, target.version, 0));
+                    self.next_id += 1;
                 }
+                let leader = self.obs.members.iter().filter_map(Member::id).min();
+                self.obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader };
+            }
+            Step::AddLearner { name } => {
+                let ordinal = ordinal_of("demo", name).unwrap();
+                self.obs.members.push(healthy_member(ordinal, self.next_id, true, target.version, applied));
+                self.next_id += 1;
+                self.obs.members.sort_by_key(|m| m.ordinal);
             }
             Step::PromoteLearner { name, .. } => {
                 let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
@@ -386,17 +424,83 @@ impl Simulator {
 }
 
 #[test]
-fn bootstrap_grows_to_three_one_learner_at_a_time() {
+fn a_new_cluster_starts_all_its_members_at_once() {
     let mut sim = Simulator::new(observation(vec![], None, target(3, V36)));
     let done = sim.converge();
     assert_eq!(done.activity, Activity::Idle);
-    let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
     assert_eq!(
-        actions,
-        ["BootstrapFirstMember", "AddLearner", "PromoteLearner", "AddLearner", "PromoteLearner"],
-        "one member at a time, each learner promoted before the next is added"
+        sim.steps,
+        [Step::BootstrapMembers { members: vec!["demo-0".into(), "demo-1".into(), "demo-2".into()] }]
     );
     assert_eq!(voters(&sim.obs), 3);
+}
+
+/// Members created for a static initial cluster that has not formed: pod and PVC, nothing known to etcd.
+fn unformed(names: &[u32], initial: u32, size: usize) -> Observation {
+    let members = names
+        .iter()
+        .map(|&i| {
+            let mut m = healthy_member(i, u64::from(i) + 1, false, V36, 0);
+            m.etcd = None;
+            let pod = m.pod.as_mut().unwrap();
+            pod.ready = false;
+            pod.not_ready_for_secs = THRESHOLD * 2;
+            m
+        })
+        .collect();
+    let mut obs = observation(members, None, target(size, V36));
+    obs.initial_members = (0..initial).map(|i| format!("demo-{i}")).collect();
+    obs
+}
+
+#[test]
+fn a_cut_short_bootstrap_is_finished_with_the_same_initial_cluster() {
+    // The operator stopped after creating one of three members; meanwhile the spec asks for five.
+    let obs = unformed(&[0], 3, 5);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::BootstrapMembers { members: vec!["demo-0".into(), "demo-1".into(), "demo-2".into()] });
+    let mut sim = Simulator::new(obs);
+    sim.obs.members.clear();
+    sim.obs.initial_members.clear();
+    sim.converge();
+    assert_eq!(voters(&sim.obs), 5, "the new size is taken up by scaling once the cluster formed");
+}
+
+#[test]
+fn initial_members_that_have_not_formed_a_cluster_are_waited_for_not_declared_lost() {
+    let p = plan(&unformed(&[0, 1, 2], 3, 3));
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Creating);
+}
+
+#[test]
+fn once_formed_a_missing_member_is_never_recreated_as_a_new_cluster() {
+    let mut obs = unformed(&[0], 3, 3);
+    obs.formed = true;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::QuorumLost));
+}
+
+#[test]
+fn every_member_gone_after_forming_starts_a_new_cluster_and_says_so() {
+    let mut obs = observation(vec![], None, target(3, V36));
+    obs.formed = true;
+    let p = plan(&obs);
+    assert!(matches!(p.step, Step::BootstrapMembers { ref members } if members.len() == 3));
+    assert!(p.reason.contains("gone"), "{}", p.reason);
+}
+
+#[test]
+fn an_initial_member_that_never_started_gets_its_pod_in_a_formed_cluster() {
+    // Two of three initial members formed the cluster before the operator stopped; the third has nothing yet.
+    let mut obs = healthy_cluster(3, V36);
+    obs.members[2].pod = None;
+    obs.members[2].pvc = None;
+    let e = obs.members[2].etcd.as_mut().unwrap();
+    e.started = false;
+    e.health = None;
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-2".into() });
 }
 
 #[test]

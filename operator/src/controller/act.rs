@@ -10,10 +10,7 @@ use super::Context;
 use super::error::Error;
 use super::observe::Observed;
 use super::plan::{Plan, Step};
-use super::resources::{
-    ANNOTATION_INITIAL_CLUSTER, ANNOTATION_INITIAL_STATE, Bootstrap, InitialState, member_of_peer_url, member_pod,
-    member_pvc, peer_url,
-};
+use super::resources::{Bootstrap, InitialState, member_of_peer_url, member_pod, member_pvc, peer_url};
 
 pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Plan) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
@@ -21,12 +18,14 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
     let version = plan.target.version;
     match &plan.step {
         Step::Nothing | Step::Wait => Ok(()),
-        Step::BootstrapFirstMember { name } => {
-            let bootstrap = Bootstrap {
-                initial_cluster: format!("{name}={}", peer_url(&cluster, &namespace, name)),
-                state: InitialState::New,
-            };
-            create_member(ctx, ec, name, version, &bootstrap).await
+        Step::BootstrapMembers { members } => {
+            let peers: Vec<String> =
+                members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name))).collect();
+            let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New };
+            for name in members {
+                create_member(ctx, ec, name, version, &bootstrap).await?;
+            }
+            Ok(())
         }
         Step::AddLearner { name } => {
             let leader = leader_endpoint(observed, "add a learner")?;
@@ -46,9 +45,7 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         }
         Step::CreateMemberPod { name } => {
             let bootstrap = observed
-                .pvcs
-                .get(name)
-                .and_then(recorded_bootstrap)
+                .recorded_bootstrap(name)
                 .unwrap_or_else(|| joining_bootstrap(observed, &cluster, &namespace, name));
             create_member(ctx, ec, name, version, &bootstrap).await
         }
@@ -119,14 +116,6 @@ fn joining_bootstrap(observed: &Observed, cluster: &str, namespace: &str, name: 
     peers.push(format!("{name}={}", peer_url(cluster, namespace, name)));
     peers.sort();
     Bootstrap { initial_cluster: peers.join(","), state: InitialState::Existing }
-}
-
-fn recorded_bootstrap(pvc: &PersistentVolumeClaim) -> Option<Bootstrap> {
-    let annotations = pvc.metadata.annotations.as_ref()?;
-    Some(Bootstrap {
-        initial_cluster: annotations.get(ANNOTATION_INITIAL_CLUSTER)?.clone(),
-        state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
-    })
 }
 
 /// Creates the member's PVC (unless it uses emptyDir) and pod; either may already exist.

@@ -58,6 +58,11 @@ pub struct Observation {
     /// What the operator committed to earlier, if anything (status.target).
     pub committed: Option<Target>,
     pub paused: bool,
+    /// Whether the operator has seen this cluster formed (status.clusterID is recorded). Until then no member
+    /// holds data anyone wrote, and a half-created initial cluster may be finished.
+    pub formed: bool,
+    /// The members of the static initial cluster, as recorded on the members created with it (state `new`).
+    pub initial_members: Vec<String>,
     /// emptyDir storage: a member whose pod is gone has lost its data.
     pub ephemeral_storage: bool,
     /// Every member that exists anywhere (pod, PVC or etcd membership), ordered by ordinal.
@@ -112,7 +117,8 @@ pub struct PvcView {
 pub struct EtcdMember {
     pub id: u64,
     pub learner: bool,
-    /// etcd reports an empty name for a member that was added but never started.
+    /// Whether the member has ever run: etcd lists no client URLs for a member that was added (or named in
+    /// the initial cluster) but never started.
     pub started: bool,
     /// What the member said about itself; `None` when it did not answer.
     pub health: Option<MemberHealth>,

@@ -16,7 +16,8 @@ use super::error::Error;
 use super::model::{EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version};
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
-    ANNOTATION_TEMPLATE_HASH, CLIENT_PORT, LABEL_MEMBER, member_of_peer_url, selector_string, template_hash,
+    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, selector_string,
+    template_hash,
 };
 use crate::etcd::{EndpointStatus, MemberInfo};
 
@@ -24,6 +25,7 @@ use crate::etcd::{EndpointStatus, MemberInfo};
 /// stages need.
 pub struct Observed {
     pub observation: Observation,
+    pub pods: BTreeMap<String, Pod>,
     pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
     pub etcd_members: Vec<MemberInfo>,
     pub statuses: BTreeMap<String, EndpointStatus>,
@@ -33,6 +35,13 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// How a member was first started, as recorded on its PVC or, with emptyDir storage, its pod.
+    pub fn recorded_bootstrap(&self, member: &str) -> Option<Bootstrap> {
+        let from_pvc = self.pvcs.get(member).map(|p| p.annotations());
+        let from_pod = self.pods.get(member).map(|p| p.annotations());
+        from_pvc.and_then(Bootstrap::recorded).or_else(|| from_pod.and_then(Bootstrap::recorded))
+    }
+
     /// Endpoint of the leader, where membership changes are sent.
     pub fn leader_endpoint(&self) -> Option<&str> {
         self.endpoints.get(self.leader.as_ref()?).map(String::as_str)
@@ -107,7 +116,7 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
             let etcd = member_names.iter().find(|(n, _)| *n == name).map(|(_, m)| EtcdMember {
                 id: m.id,
                 learner: m.is_learner,
-                started: !m.name.is_empty(),
+                started: !m.client_urls.is_empty(),
                 health: statuses.get(&name).filter(|s| s.member_id == m.id).map(|s| MemberHealth {
                     cluster_id: s.cluster_id,
                     raft_applied_index: s.raft_applied_index,
@@ -125,17 +134,35 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         })
         .collect();
 
-    let observation = Observation {
-        cluster,
-        committed: committed_target(ec, &desired),
-        desired,
-        paused: ec.spec.paused,
-        ephemeral_storage: ec.spec.storage.empty_dir.is_some(),
-        members,
-        etcd: etcd_view,
-        unhealthy_threshold_secs: ctx.config.unhealthy_threshold.as_secs(),
+    let mut observed = Observed {
+        observation: Observation {
+            cluster,
+            committed: committed_target(ec, &desired),
+            desired,
+            paused: ec.spec.paused,
+            formed: ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
+            initial_members: Vec::new(),
+            ephemeral_storage: ec.spec.storage.empty_dir.is_some(),
+            members,
+            etcd: etcd_view,
+            unhealthy_threshold_secs: ctx.config.unhealthy_threshold.as_secs(),
+        },
+        pods,
+        pvcs,
+        etcd_members,
+        statuses,
+        endpoints,
+        leader,
     };
-    Ok(Observed { observation, pvcs, etcd_members, statuses, endpoints, leader })
+    observed.observation.initial_members = observed
+        .observation
+        .members
+        .iter()
+        .filter_map(|m| observed.recorded_bootstrap(&m.name))
+        .find(|b| b.state == InitialState::New)
+        .map(|b| b.member_names())
+        .unwrap_or_default();
+    Ok(observed)
 }
 
 /// The member list, from the leader when it answered, else from any voter that did. Members that answered

@@ -17,9 +17,9 @@ pub enum Step {
     Nothing,
     /// Something in flight must settle first; the next watch event or requeue brings a new observation.
     Wait,
-    /// Create the first member's PVC and pod with a one-member initial cluster.
-    BootstrapFirstMember {
-        name: String,
+    /// Create the PVC and pod of every member of a static initial cluster that does not have them yet.
+    BootstrapMembers {
+        members: Vec<String>,
     },
     /// Add a learner to etcd, then create its PVC and pod.
     AddLearner {
@@ -59,7 +59,7 @@ impl Step {
         match self {
             Step::Nothing => "None",
             Step::Wait => "Wait",
-            Step::BootstrapFirstMember { .. } => "BootstrapFirstMember",
+            Step::BootstrapMembers { .. } => "BootstrapMembers",
             Step::AddLearner { .. } => "AddLearner",
             Step::CreateMemberPod { .. } => "CreateMemberPod",
             Step::PromoteLearner { .. } => "PromoteLearner",
@@ -135,7 +135,7 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
         return (Step::Nothing, Activity::Paused, "spec.paused is true: observing only".into());
     }
     match obs.etcd {
-        EtcdView::Unreachable => decide_unreachable(obs),
+        EtcdView::Unreachable => bootstrap(obs, target).unwrap_or_else(|| decide_unreachable(obs)),
         EtcdView::Reachable { cluster_id, leader_id } => {
             let Some(leader_id) = leader_id else {
                 return (
@@ -156,14 +156,45 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
     }
 }
 
-fn decide_unreachable(obs: &Observation) -> Decision {
-    let Some(first) = obs.members.first() else {
-        return (
-            Step::BootstrapFirstMember { name: member_name_for(obs, 0) },
-            Activity::Creating,
-            "no member exists yet: creating the first one".into(),
-        );
+/// A new cluster starts with all its members at once, from a static initial cluster: faster than growing one
+/// learner at a time, and safe because no member holds data yet. A bootstrap cut short (the operator stopped
+/// after creating some members) is finished with the same initial cluster, never started again; once the
+/// cluster has been seen formed, a missing member is replaced through membership changes instead.
+fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
+    let initial: Vec<String> = if obs.members.is_empty() {
+        (0..target.size).filter_map(|i| u32::try_from(i).ok()).map(|i| member_name_for(obs, i)).collect()
+    } else if !obs.formed && !obs.initial_members.is_empty() {
+        obs.initial_members.clone()
+    } else {
+        return None;
     };
+    let strangers: Vec<&str> =
+        obs.members.iter().map(|m| m.name.as_str()).filter(|name| !initial.iter().any(|i| i == name)).collect();
+    if !strangers.is_empty() {
+        return None;
+    }
+    let created = |name: &String| {
+        obs.members.iter().any(|m| &m.name == name && m.pod.is_some() && (obs.ephemeral_storage || m.pvc.is_some()))
+    };
+    let missing = initial.iter().filter(|n| !created(n)).count();
+    if missing == 0 {
+        return Some((
+            Step::Wait,
+            Activity::Creating,
+            format!("waiting for the {} initial members to start and elect a leader", initial.len()),
+        ));
+    }
+    let reason = if obs.members.is_empty() && obs.formed {
+        format!("every member and its data are gone: starting a new cluster of {}", initial.len())
+    } else if obs.members.is_empty() {
+        format!("no member exists yet: creating the {} initial members", initial.len())
+    } else {
+        format!("{missing} of the {} initial members are missing: creating them", initial.len())
+    };
+    Some((Step::BootstrapMembers { members: initial }, Activity::Creating, reason))
+}
+
+fn decide_unreachable(obs: &Observation) -> Decision {
     // Members whose pods are gone but whose volumes remain come back as themselves: this is how a cluster
     // survives every pod going away at once (node restart, eviction).
     if !obs.ephemeral_storage
@@ -175,14 +206,10 @@ fn decide_unreachable(obs: &Observation) -> Decision {
             format!("member {} has its volume but no pod: recreating the pod so it rejoins with its data", m.name),
         );
     }
-    let bootstrapping = obs.members.len() == 1 && first.etcd.is_none();
     let starting = obs
         .members
         .iter()
         .any(|m| m.pod.as_ref().is_some_and(|p| !p.terminating && p.not_ready_for_secs < obs.unhealthy_threshold_secs));
-    if bootstrapping && first.pod.is_some() {
-        return (Step::Wait, Activity::Creating, format!("waiting for the first member {} to start", first.name));
-    }
     if starting {
         return (Step::Wait, Activity::Healing, "no member answers yet; waiting for members to start".into());
     }

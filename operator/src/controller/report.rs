@@ -100,7 +100,13 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
         conditions,
         ready_members: i32::try_from(ready).unwrap_or(i32::MAX),
         current_version,
-        cluster_id: cluster_id.map(|id| format!("{id:x}")),
+        // The ID outlives an outage: it is how the planner knows the cluster once formed. A new bootstrap
+        // starts a new cluster, so it clears the old one's.
+        cluster_id: match (cluster_id, &plan.step) {
+            (Some(id), _) => Some(format!("{id:x}")),
+            (None, Step::BootstrapMembers { .. }) => None,
+            (None, _) => previous.cluster_id.clone(),
+        },
         leader: observed.leader.clone(),
         members,
         selector: Some(selector_string(&cluster)),

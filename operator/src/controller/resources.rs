@@ -29,8 +29,8 @@ pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_CLUSTER: &str = "etcd.cloud.io/cluster";
 pub const LABEL_MEMBER: &str = "etcd.cloud.io/member";
-/// The members' initial cluster and state, recorded on the PVC when the member is created, so its pod can be
-/// recreated identically even while etcd does not answer.
+/// The members' initial cluster and state, recorded on the PVC and the pod when the member is created, so its
+/// pod can be recreated identically, and a cut-short bootstrap finished, even while etcd does not answer.
 pub const ANNOTATION_INITIAL_CLUSTER: &str = "etcd.cloud.io/initial-cluster";
 pub const ANNOTATION_INITIAL_STATE: &str = "etcd.cloud.io/initial-cluster-state";
 pub const ANNOTATION_TEMPLATE_HASH: &str = "etcd.cloud.io/template-hash";
@@ -66,6 +66,28 @@ pub struct Bootstrap {
     /// `name=peerURL` pairs, comma-separated, as etcd's --initial-cluster.
     pub initial_cluster: String,
     pub state: InitialState,
+}
+
+impl Bootstrap {
+    pub fn annotations(&self) -> [(String, String); 2] {
+        [
+            (ANNOTATION_INITIAL_CLUSTER.to_string(), self.initial_cluster.clone()),
+            (ANNOTATION_INITIAL_STATE.to_string(), self.state.as_str().to_string()),
+        ]
+    }
+
+    /// What was recorded on a member's object, if anything.
+    pub fn recorded(annotations: &BTreeMap<String, String>) -> Option<Self> {
+        Some(Bootstrap {
+            initial_cluster: annotations.get(ANNOTATION_INITIAL_CLUSTER)?.clone(),
+            state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
+        })
+    }
+
+    /// The member names of the initial cluster.
+    pub fn member_names(&self) -> Vec<String> {
+        self.initial_cluster.split(',').filter_map(|pair| Some(pair.split_once('=')?.0.to_string())).collect()
+    }
 }
 
 /// Labels every object of a cluster carries; also the member pods' selector.
@@ -211,10 +233,7 @@ pub fn member_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Pers
     if ec.spec.pvc_retention_policy == PvcRetentionPolicy::Retain {
         metadata.owner_references = None;
     }
-    metadata.annotations = Some(BTreeMap::from([
-        (ANNOTATION_INITIAL_CLUSTER.to_string(), bootstrap.initial_cluster.clone()),
-        (ANNOTATION_INITIAL_STATE.to_string(), bootstrap.state.as_str().to_string()),
-    ]));
+    metadata.annotations = Some(BTreeMap::from(bootstrap.annotations()));
     PersistentVolumeClaim {
         metadata,
         spec: Some(PersistentVolumeClaimSpec {
@@ -275,6 +294,7 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
     labels.extend(member_labels(&cluster, member));
     let mut annotations = tpl.annotations.clone().unwrap_or_default();
     annotations.insert(ANNOTATION_TEMPLATE_HASH.to_string(), template_hash(ec));
+    annotations.extend(bootstrap.annotations());
     let mut metadata = meta(ec, member.to_string(), labels);
     metadata.annotations = Some(annotations);
 
