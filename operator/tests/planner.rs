@@ -166,10 +166,10 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     }
                 }
                 // Without an answer there is no member list: no member is known to etcd.
-            if unreachable {
-                members.iter_mut().for_each(|m| m.etcd = None);
-            }
-            let etcd = if unreachable || !any_in_etcd {
+                if unreachable {
+                    members.iter_mut().for_each(|m| m.etcd = None);
+                }
+                let etcd = if unreachable || !any_in_etcd {
                     EtcdView::Unreachable
                 } else {
                     EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader }
@@ -247,6 +247,9 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             "with etcd unreachable only bootstrap, pod recreation or waiting are allowed, got {:?}",
             p.step
         );
+    }
+    if matches!(obs.etcd, EtcdView::Reachable { leader_id: None, .. }) {
+        prop_assert_eq!(&p.step, &Step::Wait, "without a leader nothing changes");
     }
     match &p.step {
         Step::BootstrapMembers { members } => {
@@ -639,6 +642,22 @@ fn quorum_loss_is_reported_not_guessed() {
     assert_eq!(p.step, Step::Wait);
     assert_eq!(p.activity, Activity::Blocked(Blocker::QuorumLost));
     assert!(p.reason.contains("demo-0, demo-1, demo-2"), "the reason names the members holding data: {}", p.reason);
+}
+
+#[test]
+fn members_answering_without_a_leader_are_quorum_lost_only_when_too_few_answer() {
+    let mut obs = healthy_cluster(3, V36);
+    obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: None };
+    let p = plan(&obs);
+    assert_eq!((p.step, p.activity), (Step::Wait, Activity::Healing), "an election is waited for");
+    for m in &mut obs.members[1..] {
+        m.etcd.as_mut().unwrap().health = None;
+        m.pod.as_mut().unwrap().ready = false;
+    }
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::QuorumLost));
+    assert!(p.reason.starts_with("1 of 3 voting members answer"), "{}", p.reason);
 }
 
 #[test]

@@ -159,6 +159,11 @@ impl Member {
         answered && pod_ok
     }
 
+    /// Whether the member itself answered, as a member of `cluster_id`.
+    pub fn answers(&self, cluster_id: u64) -> bool {
+        self.etcd.as_ref().and_then(|e| e.health.as_ref()).is_some_and(|h| h.cluster_id == cluster_id)
+    }
+
     pub fn applied_index(&self) -> Option<u64> {
         self.etcd.as_ref()?.health.as_ref().map(|h| h.raft_applied_index)
     }

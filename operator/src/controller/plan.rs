@@ -138,11 +138,7 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
         EtcdView::Unreachable => bootstrap(obs, target).unwrap_or_else(|| decide_unreachable(obs)),
         EtcdView::Reachable { cluster_id, leader_id } => {
             let Some(leader_id) = leader_id else {
-                return (
-                    Step::Wait,
-                    Activity::Healing,
-                    "etcd answers but has no leader; waiting for an election".into(),
-                );
+                return without_leader(obs, cluster_id);
             };
             let cluster = Cluster { obs, cluster_id, leader_id };
             cluster
@@ -154,6 +150,29 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
                 .unwrap_or_else(|| (Step::Nothing, Activity::Idle, "the cluster matches its spec".into()))
         }
     }
+}
+
+/// Some members answer but none leads: an election in progress, or too few voters answer to elect anyone.
+fn without_leader(obs: &Observation, cluster_id: u64) -> Decision {
+    let voters: Vec<&Member> = obs.members.iter().filter(|m| m.is_voter()).collect();
+    let answering = voters.iter().filter(|m| m.answers(cluster_id)).count();
+    if answering >= quorum(voters.len()) {
+        return (Step::Wait, Activity::Healing, "etcd answers but has no leader; waiting for an election".into());
+    }
+    quorum_lost(obs, &format!("{answering} of {} voting members answer", voters.len()))
+}
+
+fn quorum_lost(obs: &Observation, what: &str) -> Decision {
+    let holders: Vec<&str> =
+        obs.members.iter().filter(|m| m.holds_data(obs.ephemeral_storage)).map(|m| m.name.as_str()).collect();
+    (
+        Step::Wait,
+        Activity::Blocked(Blocker::QuorumLost),
+        format!(
+            "{what}: quorum is lost; members holding data: [{}]; recover from a survivor or a backup",
+            holders.join(", ")
+        ),
+    )
 }
 
 /// A new cluster starts with all its members at once, from a static initial cluster: faster than growing one
@@ -213,16 +232,7 @@ fn decide_unreachable(obs: &Observation) -> Decision {
     if starting {
         return (Step::Wait, Activity::Healing, "no member answers yet; waiting for members to start".into());
     }
-    let holders: Vec<&str> =
-        obs.members.iter().filter(|m| m.holds_data(obs.ephemeral_storage)).map(|m| m.name.as_str()).collect();
-    (
-        Step::Wait,
-        Activity::Blocked(Blocker::QuorumLost),
-        format!(
-            "no member answers: quorum is lost; members holding data: [{}]; recover from a survivor or a backup",
-            holders.join(", ")
-        ),
-    )
+    quorum_lost(obs, "no member answers")
 }
 
 /// The target to work towards: the committed one until the cluster is at a point where a new one may begin.
