@@ -161,6 +161,12 @@ impl WriteChecker {
 
     /// Stops writing and checks the data; returns the number of acknowledged writes verified.
     pub async fn stop_and_verify(self) -> Result<usize> {
+        let endpoint = self.endpoint.clone();
+        self.stop().await?.verify(&endpoint).await
+    }
+
+    /// Stops writing; the writes can then be verified, later or at another endpoint.
+    pub async fn stop(self) -> Result<Written> {
         self.stop.store(true, Ordering::Release);
         self.task.await.context("the writer task")?;
         let acknowledged = self.acknowledged.lock().await.clone();
@@ -168,12 +174,28 @@ impl WriteChecker {
         if acknowledged.is_empty() {
             bail!("no write was acknowledged during the scenario");
         }
+        Ok(Written { prefix: self.prefix, acknowledged, attempted })
+    }
+}
+
+/// What a stopped [`WriteChecker`] wrote.
+pub struct Written {
+    prefix: String,
+    acknowledged: BTreeMap<String, String>,
+    attempted: BTreeMap<String, String>,
+}
+
+impl Written {
+    /// Reads the keys back through `endpoint`: every acknowledged write must be there with its value, and
+    /// no key that was never written. Returns the number of acknowledged writes verified.
+    pub async fn verify(&self, endpoint: &str) -> Result<usize> {
+        let (acknowledged, attempted) = (&self.acknowledged, &self.attempted);
         // The cluster may still be settling (a leader election after a restart): retry the read, bounded.
         let mut response = None;
         let mut last_error = None;
         for _ in 0..30 {
             let read = async {
-                let mut client = connect(&self.endpoint).await?;
+                let mut client = connect(endpoint).await?;
                 Ok::<_, anyhow::Error>(
                     client.get(self.prefix.clone(), Some(etcd_client::GetOptions::new().with_prefix())).await?,
                 )
@@ -195,7 +217,7 @@ impl WriteChecker {
             .iter()
             .map(|kv| Ok((kv.key_str()?.to_string(), kv.value_str()?.to_string())))
             .collect::<Result<_>>()?;
-        for (key, value) in &acknowledged {
+        for (key, value) in acknowledged {
             match stored.get(key) {
                 Some(v) if v == value => {}
                 Some(v) => bail!("acknowledged {key}={value} reads back as {v}"),

@@ -240,3 +240,137 @@ async fn node_restart_brings_the_same_cluster_back_with_its_data() -> Result<()>
     eprintln!("node restart: {written} acknowledged writes verified");
     ns.delete().await
 }
+
+/// Each member's etcd ID, by name, from status.
+fn member_ids(ec: &EtcdCluster) -> Vec<(String, Option<String>)> {
+    ec.status.iter().flat_map(|s| &s.members).map(|m| (m.name.clone(), m.id.clone())).collect()
+}
+
+fn degraded_reason(ec: &EtcdCluster) -> Option<(String, String)> {
+    let condition = ec.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Degraded" && c.status == "True")?;
+    Some((condition.reason.clone(), condition.message.clone()))
+}
+
+#[tokio::test]
+async fn a_pod_template_change_rolls_the_members_one_at_a_time() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-template").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    let before = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let mut uids = Vec::new();
+    for member in member_names(&before) {
+        uids.push(pods.get(&member).await?.metadata.uid.context("pod UID")?);
+    }
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "template");
+    patch_spec(&client, n, "demo", json!({"podTemplate": {"labels": {"tier": "storage"}}})).await?;
+    let after = wait_for("every member to run the new template", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let labelled = pods.list(&ListParams::default().labels("etcd.cloud.io/cluster=demo,tier=storage")).await?;
+        Ok((labelled.items.len() == 3 && etcd_op_e2e::settled(&ec, 3, V36)).then_some(ec))
+    })
+    .await?;
+    for (member, uid) in member_names(&before).iter().zip(&uids) {
+        let pod = pods.get(member).await?;
+        assert_ne!(pod.metadata.uid.as_ref(), Some(uid), "{member} was restarted on the new template");
+    }
+    assert_eq!(member_ids(&after), member_ids(&before), "a rolling restart keeps every member's identity");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("template roll: {written} acknowledged writes verified");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn quorum_loss_is_reported_and_nothing_is_guessed_until_members_return() -> Result<()> {
+    use etcd_op_test_support::{cut_pod_network, heal_pod_network};
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-quorum").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    let before = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "quorum");
+    wait_for("some writes before the fault", Duration::from_secs(60), || async {
+        Ok((checker.acknowledged().await >= 20).then_some(()))
+    })
+    .await?;
+
+    // Two of three members drop off the network: the one left cannot elect a leader.
+    let lost: Vec<String> = member_names(&before).into_iter().skip(1).collect();
+    let mut cut = Vec::new();
+    for member in &lost {
+        match cut_pod_network(&client, n, member).await {
+            Ok(veth) => cut.push(veth),
+            Err(e) => {
+                cut.iter().try_for_each(|v| heal_pod_network(v))?;
+                return Err(e);
+            }
+        }
+    }
+    let reported = wait_for("the operator to report QuorumLost", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let quorum_lost = degraded_reason(&ec).filter(|(reason, _)| reason == "QuorumLost");
+        let waiting = ec.status.as_ref().and_then(|s| s.next_step.as_ref()).is_some_and(|s| s.action == "Wait");
+        Ok(quorum_lost.filter(|_| waiting).map(|(_, message)| message))
+    })
+    .await;
+    let healed = cut.iter().try_for_each(|v| heal_pod_network(v));
+    let message = reported?;
+    healed?;
+    assert!(
+        member_names(&before).iter().all(|m| message.contains(m.as_str())),
+        "the message names the members holding data: {message}"
+    );
+
+    // Back on the network, the same members form the same cluster again: nothing was replaced.
+    let after = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert_eq!(member_ids(&after), member_ids(&before), "no member was replaced while quorum was lost");
+    let same_cluster = |ec: &EtcdCluster| ec.status.as_ref().and_then(|s| s.cluster_id.clone());
+    assert_eq!(same_cluster(&after), same_cluster(&before));
+    let written = checker.stop_and_verify().await?;
+    eprintln!("quorum loss: {written} acknowledged writes verified; reported: {message}");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn retained_volumes_outlive_the_cluster_and_bring_its_data_back() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-retain").await?;
+    let n = ns.name.as_str();
+    let spec = json!({"size": 3, "version": V36, "pvcRetentionPolicy": "Retain"});
+    create_cluster(&client, n, "demo", spec.clone()).await?;
+    let first = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "retain");
+    wait_for("some writes before the deletion", Duration::from_secs(60), || async {
+        Ok((checker.acknowledged().await >= 20).then_some(()))
+    })
+    .await?;
+    let written = checker.stop().await?;
+
+    let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), n);
+    clusters.delete("demo", &DeleteParams::foreground()).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    wait_for("the cluster and its pods to be deleted", CHANGE_TIMEOUT, || async {
+        let gone =
+            clusters.get_opt("demo").await?.is_none() && pods.list(&ListParams::default()).await?.items.is_empty();
+        Ok(gone.then_some(()))
+    })
+    .await?;
+    let kept = pvcs.list(&ListParams::default()).await?.items;
+    assert_eq!(kept.len(), 3, "Retain keeps every member's volume");
+    assert!(kept.iter().all(|p| p.metadata.deletion_timestamp.is_none()), "no retained volume is being deleted");
+
+    // An EtcdCluster of the same name picks the volumes up: the same etcd cluster, with its data.
+    create_cluster(&client, n, "demo", spec).await?;
+    let second = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let cluster_id = |ec: &EtcdCluster| ec.status.as_ref().and_then(|s| s.cluster_id.clone());
+    assert_eq!(cluster_id(&second), cluster_id(&first), "the retained data is the same etcd cluster");
+    assert_eq!(member_ids(&second), member_ids(&first), "every member came back as itself");
+    let verified = written.verify(&client_endpoint(&client, n, "demo").await?).await?;
+    eprintln!("retain: {verified} acknowledged writes verified after the cluster was recreated");
+
+    // Retained volumes have no owner: they outlive the namespace's cluster objects until deleted by hand.
+    pvcs.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    ns.delete().await
+}
