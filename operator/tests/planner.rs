@@ -53,6 +53,7 @@ fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -> Ob
         paused: false,
         formed,
         initial_members: Vec::new(),
+        leftovers: Vec::new(),
         ephemeral_storage: false,
         members,
         etcd,
@@ -131,6 +132,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 prop::bool::weighted(0.1),
                 prop::bool::weighted(0.7),
                 prop::option::of(1u32..=6),
+                prop::bool::weighted(0.05),
             )
         })
         .prop_map(
@@ -146,6 +148,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 no_leader,
                 formed,
                 initial,
+                leftover,
             )| {
                 let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
                 let leader =
@@ -206,6 +209,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     paused,
                     formed,
                     initial_members: initial.map_or_else(Vec::new, |n| (0..n).map(|i| format!("demo-{i}")).collect()),
+                    leftovers: if leftover { vec!["pod demo-0".into()] } else { Vec::new() },
                     ephemeral_storage: ephemeral,
                     members,
                     etcd,
@@ -247,6 +251,9 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             "with etcd unreachable only bootstrap, pod recreation or waiting are allowed, got {:?}",
             p.step
         );
+    }
+    if !obs.leftovers.is_empty() {
+        prop_assert_eq!(&p.step, &Step::Wait, "nothing is done while an earlier cluster's objects remain");
     }
     if matches!(obs.etcd, EtcdView::Reachable { leader_id: None, .. }) {
         prop_assert_eq!(&p.step, &Step::Wait, "without a leader nothing changes");
@@ -705,4 +712,13 @@ fn versions_parse_and_upgrade_paths_follow_etcd() {
     assert!(!V36.can_upgrade_to(V35));
     assert!(!V35.can_upgrade_to(Version::new(3, 7, 0)));
     assert!(!Version::new(3, 6, 20).can_upgrade_to(V36));
+}
+
+#[test]
+fn a_cluster_created_again_waits_for_the_earlier_ones_objects_to_go() {
+    let mut obs = unformed(&[0, 1, 2], 3, 3);
+    obs.leftovers = vec!["pod demo-0".into(), "PVC demo-0".into()];
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("pod demo-0, PVC demo-0"), "{}", p.reason);
 }

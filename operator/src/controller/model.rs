@@ -63,6 +63,8 @@ pub struct Observation {
     pub formed: bool,
     /// The members of the static initial cluster, as recorded on the members created with it (state `new`).
     pub initial_members: Vec<String>,
+    /// Pods and PVCs that belong to an earlier EtcdCluster of the same name, still being garbage-collected.
+    pub leftovers: Vec<String>,
     /// emptyDir storage: a member whose pod is gone has lost its data.
     pub ephemeral_storage: bool,
     /// Every member that exists anywhere (pod, PVC or etcd membership), ordered by ordinal.

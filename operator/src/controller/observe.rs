@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use etcd_op_api::v1::{EtcdCluster, MAX_SIZE, MIN_SIZE};
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
@@ -75,6 +76,19 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
     let (pods, pvcs) = futures::try_join!(pod_api.list(&selector), pvc_api.list(&selector))
         .map_err(|source| Error::KubeRead { what: format!("pods and PVCs of {namespace}/{cluster}"), source })?;
+    // Objects owned by an earlier EtcdCluster of this name (deleted, then created again) are not this
+    // cluster's: they are on their way out, and using them would mix two clusters.
+    let uid = ec.uid();
+    let earlier = |owners: &[OwnerReference]| {
+        owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) != uid.as_ref())
+    };
+    let leftovers: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| earlier(p.owner_references()))
+        .map(|p| format!("pod {}", p.name_any()))
+        .chain(pvcs.items.iter().filter(|p| earlier(p.owner_references())).map(|p| format!("PVC {}", p.name_any())))
+        .collect();
     let by_member = |labels: &BTreeMap<String, String>| labels.get(LABEL_MEMBER).cloned();
     let pods: BTreeMap<String, Pod> =
         pods.items.into_iter().filter_map(|p| Some((by_member(p.labels())?, p))).collect();
@@ -142,6 +156,7 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
             paused: ec.spec.paused,
             formed: ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
             initial_members: Vec::new(),
+            leftovers,
             ephemeral_storage: ec.spec.storage.empty_dir.is_some(),
             members,
             etcd: etcd_view,

@@ -134,6 +134,17 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
     if obs.paused {
         return (Step::Nothing, Activity::Paused, "spec.paused is true: observing only".into());
     }
+    if !obs.leftovers.is_empty() {
+        return (
+            Step::Wait,
+            Activity::Creating,
+            format!(
+                "{} belong to an earlier EtcdCluster named {}; waiting for them to be deleted",
+                obs.leftovers.join(", "),
+                obs.cluster
+            ),
+        );
+    }
     match obs.etcd {
         EtcdView::Unreachable => bootstrap(obs, target).unwrap_or_else(|| decide_unreachable(obs)),
         EtcdView::Reachable { cluster_id, leader_id } => {
