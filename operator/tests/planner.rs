@@ -26,6 +26,7 @@ fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applie
             version: Some(version),
             template_hash: "t1".into(),
             not_ready_for_secs: 0,
+            lost_data: false,
         }),
         pvc: Some(PvcView { terminating: false }),
         etcd: Some(EtcdMember {
@@ -88,6 +89,7 @@ prop_compose! {
         applied in 0u64..5_000,
         version in arb_version(),
         stale_template in prop::bool::weighted(0.1),
+        lost_data in prop::bool::weighted(0.05),
         not_ready_for in prop_oneof![Just(0u64), 1u64..THRESHOLD, THRESHOLD..THRESHOLD * 4],
     ) -> Member {
         Member {
@@ -99,6 +101,7 @@ prop_compose! {
                 version: Some(version),
                 template_hash: if stale_template { "t0".into() } else { "t1".into() },
                 not_ready_for_secs: if ready { 0 } else { not_ready_for },
+                lost_data: !ready && lost_data,
             }),
             pvc: has_pvc.then_some(PvcView { terminating: false }),
             etcd: in_etcd.then(|| EtcdMember {
@@ -165,6 +168,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                             version: Some(V36),
                             template_hash: "t1".into(),
                             not_ready_for_secs: 0,
+                            lost_data: false,
                         });
                     }
                 }
@@ -191,6 +195,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                                 version: Some(V36),
                                 template_hash: "t1".into(),
                                 not_ready_for_secs: 0,
+                                lost_data: false,
                             });
                             e.health.get_or_insert(MemberHealth {
                                 cluster_id: CLUSTER_ID,
@@ -623,6 +628,20 @@ fn an_unhealthy_member_is_replaced_only_after_the_threshold() {
     assert_eq!(plan(&obs).step, Step::Wait, "unknown is not dead");
     obs.members[1].pod.as_mut().unwrap().not_ready_for_secs = THRESHOLD;
     assert_eq!(plan(&obs).step, Step::RemoveMember { name: "demo-1".into(), id: 2 });
+}
+
+#[test]
+fn a_member_that_lost_its_data_is_replaced_without_waiting_for_the_threshold() {
+    let mut sim = Simulator::new(healthy_cluster(3, V36));
+    let pod = sim.obs.members[1].pod.as_mut().unwrap();
+    pod.ready = false;
+    pod.not_ready_for_secs = 5;
+    pod.lost_data = true;
+    sim.obs.members[1].etcd.as_mut().unwrap().health = None;
+    assert_eq!(plan(&sim.obs).step, Step::RemoveMember { name: "demo-1".into(), id: 2 });
+    sim.converge();
+    let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
+    assert_eq!(actions, ["RemoveMember", "DeleteMemberResources", "AddLearner", "PromoteLearner"]);
 }
 
 #[test]

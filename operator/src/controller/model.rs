@@ -106,6 +106,9 @@ pub struct PodView {
     /// The etcd version its image runs.
     pub version: Option<Version>,
     pub template_hash: String,
+    /// etcd exited saying its data is gone or unusable (an emptied data directory, a truncated log): waiting
+    /// cannot help, the member must be replaced.
+    pub lost_data: bool,
     /// Seconds since the pod last became not ready (or was created, if it never was ready); 0 when ready.
     pub not_ready_for_secs: u64,
 }
@@ -168,6 +171,10 @@ impl Member {
 
     pub fn applied_index(&self) -> Option<u64> {
         self.etcd.as_ref()?.health.as_ref().map(|h| h.raft_applied_index)
+    }
+
+    pub fn lost_data(&self) -> bool {
+        self.pod.as_ref().is_some_and(|p| p.lost_data)
     }
 
     /// Seconds this member has been unhealthy, as far as its pod tells; a missing pod counts as unbounded.

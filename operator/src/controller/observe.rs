@@ -202,6 +202,11 @@ async fn read_membership(
     Ok((EtcdView::Reachable { cluster_id: status.cluster_id, leader_id }, members, leader))
 }
 
+/// What etcd says when it exits because its data is gone: it was emptied after the member had joined (a
+/// member started with `--initial-cluster-state=new` finds itself already bootstrapped; one that joined later
+/// finds its log behind the commit index the leader sends).
+const DATA_LOST: [&str; 2] = ["has already been bootstrapped", "Was the raft log corrupted, truncated, or lost?"];
+
 fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
     let status = pod.status.as_ref();
     let ready_condition =
@@ -218,8 +223,17 @@ fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
     };
     let image =
         pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == "etcd")).and_then(|c| c.image.as_deref());
+    let etcd_status =
+        status.and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == "etcd"));
+    let last_words = etcd_status
+        .into_iter()
+        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
+        .flatten()
+        .filter_map(|s| s.terminated.as_ref()?.message.as_deref());
+    let lost_data = last_words.into_iter().any(|m| DATA_LOST.iter().any(|sign| m.contains(sign)));
     PodView {
         ready,
+        lost_data,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         version: image.and_then(version_of_image),
         template_hash: pod.annotations().get(ANNOTATION_TEMPLATE_HASH).cloned().unwrap_or_default(),

@@ -383,7 +383,8 @@ impl Cluster<'_> {
                 format!("learner {} has caught up with the leader: promoting it to a voter", m.name),
             ));
         }
-        if m.unhealthy_for_secs() >= self.obs.unhealthy_threshold_secs && !m.is_healthy(self.cluster_id) {
+        let hopeless = m.lost_data() || m.unhealthy_for_secs() >= self.obs.unhealthy_threshold_secs;
+        if hopeless && !m.is_healthy(self.cluster_id) {
             return Some((
                 Step::RemoveMember { name: m.name.clone(), id: e.id },
                 Activity::Healing,
@@ -400,13 +401,19 @@ impl Cluster<'_> {
     fn replace_unhealthy(&self) -> Option<Decision> {
         let threshold = self.obs.unhealthy_threshold_secs;
         let sick: Vec<&Member> = self.members().filter(|m| !m.is_healthy(self.cluster_id)).collect();
-        if let Some(m) = sick.iter().find(|m| m.unhealthy_for_secs() >= threshold && !self.is_leader(m)) {
+        let hopeless = |m: &&&Member| (m.lost_data() || m.unhealthy_for_secs() >= threshold) && !self.is_leader(m);
+        if let Some(m) = sick.iter().find(hopeless) {
             let id = m.id()?;
             if self.can_remove(m) {
+                let why = if m.lost_data() {
+                    "lost its data (etcd refuses to start on what is left)".to_string()
+                } else {
+                    format!("has been unhealthy for over {threshold}s")
+                };
                 return Some((
                     Step::RemoveMember { name: m.name.clone(), id },
                     Activity::Healing,
-                    format!("member {} has been unhealthy for over {threshold}s: removing it to replace it", m.name),
+                    format!("member {} {why}: removing it to replace it", m.name),
                 ));
             }
         }

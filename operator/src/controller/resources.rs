@@ -328,6 +328,8 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         // (etcd's own /readyz, a local check) is cheap.
         readiness_probe: Some(http_probe("/readyz", 2, 3)),
         liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/livez", 10, 6) }),
+        // etcd's last words when it exits, for the operator to tell a member that lost its data.
+        termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: tpl.resources.clone(),
         volume_mounts: Some(vec![VolumeMount {
             name: "data".to_string(),

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, ResourceExt};
@@ -315,6 +315,38 @@ pub async fn container_pid(client: &Client, namespace: &str, pod: &str, containe
 pub async fn kill_container(client: &Client, namespace: &str, pod: &str, container: &str) -> Result<()> {
     let pid = container_pid(client, namespace, pod, container).await?;
     run(Command::new("kill").args(["-KILL", &pid.to_string()]))?;
+    Ok(())
+}
+
+/// Empties the data directory of a PVC's volume on the host, as a replaced or wiped disk would: the volume
+/// stays, its contents go. Only volumes of the local cluster's provisioner are touched.
+pub async fn wipe_volume(client: &Client, namespace: &str, pvc: &str) -> Result<()> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let volume = claims
+        .get(pvc)
+        .await?
+        .spec
+        .and_then(|s| s.volume_name)
+        .ok_or_else(|| anyhow!("{namespace}/{pvc} is not bound"))?;
+    let volumes: Api<PersistentVolume> = Api::all(client.clone());
+    let path = volumes
+        .get(&volume)
+        .await?
+        .spec
+        .and_then(|s| s.host_path)
+        .map(|h| PathBuf::from(h.path))
+        .ok_or_else(|| anyhow!("volume {volume} is not a hostPath volume"))?;
+    if path.parent() != Some(state_dir().join("volumes").as_path()) {
+        bail!("volume {volume} at {path:?} is not one of the local cluster's volumes");
+    }
+    for entry in std::fs::read_dir(&path).with_context(|| format!("reading {path:?}"))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
     Ok(())
 }
 
