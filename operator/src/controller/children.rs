@@ -1,17 +1,21 @@
 //! The objects a cluster shares among its members: peer and client Services and the PodDisruptionBudget.
 //! Created when missing, the budget corrected when the target size changes; otherwise left alone, so a
-//! steady cluster costs no writes.
+//! steady cluster costs no writes. Also the members' PVCs' owner references, which follow
+//! `pvcRetentionPolicy`.
 
-use etcd_op_api::v1::EtcdCluster;
-use k8s_openapi::api::core::v1::Service;
+use std::collections::BTreeMap;
+
+use etcd_op_api::v1::{EtcdCluster, PvcRetentionPolicy};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::ResourceExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::act::create_if_absent;
 use super::error::Error;
-use super::resources::{client_service, client_service_name, disruption_budget, headless_service};
+use super::resources::{client_service, client_service_name, disruption_budget, headless_service, owner_reference};
 
 pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
@@ -46,4 +50,43 @@ pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), 
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Under `Delete` the cluster owns its members' PVCs, so the garbage collector removes them with it; under
+/// `Retain` it does not. A change of policy, or volumes picked up from an earlier cluster, are brought in line
+/// here. PVCs owned by another EtcdCluster (an earlier one of this name, being deleted) are left alone.
+pub async fn ensure_volume_ownership(
+    ctx: &Context,
+    ec: &EtcdCluster,
+    pvcs: &BTreeMap<String, PersistentVolumeClaim>,
+) -> Result<(), Error> {
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let Some(owner) = owner_reference(ec) else { return Ok(()) };
+    let owned_wanted = ec.spec.pvc_retention_policy == PvcRetentionPolicy::Delete;
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    for pvc in pvcs.values().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let cluster_owners: Vec<_> =
+            pvc.owner_references().iter().filter(|o| o.kind == EtcdCluster::kind(&())).collect();
+        if cluster_owners.iter().any(|o| o.uid != owner.uid) {
+            continue;
+        }
+        if owned_wanted == !cluster_owners.is_empty() {
+            continue;
+        }
+        let mut references: Vec<OwnerReference> =
+            pvc.owner_references().iter().filter(|o| o.kind != EtcdCluster::kind(&())).cloned().collect();
+        if owned_wanted {
+            references.push(owner.clone());
+        }
+        // A merge patch replaces the whole list.
+        let patch = PersistentVolumeClaim {
+            metadata: ObjectMeta { owner_references: Some(references), ..ObjectMeta::default() },
+            ..PersistentVolumeClaim::default()
+        };
+        let name = pvc.name_any();
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::KubeWrite { what: format!("owner of PVC {namespace}/{name}"), source })?;
+    }
+    Ok(())
 }

@@ -158,6 +158,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
 
     if !observed.observation.paused {
         children::ensure(ctx, ec, plan.target.size).await?;
+        children::ensure_volume_ownership(ctx, ec, &observed.pvcs).await?;
     }
     let outcome = act::act(ctx, ec, &observed, &plan).await;
     match &outcome {

@@ -12,6 +12,7 @@ use etcd_op_e2e::{
 };
 use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kill_container, kubectl, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
@@ -370,8 +371,22 @@ async fn retained_volumes_outlive_the_cluster_and_bring_its_data_back() -> Resul
     let verified = written.verify(&client_endpoint(&client, n, "demo").await?).await?;
     eprintln!("retain: {verified} acknowledged writes verified after the cluster was recreated");
 
-    // Retained volumes have no owner: they outlive the namespace's cluster objects until deleted by hand.
-    pvcs.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
+    // Under Delete the cluster owns its volumes again, the ones it picked up included, and they go with it.
+    let uid = get_cluster(&client, n, "demo").await?.metadata.uid.context("the cluster's UID")?;
+    patch_spec(&client, n, "demo", json!({"pvcRetentionPolicy": "Delete"})).await?;
+    wait_for("every volume to be owned by the cluster", CHANGE_TIMEOUT, || async {
+        let items = pvcs.list(&ListParams::default()).await?.items;
+        let owned_by_cluster =
+            |p: &PersistentVolumeClaim| p.owner_references().iter().any(|o| o.kind == "EtcdCluster" && o.uid == uid);
+        let owned = items.len() == 3 && items.iter().all(owned_by_cluster);
+        Ok(owned.then_some(()))
+    })
+    .await?;
+    clusters.delete("demo", &DeleteParams::foreground()).await?;
+    wait_for("the volumes to be deleted with the cluster", CHANGE_TIMEOUT, || async {
+        Ok(pvcs.list(&ListParams::default()).await?.items.is_empty().then_some(()))
+    })
+    .await?;
     ns.delete().await
 }
 
