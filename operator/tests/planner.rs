@@ -119,6 +119,18 @@ prop_compose! {
     }
 }
 
+/// A pod that is up and ready on 3.6, the current template.
+fn ready_pod() -> PodView {
+    PodView {
+        ready: true,
+        terminating: false,
+        version: Some(V36),
+        template_hash: "t1".into(),
+        not_ready_for_secs: 0,
+        lost_data: false,
+    }
+}
+
 fn arb_observation() -> impl Strategy<Value = Observation> {
     (0usize..8)
         .prop_flat_map(|n| {
@@ -162,14 +174,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 for m in &mut members {
                     let answered = m.etcd.as_ref().is_some_and(|e| e.health.is_some());
                     if answered && m.pod.is_none() {
-                        m.pod = Some(PodView {
-                            ready: true,
-                            terminating: false,
-                            version: Some(V36),
-                            template_hash: "t1".into(),
-                            not_ready_for_secs: 0,
-                            lost_data: false,
-                        });
+                        m.pod = Some(ready_pod());
                     }
                 }
                 // Without an answer there is no member list: no member is known to etcd.
@@ -189,14 +194,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                             && let Some(e) = m.etcd.as_mut()
                         {
                             e.started = true;
-                            m.pod.get_or_insert(PodView {
-                                ready: true,
-                                terminating: false,
-                                version: Some(V36),
-                                template_hash: "t1".into(),
-                                not_ready_for_secs: 0,
-                                lost_data: false,
-                            });
+                            m.pod.get_or_insert_with(ready_pod);
                             e.health.get_or_insert(MemberHealth {
                                 cluster_id: CLUSTER_ID,
                                 raft_applied_index: 5_000,

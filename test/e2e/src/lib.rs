@@ -159,6 +159,15 @@ impl WriteChecker {
         self.acknowledged.lock().await.len()
     }
 
+    /// Waits (at most a minute) until `count` writes have been acknowledged, so a fault hits a cluster that
+    /// holds data the checker knows of.
+    pub async fn wait_for_writes(&self, count: usize) -> Result<()> {
+        wait_for(&format!("{count} acknowledged writes"), Duration::from_secs(60), || async {
+            Ok((self.acknowledged().await >= count).then_some(()))
+        })
+        .await
+    }
+
     /// Stops writing and checks the data; returns the number of acknowledged writes verified.
     pub async fn stop_and_verify(self) -> Result<usize> {
         let endpoint = self.endpoint.clone();

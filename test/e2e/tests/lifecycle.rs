@@ -202,10 +202,7 @@ async fn node_restart_brings_the_same_cluster_back_with_its_data() -> Result<()>
     let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let cluster_id = ec.status.as_ref().and_then(|s| s.cluster_id.clone());
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "node-restart");
-    wait_for("some writes before the restart", Duration::from_secs(60), || async {
-        Ok((checker.acknowledged().await >= 20).then_some(()))
-    })
-    .await?;
+    checker.wait_for_writes(20).await?;
 
     // The kubelet goes away and every member's etcd dies with it, as in a node reboot with volumes intact.
     let stopped = stop_kubelet().await?;
@@ -291,10 +288,7 @@ async fn quorum_loss_is_reported_and_nothing_is_guessed_until_members_return() -
     create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
     let before = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "quorum");
-    wait_for("some writes before the fault", Duration::from_secs(60), || async {
-        Ok((checker.acknowledged().await >= 20).then_some(()))
-    })
-    .await?;
+    checker.wait_for_writes(20).await?;
 
     // Two of three members drop off the network: the one left cannot elect a leader.
     let lost: Vec<String> = member_names(&before).into_iter().skip(1).collect();
@@ -342,10 +336,7 @@ async fn retained_volumes_outlive_the_cluster_and_bring_its_data_back() -> Resul
     create_cluster(&client, n, "demo", spec.clone()).await?;
     let first = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "retain");
-    wait_for("some writes before the deletion", Duration::from_secs(60), || async {
-        Ok((checker.acknowledged().await >= 20).then_some(()))
-    })
-    .await?;
+    checker.wait_for_writes(20).await?;
     let written = checker.stop().await?;
 
     let clusters: Api<EtcdCluster> = Api::namespaced(client.clone(), n);
