@@ -323,6 +323,16 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 obs.members.iter().filter(|o| o.name != *name && o.etcd.is_some()).all(|o| o.is_healthy(CLUSTER_ID)),
                 "restarts happen only when every other member is healthy"
             );
+            let leader_applied = obs.members.iter().find(|l| l.is_leader(leader)).and_then(Member::applied_index);
+            if let Some(l) = leader_applied {
+                prop_assert!(
+                    obs.members
+                        .iter()
+                        .filter_map(Member::applied_index)
+                        .all(|a| l.saturating_sub(a) <= LEARNER_CATCH_UP_ENTRIES),
+                    "a restart waits until every member has caught up with the leader"
+                );
+            }
             if voters(obs) >= 3 {
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
                 prop_assert!(after >= quorum(voters(obs)), "a restart never takes the cluster below quorum");
@@ -558,6 +568,21 @@ fn upgrade_restarts_followers_first_and_the_leader_last() {
         .collect();
     assert_eq!(actions, ["restart demo-1", "restart demo-2", "lead demo-2", "restart demo-0"]);
     assert!(sim.obs.members.iter().all(|m| m.pod.as_ref().unwrap().version == Some(V36)));
+}
+
+#[test]
+fn an_upgrade_waits_for_the_restarted_member_to_catch_up() {
+    let mut obs = healthy_cluster(3, V35);
+    obs.desired.version = V36;
+    obs.committed = Some(target(3, V36));
+    // demo-1 has been restarted on 3.6 and is ready, but still far behind the leader.
+    let restarted = &mut obs.members[1];
+    restarted.pod.as_mut().unwrap().version = Some(V36);
+    restarted.etcd.as_mut().unwrap().health.as_mut().unwrap().raft_applied_index = 0;
+    obs.members[0].etcd.as_mut().unwrap().health.as_mut().unwrap().raft_applied_index = 5_000;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait, "{}", p.reason);
+    assert!(p.reason.contains("demo-1 is 5000 entries behind"), "{}", p.reason);
 }
 
 #[test]

@@ -478,6 +478,14 @@ impl Cluster<'_> {
             Activity::Scaling
         };
         let m = self.members().filter(stale).min_by_key(|m| (self.is_leader(m), m.ordinal))?;
+        // Each restarted member catches up before the next goes down, so no two are behind at once.
+        if let Some((behind, entries)) = self.furthest_behind().filter(|(_, e)| *e > LEARNER_CATCH_UP_ENTRIES) {
+            return Some((
+                Step::Wait,
+                activity,
+                format!("member {} is {entries} entries behind the leader; waiting for it to catch up", behind.name),
+            ));
+        }
         if self.is_leader(m) && self.voters() > 1 {
             return self.move_leadership("restart");
         }
@@ -489,6 +497,14 @@ impl Cluster<'_> {
             activity,
             format!("member {} runs an older version or template: restarting it on {}", m.name, target.version),
         ))
+    }
+
+    /// The member whose applied index trails the leader's the most, and by how many entries.
+    fn furthest_behind(&self) -> Option<(&Member, u64)> {
+        let leader = self.leader_applied_index()?;
+        self.members()
+            .filter_map(|m| Some((m, leader.saturating_sub(m.applied_index()?))))
+            .max_by_key(|(_, entries)| *entries)
     }
 
     /// Hand leadership to the healthy voter that is furthest along.
