@@ -70,7 +70,8 @@ pub async fn ensure_volume_ownership(
         if cluster_owners.iter().any(|o| o.uid != owner.uid) {
             continue;
         }
-        if owned_wanted == !cluster_owners.is_empty() {
+        let owned = !cluster_owners.is_empty();
+        if owned == owned_wanted {
             continue;
         }
         let mut references: Vec<OwnerReference> =
