@@ -38,9 +38,7 @@ pub struct Observed {
 impl Observed {
     /// How a member was first started, as recorded on its PVC or, with emptyDir storage, its pod.
     pub fn recorded_bootstrap(&self, member: &str) -> Option<Bootstrap> {
-        let from_pvc = self.pvcs.get(member).map(|p| p.annotations());
-        let from_pod = self.pods.get(member).map(|p| p.annotations());
-        from_pvc.and_then(Bootstrap::recorded).or_else(|| from_pod.and_then(Bootstrap::recorded))
+        recorded_bootstrap(&self.pvcs, &self.pods, member)
     }
 
     /// Endpoint of the leader, where membership changes are sent.
@@ -148,36 +146,37 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         })
         .collect();
 
-    let mut observed = Observed {
-        observation: Observation {
-            cluster,
-            committed: committed_target(ec, &desired),
-            desired,
-            paused: ec.spec.paused,
-            formed: ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
-            initial_members: Vec::new(),
-            leftovers,
-            ephemeral_storage: ec.spec.storage.empty_dir.is_some(),
-            members,
-            etcd: etcd_view,
-            unhealthy_threshold_secs: ctx.config.unhealthy_threshold.as_secs(),
-        },
-        pods,
-        pvcs,
-        etcd_members,
-        statuses,
-        endpoints,
-        leader,
-    };
-    observed.observation.initial_members = observed
-        .observation
-        .members
-        .iter()
-        .filter_map(|m| observed.recorded_bootstrap(&m.name))
+    // A static initial cluster is recorded, with state `new`, on each member created with it.
+    let initial_members = pvcs
+        .keys()
+        .chain(pods.keys())
+        .filter_map(|name| recorded_bootstrap(&pvcs, &pods, name))
         .find(|b| b.state == InitialState::New)
         .map(|b| b.member_names())
         .unwrap_or_default();
-    Ok(observed)
+    let observation = Observation {
+        cluster,
+        committed: committed_target(ec, &desired),
+        desired,
+        paused: ec.spec.paused,
+        formed: ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
+        initial_members,
+        leftovers,
+        ephemeral_storage: ec.spec.storage.empty_dir.is_some(),
+        members,
+        etcd: etcd_view,
+        unhealthy_threshold_secs: ctx.config.unhealthy_threshold.as_secs(),
+    };
+    Ok(Observed { observation, pods, pvcs, etcd_members, statuses, endpoints, leader })
+}
+
+fn recorded_bootstrap(
+    pvcs: &BTreeMap<String, PersistentVolumeClaim>,
+    pods: &BTreeMap<String, Pod>,
+    member: &str,
+) -> Option<Bootstrap> {
+    let from_pvc = pvcs.get(member).and_then(|p| Bootstrap::recorded(p.annotations()));
+    from_pvc.or_else(|| pods.get(member).and_then(|p| Bootstrap::recorded(p.annotations())))
 }
 
 /// The member list, from the leader when it answered, else from any voter that did. Members that answered
@@ -225,12 +224,12 @@ fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
         pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == "etcd")).and_then(|c| c.image.as_deref());
     let etcd_status =
         status.and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == "etcd"));
-    let last_words = etcd_status
+    let mut last_words = etcd_status
         .into_iter()
         .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
         .flatten()
         .filter_map(|s| s.terminated.as_ref()?.message.as_deref());
-    let lost_data = last_words.into_iter().any(|m| DATA_LOST.iter().any(|sign| m.contains(sign)));
+    let lost_data = last_words.any(|m| DATA_LOST.iter().any(|sign| m.contains(sign)));
     PodView {
         ready,
         lost_data,

@@ -34,13 +34,19 @@ async fn pod_identity(client: &kube::Client, ns: &str, pod: &str) -> Result<Opti
     }))
 }
 
+/// A namespace of its own holding `demo`, a 3-member cluster on 3.6 that has settled.
+async fn settled_three_member_cluster(prefix: &str) -> Result<(kube::Client, TestNamespace, EtcdCluster)> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    create_cluster(&client, &ns.name, "demo", json!({"size": 3, "version": V36})).await?;
+    let ec = wait_settled(&client, &ns.name, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    Ok((client, ns, ec))
+}
+
 #[tokio::test]
 async fn create_scale_up_scale_down_and_delete() -> Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-scale").await?;
+    let (client, ns, ec) = settled_three_member_cluster("e2e-scale").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let status = ec.status.clone().context("status")?;
     assert!(status.cluster_id.is_some() && status.leader.is_some(), "cluster ID and leader reported");
     assert!(status.members.iter().all(|m| m.id.is_some()), "every member's etcd ID is in status");
@@ -74,11 +80,8 @@ async fn create_scale_up_scale_down_and_delete() -> Result<()> {
 
 #[tokio::test]
 async fn members_heal_after_process_kill_pod_deletion_and_volume_loss() -> Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-heal").await?;
+    let (client, ns, ec) = settled_three_member_cluster("e2e-heal").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "heal");
     let members = member_names(&ec);
     let follower = members.iter().find(|m| Some(*m) != leader(&ec).as_ref()).context("a follower")?.clone();
@@ -163,11 +166,8 @@ async fn paused_cluster_changes_nothing_until_resumed() -> Result<()> {
 
 #[tokio::test]
 async fn operator_killed_in_the_middle_of_a_scale_step() -> Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-crash").await?;
+    let (client, ns, _) = settled_three_member_cluster("e2e-crash").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "crash");
     patch_spec(&client, n, "demo", json!({"size": 5})).await?;
     // As soon as a learner exists, the operator dies.
@@ -195,11 +195,8 @@ async fn operator_killed_in_the_middle_of_a_scale_step() -> Result<()> {
 #[tokio::test]
 async fn node_restart_brings_the_same_cluster_back_with_its_data() -> Result<()> {
     use etcd_op_test_support::{start_kubelet, stop_kubelet};
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-node-restart").await?;
+    let (client, ns, ec) = settled_three_member_cluster("e2e-node-restart").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let cluster_id = ec.status.as_ref().and_then(|s| s.cluster_id.clone());
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "node-restart");
     checker.wait_for_writes(20).await?;
@@ -251,11 +248,8 @@ fn degraded_reason(ec: &EtcdCluster) -> Option<(String, String)> {
 
 #[tokio::test]
 async fn a_pod_template_change_rolls_the_members_one_at_a_time() -> Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-template").await?;
+    let (client, ns, before) = settled_three_member_cluster("e2e-template").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    let before = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), n);
     let mut uids = Vec::new();
     for member in member_names(&before) {
@@ -282,11 +276,8 @@ async fn a_pod_template_change_rolls_the_members_one_at_a_time() -> Result<()> {
 #[tokio::test]
 async fn quorum_loss_is_reported_and_nothing_is_guessed_until_members_return() -> Result<()> {
     use etcd_op_test_support::{cut_pod_network, heal_pod_network};
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-quorum").await?;
+    let (client, ns, before) = settled_three_member_cluster("e2e-quorum").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    let before = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "quorum");
     checker.wait_for_writes(20).await?;
 
@@ -388,11 +379,8 @@ const DATA_LOSS_TIMEOUT: Duration = Duration::from_secs(150);
 #[tokio::test]
 async fn members_whose_data_directory_is_emptied_are_replaced() -> Result<()> {
     use etcd_op_test_support::wipe_volume;
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-wipe").await?;
+    let (client, ns, ec) = settled_three_member_cluster("e2e-wipe").await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "wipe");
 
     // First a member of the initial cluster, then the member that replaced it (which joined as a learner):
