@@ -5,8 +5,9 @@ SHELL := /usr/bin/env bash
 
 IMG ?= controller:latest
 CRD := config/crd/bases/etcd.cloud.io_etcdclusters.yaml
-# kubectl of the pinned Kubernetes release (built once into the cache), unless KUBECTL is set.
-KUBECTL ?= $(shell hack/build.sh kubernetes)/kubectl
+# Recipes that need kubectl ask hack/kubectl.sh for one: $$KUBECTL if set, else the cached build, else a
+# kubectl with kustomize v5 on PATH, else kubectl alone built from the pinned module.
+FIND_KUBECTL = kubectl=$$(hack/kubectl.sh)
 CARGO ?= cargo
 
 ##@ General
@@ -17,8 +18,16 @@ help: ## Show this help.
 
 ##@ Development
 
+.PHONY: deps
+deps: ## Install what building and the local cluster need (Debian packages; checks Go and Rust).
+	hack/deps.sh all
+
+.PHONY: deps-build
+deps-build: ## Install what building the operator needs (protoc and the well-known .proto files, a C toolchain).
+	hack/deps.sh build
+
 .PHONY: manifests
-manifests: ## Generate the CRD from the Rust types into config/crd/bases.
+manifests: deps-build ## Generate the CRD from the Rust types into config/crd/bases.
 	$(CARGO) run --quiet -p etcd-op -- crd > $(CRD)
 
 .PHONY: fmt
@@ -26,12 +35,12 @@ fmt: ## Format the Rust code.
 	$(CARGO) fmt --all
 
 .PHONY: lint
-lint: ## Clippy with warnings as errors, and a formatting check.
+lint: deps-build ## Clippy with warnings as errors, and a formatting check.
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: build
-build: ## Build the manager binary (release).
+build: deps-build ## Build the manager binary (release).
 	$(CARGO) build --release -p etcd-op
 
 .PHONY: run
@@ -44,26 +53,27 @@ run: install ## Run the manager against the current kubeconfig, from this machin
 test: test-unit test-integration test-e2e ## Every test layer: unit, integration (real etcd, real API server), end to end (local cluster).
 
 .PHONY: test-unit
-test-unit: ## Unit and property tests, CRD staleness, kustomize rendering; no cluster needed.
-	KUBECTL=$(KUBECTL) $(CARGO) test --workspace --exclude etcd-op-e2e --exclude etcd-op-test-support -- --skip integration_
+test-unit: deps-build ## Unit and property tests, CRD staleness (plain `cargo test`), and kustomize rendering.
+	$(CARGO) test
+	$(FIND_KUBECTL); KUBECTL=$$kubectl $(CARGO) test -p etcd-op --test manifests -- --ignored
 
 .PHONY: test-integration
-test-integration: ## The etcd client against real etcd processes on loopback.
-	ETCD_BIN=$$(hack/build.sh etcd)/etcd $(CARGO) test -p etcd-op --test etcd_integration
+test-integration: deps-build ## The etcd client against real etcd processes on loopback.
+	etcd_bin=$$(hack/build.sh etcd); ETCD_BIN=$$etcd_bin/etcd $(CARGO) test -p etcd-op --test etcd_integration -- --ignored
 
 .PHONY: test-e2e
-test-e2e: cluster-up deploy-local ## Scenarios on the local cluster with the operator deployed from config/.
+test-e2e: deps cluster-up deploy-local ## Scenarios on the local cluster with the operator deployed from config/.
 	$(CARGO) test -p etcd-op-test-support -- --test-threads=1
 	$(CARGO) test -p etcd-op-e2e -- --test-threads=1
 
 .PHONY: bench
-bench: cluster-up deploy-local ## Benchmarks on the local cluster; prints the figures.
+bench: deps cluster-up deploy-local ## Benchmarks on the local cluster; prints the figures.
 	$(CARGO) test --release -p etcd-op-e2e --test bench -- --ignored --nocapture --test-threads=1
 
 ##@ Local cluster (real Kubernetes built from source, real containers)
 
 .PHONY: cluster-up
-cluster-up: ## Build what is missing and start the local single-node cluster.
+cluster-up: deps ## Build what is missing and start the local single-node cluster.
 	hack/cluster-up.sh
 
 .PHONY: cluster-down
@@ -75,29 +85,29 @@ deploy-local: ## Build the operator image, import it and deploy config/default o
 	hack/deploy-operator.sh
 
 .PHONY: demo
-demo: cluster-up deploy-local ## The whole story: local cluster, operator, the sample EtcdCluster Ready.
+demo: deps cluster-up deploy-local ## The whole story: local cluster, operator, the sample EtcdCluster Ready.
 	hack/demo.sh
 
 ##@ Deployment (against the current kubeconfig)
 
 .PHONY: install
 install: ## Install the CRD.
-	$(KUBECTL) apply --server-side -k config/crd
+	$(FIND_KUBECTL); "$$kubectl" apply --server-side -k config/crd
 
 .PHONY: uninstall
 uninstall: ## Remove the CRD (and with it every EtcdCluster).
-	$(KUBECTL) delete --ignore-not-found -k config/crd
+	$(FIND_KUBECTL); "$$kubectl" delete --ignore-not-found -k config/crd
 
 .PHONY: deploy
 deploy: ## Deploy the operator with image IMG.
 	rm -rf target/deploy && mkdir -p target/deploy
 	printf 'resources:\n- ../../config/default\nimages:\n- name: controller\n  newName: %s\n  newTag: %s\n' \
 		"$${IMG%:*}" "$${IMG##*:}" > target/deploy/kustomization.yaml
-	$(KUBECTL) apply --server-side -k target/deploy
+	$(FIND_KUBECTL); "$$kubectl" apply --server-side -k target/deploy
 
 .PHONY: undeploy
 undeploy: ## Remove the operator deployed by `make deploy`.
-	$(KUBECTL) delete --ignore-not-found -k config/default
+	$(FIND_KUBECTL); "$$kubectl" delete --ignore-not-found -k config/default
 
 .PHONY: docker-build
 docker-build: ## Build the operator image with a container engine.

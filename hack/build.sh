@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|etcd|etcd-old|coredns|all
-# Prints the bin directory of each set it was asked for. A set is complete when its .complete stamp exists,
-# so an interrupted build is redone, and a finished one never is.
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|coredns|all
+# Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
+# when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
+
+# The version the binaries report (kubectl version, the apiserver's /version), as a release build sets it.
+kubernetes_ldflags() {
+  local minor=${KUBE_VERSION#*.} ldflags="-s -w" pkg
+  minor=${minor%%.*}
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$ldflags"
+}
 
 build_kubernetes() {
   local tools=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
@@ -13,18 +23,27 @@ build_kubernetes() {
   fi
   local out="$CACHE_DIR/kubernetes-v$KUBE_VERSION/bin"
   if [ ! -f "$out/.complete" ]; then
-    local minor=${KUBE_VERSION#*.}; minor=${minor%%.*}
-    local ldflags="-s -w" pkg
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
-    done
     log "building Kubernetes v$KUBE_VERSION (${tools[*]}); a cold build takes a while"
     mkdir -p "$out"
     (cd "$HACK_DIR/tools/kubernetes" &&
-      go build -trimpath -ldflags "$ldflags" -o "$out/" $(printf 'k8s.io/kubernetes/cmd/%s ' "${tools[@]}"))
+      go build -trimpath -ldflags "$(kubernetes_ldflags)" -o "$out/" $(printf 'k8s.io/kubernetes/cmd/%s ' "${tools[@]}"))
     touch "$out/.complete"
   fi
   echo "$out"
+}
+
+# kubectl alone, for machines that need it only to render manifests: the full set's when that is built.
+build_kubectl() {
+  local full="$CACHE_DIR/kubernetes-v$KUBE_VERSION/bin"
+  if [ -f "$full/.complete" ]; then echo "$full"/kubectl; return; fi
+  local out="$CACHE_DIR/kubectl-v$KUBE_VERSION/bin"
+  if [ ! -f "$out/.complete" ]; then
+    log "building kubectl v$KUBE_VERSION"
+    mkdir -p "$out"
+    (cd "$HACK_DIR/tools/kubernetes" && go build -trimpath -ldflags "$(kubernetes_ldflags)" -o "$out/" k8s.io/kubernetes/cmd/kubectl)
+    touch "$out/.complete"
+  fi
+  echo "$out/kubectl"
 }
 
 # etcd's server, etcdctl and etcdutl at one version, from the wrapper module of its minor release.
@@ -61,9 +80,10 @@ build_coredns() {
 
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
+  kubectl) build_kubectl ;;
   etcd) build_etcd ;;
   etcd-old) build_etcd_at "$ETCD_OLD_VERSION" ;;
   coredns) build_coredns ;;
   all) build_kubernetes; build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_coredns ;;
-  *) die "usage: $0 kubernetes|etcd|etcd-old|coredns|all" ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|coredns|all" ;;
 esac

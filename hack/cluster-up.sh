@@ -17,13 +17,9 @@ usage_line() {
 
 preflight() {
   [ "$(id -u)" = 0 ] || die "the cluster needs root (network, mounts, cgroups)"
-  local tool
-  for tool in containerd containerd-shim-runc-v2 runc ctr iptables ip6tables conntrack ip jq curl setsid flock \
-    sha256sum gzip tar cargo go; do
-    command -v "$tool" >/dev/null || die "missing $tool (see hack/MEASUREMENTS.md for the packages)"
-  done
-  [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || die "missing CNI plugins in /usr/lib/cni"
-  [ -d /proc/sys/net/bridge ] || die "bridge netfilter is not available (br_netfilter)"
+  "$HACK_DIR/deps.sh" cluster
+  [ -d /proc/sys/net/bridge ] ||
+    die "bridge netfilter is not available: load it with 'modprobe br_netfilter' (the kernel needs CONFIG_BRIDGE_NETFILTER)"
   local cidr
   for cidr in "$POD_CIDR" "$SERVICE_CIDR"; do
     if ip -4 -o addr show | grep -v " $BRIDGE " | grep -q " ${cidr%.*.*}\."; then

@@ -16,6 +16,7 @@ main() {
   [ -d "$REPO_ROOT/config/default" ] || die "config/default does not exist"
   local k8s_bin; k8s_bin=$("$HACK_DIR/build.sh" kubernetes)
   if [ -z "${SKIP_BUILD:-}" ]; then
+    "$HACK_DIR/deps.sh" build
     (cd "$REPO_ROOT" && cargo build --release -p etcd-op)
   fi
   local image_tar; image_tar=$(OPERATOR_IMAGE=$OPERATOR_IMAGE "$HACK_DIR/image-operator.sh")

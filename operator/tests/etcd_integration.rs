@@ -100,6 +100,7 @@ where
 const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test]
+#[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
 async fn integration_membership_lifecycle() {
     let root = scratch_dir("lifecycle");
     let etcd = Etcd::default();
@@ -177,6 +178,7 @@ async fn integration_membership_lifecycle() {
 }
 
 #[tokio::test]
+#[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
 async fn integration_unreachable_endpoint_is_an_error_not_a_hang() {
     let etcd = Etcd::default();
     let endpoint = format!("http://127.0.0.1:{}", free_port());

@@ -48,6 +48,7 @@ fn kubectl() -> String {
 }
 
 #[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
 fn kustomize_default_renders_the_operator() {
     let output = Command::new(kubectl())
         .args(["kustomize", "config/default"])
@@ -73,6 +74,7 @@ fn kustomize_default_renders_the_operator() {
 }
 
 #[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
 fn kustomize_samples_render() {
     let output = Command::new(kubectl())
         .args(["kustomize", "config/samples"])
