@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|coredns|all
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|all
 # Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
 # when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
@@ -83,7 +83,12 @@ case "${1:-all}" in
   kubectl) build_kubectl ;;
   etcd) build_etcd ;;
   etcd-old) build_etcd_at "$ETCD_OLD_VERSION" ;;
+  etcd-next) build_etcd_at "$ETCD_NEXT_VERSION" ;;
   coredns) build_coredns ;;
-  all) build_kubernetes; build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_coredns ;;
-  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|coredns|all" ;;
+  all)
+    build_kubernetes
+    build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_etcd_at "$ETCD_NEXT_VERSION"
+    build_coredns
+    ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|all" ;;
 esac

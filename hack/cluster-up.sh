@@ -54,6 +54,7 @@ build_everything() {
   K8S_BIN=$("$HACK_DIR/build.sh" kubernetes)
   ETCD_BIN=$("$HACK_DIR/build.sh" etcd)
   "$HACK_DIR/build.sh" etcd-old >/dev/null
+  "$HACK_DIR/build.sh" etcd-next >/dev/null
   "$HACK_DIR/build.sh" coredns >/dev/null
   PKI_BIN=$(build_pki)
   PROVISIONER_BIN=$(build_tool provisioner)

@@ -55,7 +55,14 @@ pack_coredns() {
 # Same layout as the upstream etcd images: binaries in /usr/local/bin, data in /var/lib/etcd, runs as root.
 pack_etcd_at() {
   local version=$1 rootfs=$2 tar=$3 bin
-  bin=$("$HACK_DIR/build.sh" "$([ "$version" = "$ETCD_VERSION" ] && echo etcd || echo etcd-old)")
+  local set
+  case $version in
+    "$ETCD_VERSION") set=etcd ;;
+    "$ETCD_OLD_VERSION") set=etcd-old ;;
+    "$ETCD_NEXT_VERSION") set=etcd-next ;;
+    *) die "no build of etcd $version" ;;
+  esac
+  bin=$("$HACK_DIR/build.sh" "$set")
   oci_base_etc "$rootfs"
   mkdir -p "$rootfs/usr/local/bin" "$rootfs/var/lib/etcd"
   chmod 0700 "$rootfs/var/lib/etcd"
@@ -64,6 +71,7 @@ pack_etcd_at() {
 }
 pack_etcd() { pack_etcd_at "$ETCD_VERSION" "$@"; }
 pack_etcd_old() { pack_etcd_at "$ETCD_OLD_VERSION" "$@"; }
+pack_etcd_next() { pack_etcd_at "$ETCD_NEXT_VERSION" "$@"; }
 
 # Prints "archive reference" for every image of the test bed, building what is missing.
 images_build_all() {
@@ -72,6 +80,7 @@ images_build_all() {
   echo "$(image_tar coredns "v$COREDNS_VERSION" pack_coredns) $COREDNS_IMAGE"
   echo "$(image_tar etcd "v$ETCD_VERSION" pack_etcd) $ETCD_IMAGE_REPO:v$ETCD_VERSION"
   echo "$(image_tar etcd "v$ETCD_OLD_VERSION" pack_etcd_old) $ETCD_IMAGE_REPO:v$ETCD_OLD_VERSION"
+  echo "$(image_tar etcd "v$ETCD_NEXT_VERSION" pack_etcd_next) $ETCD_IMAGE_REPO:v$ETCD_NEXT_VERSION"
 }
 
 images_import_all() {

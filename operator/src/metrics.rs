@@ -37,6 +37,35 @@ pub struct ClusterLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MemberLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub member: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlarmLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub member: String,
+    pub alarm: String,
+}
+
+/// What one member reports about its database, for the per-member gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemberFigures {
+    pub member: String,
+    pub db_size_bytes: i64,
+    pub db_size_in_use_bytes: i64,
+    pub quota_bytes: i64,
+    /// Alarms raised for this member, by etcd's name (NOSPACE, CORRUPT).
+    pub alarms: Vec<String>,
+}
+
+/// The alarms etcd raises, each with a series per member so an alert can fire on 1.
+pub const ALARMS: [&str; 2] = ["NOSPACE", "CORRUPT"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
     pub step: String,
 }
@@ -57,6 +86,12 @@ pub struct Metrics {
     pub ready_members: Family<ClusterLabels, Gauge>,
     pub leader_present: Family<ClusterLabels, Gauge>,
     pub leader_election_status: Family<LeaseLabels, Gauge>,
+    member_db_size: Family<MemberLabels, Gauge>,
+    member_db_size_in_use: Family<MemberLabels, Gauge>,
+    member_quota: Family<MemberLabels, Gauge>,
+    member_alarm: Family<AlarmLabels, Gauge>,
+    /// The members each cluster's gauges were last set for, so series of members that left are removed.
+    members_seen: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
     resident_memory: Gauge,
     virtual_memory: Gauge,
     cpu_seconds: Counter<f64, AtomicU64>,
@@ -112,6 +147,33 @@ impl Default for Metrics {
             "1 when this manager holds the leader-election lease",
             leader_election_status.clone(),
         );
+        let member_db_size = Family::<MemberLabels, Gauge>::default();
+        let member_db_size_in_use = Family::<MemberLabels, Gauge>::default();
+        let member_quota = Family::<MemberLabels, Gauge>::default();
+        let member_alarm = Family::<AlarmLabels, Gauge>::default();
+        registry.register_with_unit(
+            "etcd_op_member_db_size",
+            "Size of the member's database file",
+            prometheus_client::registry::Unit::Bytes,
+            member_db_size.clone(),
+        );
+        registry.register_with_unit(
+            "etcd_op_member_db_size_in_use",
+            "Part of the member's database file in use; the rest is reclaimed by a defragmentation",
+            prometheus_client::registry::Unit::Bytes,
+            member_db_size_in_use.clone(),
+        );
+        registry.register_with_unit(
+            "etcd_op_member_quota",
+            "The member's backend quota: past it etcd raises NOSPACE and refuses writes",
+            prometheus_client::registry::Unit::Bytes,
+            member_quota.clone(),
+        );
+        registry.register(
+            "etcd_op_member_alarm",
+            "1 while etcd has raised this alarm for the member",
+            member_alarm.clone(),
+        );
         let resident_memory = Gauge::default();
         let virtual_memory = Gauge::default();
         let cpu_seconds = Counter::<f64, AtomicU64>::default();
@@ -160,6 +222,11 @@ impl Default for Metrics {
             ready_members,
             leader_present,
             leader_election_status,
+            member_db_size,
+            member_db_size_in_use,
+            member_quota,
+            member_alarm,
+            members_seen: std::sync::Mutex::default(),
             resident_memory,
             virtual_memory,
             cpu_seconds,
@@ -200,6 +267,49 @@ impl Metrics {
         self.desired_members.remove(&labels);
         self.ready_members.remove(&labels);
         self.leader_present.remove(&labels);
+        self.set_members(namespace, name, &[]);
+    }
+
+    /// Sets the per-member gauges of one cluster to `members` (the members that answered), and removes the
+    /// series of members no longer among them.
+    pub fn set_members(&self, namespace: &str, cluster: &str, members: &[MemberFigures]) {
+        let labels = |member: &str| MemberLabels {
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+            member: member.to_string(),
+        };
+        let alarm_labels = |member: &str, alarm: &str| AlarmLabels {
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+            member: member.to_string(),
+            alarm: alarm.to_string(),
+        };
+        for m in members {
+            let l = labels(&m.member);
+            self.member_db_size.get_or_create(&l).set(m.db_size_bytes);
+            self.member_db_size_in_use.get_or_create(&l).set(m.db_size_in_use_bytes);
+            self.member_quota.get_or_create(&l).set(m.quota_bytes);
+            for alarm in ALARMS {
+                let raised = m.alarms.iter().any(|a| a == alarm);
+                self.member_alarm.get_or_create(&alarm_labels(&m.member, alarm)).set(i64::from(raised));
+            }
+        }
+        let now: Vec<String> = members.iter().map(|m| m.member.clone()).collect();
+        let key = (namespace.to_string(), cluster.to_string());
+        let before = match self.members_seen.lock() {
+            Ok(mut seen) if now.is_empty() => seen.remove(&key).unwrap_or_default(),
+            Ok(mut seen) => seen.insert(key, now.clone()).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        for gone in before.iter().filter(|m| !now.contains(m)) {
+            let l = labels(gone);
+            self.member_db_size.remove(&l);
+            self.member_db_size_in_use.remove(&l);
+            self.member_quota.remove(&l);
+            for alarm in ALARMS {
+                self.member_alarm.remove(&alarm_labels(gone, alarm));
+            }
+        }
     }
 
     /// Renders the registry in the Prometheus text format, with the process metrics read just now.

@@ -2,9 +2,13 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version, quorum,
+    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
+    TroubleKind, Version, quorum,
 };
-use etcd_op::controller::plan::{Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, Step, ordinal_of, plan};
+use etcd_op::controller::plan::{
+    Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, ROLLOUT_STUCK_AFTER_SECS, STALE_PEER_VIEW_AFTER_SECS, Step,
+    disruption_budget_members, ordinal_of, plan,
+};
 use proptest::prelude::*;
 
 const CLUSTER_ID: u64 = 0xc1;
@@ -27,6 +31,7 @@ fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applie
             template_hash: "t1".into(),
             not_ready_for_secs: 0,
             lost_data: false,
+            trouble: None,
         }),
         pvc: Some(PvcView { terminating: false }),
         etcd: Some(EtcdMember {
@@ -55,10 +60,16 @@ fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -> Ob
         formed,
         initial_members: Vec::new(),
         leftovers: Vec::new(),
+        foreign_pods: Vec::new(),
         ephemeral_storage: false,
+        start_empty_after_data_loss: false,
         members,
         etcd,
+        membership_is_current: true,
+        membership_refused_for_secs: 0,
         unhealthy_threshold_secs: THRESHOLD,
+        alarms: Vec::new(),
+        missing_storage_class: None,
     }
 }
 
@@ -91,6 +102,11 @@ prop_compose! {
         stale_template in prop::bool::weighted(0.1),
         lost_data in prop::bool::weighted(0.05),
         not_ready_for in prop_oneof![Just(0u64), 1u64..THRESHOLD, THRESHOLD..THRESHOLD * 4],
+        trouble in prop::option::weighted(0.1, prop_oneof![
+            Just(TroubleKind::ImagePull),
+            Just(TroubleKind::Unschedulable),
+            Just(TroubleKind::CrashLoop),
+        ]),
     ) -> Member {
         Member {
             name: format!("demo-{ordinal}"),
@@ -102,6 +118,7 @@ prop_compose! {
                 template_hash: if stale_template { "t0".into() } else { "t1".into() },
                 not_ready_for_secs: if ready { 0 } else { not_ready_for },
                 lost_data: !ready && lost_data,
+                trouble: trouble.filter(|_| !ready).map(|kind| PodTrouble { kind, message: "generated".into() }),
             }),
             pvc: has_pvc.then_some(PvcView { terminating: false }),
             etcd: in_etcd.then(|| EtcdMember {
@@ -128,6 +145,7 @@ fn ready_pod() -> PodView {
         template_hash: "t1".into(),
         not_ready_for_secs: 0,
         lost_data: false,
+        trouble: None,
     }
 }
 
@@ -147,7 +165,13 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 prop::bool::weighted(0.1),
                 prop::bool::weighted(0.7),
                 prop::option::of(1u32..=6),
-                prop::bool::weighted(0.05),
+                (
+                    prop::bool::weighted(0.05),
+                    prop::bool::weighted(0.85),
+                    prop_oneof![Just(0u64), 1u64..60],
+                    prop::bool::weighted(0.3),
+                    prop::option::weighted(0.05, prop_oneof![Just(Alarm::NoSpace), Just(Alarm::Corrupt)]),
+                ),
             )
         })
         .prop_map(
@@ -163,7 +187,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 no_leader,
                 formed,
                 initial,
-                leftover,
+                (leftover, list_current, refused_for, start_empty, alarm),
             )| {
                 let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
                 let leader =
@@ -213,10 +237,17 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     formed,
                     initial_members: initial.map_or_else(Vec::new, |n| (0..n).map(|i| format!("demo-{i}")).collect()),
                     leftovers: if leftover { vec!["pod demo-0".into()] } else { Vec::new() },
+                    foreign_pods: Vec::new(),
                     ephemeral_storage: ephemeral,
+                    start_empty_after_data_loss: start_empty,
                     members,
                     etcd,
+                    // The leader's own list is current by definition; without its answer, it may not be.
+                    membership_is_current: list_current,
+                    membership_refused_for_secs: refused_for,
                     unhealthy_threshold_secs: THRESHOLD,
+                    alarms: alarm.map_or_else(Vec::new, |alarm| vec![MemberAlarm { member: "demo-0".into(), alarm }]),
+                    missing_storage_class: None,
                 }
             },
         )
@@ -241,6 +272,22 @@ fn healthy_voters(obs: &Observation) -> usize {
     obs.members.iter().filter(|m| m.is_voter() && m.is_healthy(CLUSTER_ID)).count()
 }
 
+/// `m` is an unhealthy voter whose pod's version or template differs from the one every healthy voter runs.
+fn runs_what_no_healthy_voter_runs(obs: &Observation, m: &Member) -> bool {
+    let Some(pod) = m.pod.as_ref().filter(|p| !p.terminating) else { return false };
+    let shapes: std::collections::BTreeSet<_> = obs
+        .members
+        .iter()
+        .filter(|o| o.is_voter() && o.is_healthy(CLUSTER_ID))
+        .filter_map(|o| o.pod.as_ref())
+        .map(|p| (p.version, p.template_hash.clone()))
+        .collect();
+    m.is_voter()
+        && !m.is_healthy(CLUSTER_ID)
+        && shapes.len() == 1
+        && !shapes.contains(&(pod.version, pod.template_hash.clone()))
+}
+
 /// Every safety rule a plan must keep, whatever it observed.
 fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
     let leader = leader_of(obs);
@@ -259,13 +306,50 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         prop_assert_eq!(&p.step, &Step::Wait, "nothing is done while an earlier cluster's objects remain");
     }
     if matches!(obs.etcd, EtcdView::Reachable { leader_id: None, .. }) {
-        prop_assert_eq!(&p.step, &Step::Wait, "without a leader nothing changes");
+        prop_assert!(
+            matches!(p.step, Step::Wait | Step::CreateMemberPod { .. }),
+            "without a leader nothing changes but pods coming back to their volumes, got {:?}",
+            p.step
+        );
+    }
+    if !obs.alarms.is_empty() && matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. }) {
+        prop_assert!(
+            matches!(p.step, Step::Wait | Step::CreateMemberPod { .. } | Step::DeleteMemberResources { .. })
+                || matches!(&p.step, Step::RemoveMember { name, .. } if find(obs, name).pod.is_none())
+                || matches!(p.step, Step::MoveLeader { .. })
+                    && obs.membership_refused_for_secs >= STALE_PEER_VIEW_AFTER_SECS
+                || obs.paused,
+            "while etcd has raised an alarm only drift is repaired, got {:?}",
+            p.step
+        );
+    }
+    if !obs.membership_is_current {
+        prop_assert!(
+            !matches!(
+                p.step,
+                Step::RemoveMember { .. } | Step::DeleteMemberResources { .. } | Step::RestartMember { .. }
+            ),
+            "nothing is deleted on the word of a member list that may be stale, got {:?}",
+            p.step
+        );
+    }
+    if p.step.changes_membership() {
+        prop_assert!(
+            obs.membership_refused_for_secs < STALE_PEER_VIEW_AFTER_SECS
+                || !obs.members.iter().any(|m| m.is_voter() && !m.is_leader(leader) && m.is_healthy(CLUSTER_ID)),
+            "after {}s of refusals leadership moves to a healthy follower before another membership change",
+            obs.membership_refused_for_secs
+        );
     }
     match &p.step {
         Step::BootstrapMembers { members } => {
             prop_assert!(!members.is_empty());
             if obs.members.is_empty() {
                 prop_assert_eq!(members.len(), p.target.size, "a new cluster starts at its target size");
+                prop_assert!(
+                    !obs.formed || obs.start_empty_after_data_loss,
+                    "a formed cluster whose data is gone starts empty only when the spec says so"
+                );
             } else {
                 prop_assert!(!obs.formed, "once the cluster has formed, nothing starts a new one beside it");
                 prop_assert_eq!(members, &obs.initial_members, "a cut-short bootstrap keeps its initial cluster");
@@ -279,6 +363,11 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             let m = find(obs, name);
             prop_assert_eq!(m.id(), Some(*id));
             prop_assert!(!m.is_leader(leader), "the leader is never removed");
+            let shrinking = obs.members.iter().filter(|o| o.etcd.is_some()).count() > p.target.size;
+            prop_assert!(
+                m.lost_data() || shrinking || !runs_what_no_healthy_voter_runs(obs, m),
+                "a member that a change restarted onto what no healthy voter runs is removed only by a scale down"
+            );
             if m.is_voter() {
                 prop_assert!(voters(obs) >= 2, "the last voter, the last copy of the data, is never removed");
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
@@ -333,7 +422,7 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                     "a restart waits until every member has caught up with the leader"
                 );
             }
-            if voters(obs) >= 3 {
+            if voters(obs) >= 2 {
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
                 prop_assert!(after >= quorum(voters(obs)), "a restart never takes the cluster below quorum");
             }
@@ -343,7 +432,16 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             let has_leader = matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. });
             prop_assert!(has_leader, "deletions need an authoritative member list");
         }
-        Step::CreateMemberPod { name } => prop_assert!(find(obs, name).pod.is_none()),
+        Step::CreateMemberPod { name } => {
+            let m = find(obs, name);
+            prop_assert!(m.pod.is_none());
+            if matches!(obs.etcd, EtcdView::Reachable { leader_id: None, .. }) {
+                prop_assert!(
+                    m.etcd.is_some() && m.holds_data(obs.ephemeral_storage) && !obs.ephemeral_storage,
+                    "without a leader only a member whose volume holds data gets its pod back"
+                );
+            }
+        }
         Step::Nothing | Step::Wait => {}
     }
     Ok(())
@@ -506,12 +604,18 @@ fn once_formed_a_missing_member_is_never_recreated_as_a_new_cluster() {
 }
 
 #[test]
-fn every_member_gone_after_forming_starts_a_new_cluster_and_says_so() {
+fn every_member_gone_after_forming_is_data_loss_and_starts_empty_only_when_the_spec_says_so() {
     let mut obs = observation(vec![], None, target(3, V36));
     obs.formed = true;
     let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::DataLoss));
+    assert!(p.reason.contains("StartEmpty"), "{}", p.reason);
+
+    obs.start_empty_after_data_loss = true;
+    let p = plan(&obs);
     assert!(matches!(p.step, Step::BootstrapMembers { ref members } if members.len() == 3));
-    assert!(p.reason.contains("gone"), "{}", p.reason);
+    assert!(p.reason.contains("new, empty cluster"), "{}", p.reason);
 }
 
 #[test]
@@ -754,6 +858,11 @@ fn versions_parse_and_upgrade_paths_follow_etcd() {
     assert!(!V36.can_upgrade_to(V35));
     assert!(!V35.can_upgrade_to(Version::new(3, 7, 0)));
     assert!(!Version::new(3, 6, 20).can_upgrade_to(V36));
+    // Minor upgrades only from the patch releases etcd supports them from.
+    assert!(!Version::new(3, 5, 25).can_upgrade_to(V36));
+    assert!(Version::new(3, 5, 26).can_upgrade_to(V36));
+    assert!(!Version::new(3, 6, 10).can_upgrade_to(Version::new(3, 7, 3)));
+    assert!(V36.can_upgrade_to(Version::new(3, 7, 3)));
 }
 
 #[test]
@@ -763,4 +872,197 @@ fn a_cluster_created_again_waits_for_the_earlier_ones_objects_to_go() {
     let p = plan(&obs);
     assert_eq!(p.step, Step::Wait);
     assert!(p.reason.contains("pod demo-0, PVC demo-0"), "{}", p.reason);
+}
+
+#[test]
+fn pods_gone_while_no_member_leads_come_back_to_their_volumes() {
+    // Two of three pods deleted at once: the survivor answers but cannot lead alone.
+    let mut obs = healthy_cluster(3, V36);
+    obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: None };
+    for name in ["demo-1", "demo-2"] {
+        let m = obs.members.iter_mut().find(|m| m.name == name).unwrap();
+        m.pod = None;
+        m.etcd.as_mut().unwrap().health = None;
+    }
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::CreateMemberPod { name: "demo-1".into() });
+    assert_eq!(p.activity, Activity::Healing);
+
+    // Without volumes there is nothing to come back to: quorum is lost and reported.
+    for m in obs.members.iter_mut().filter(|m| m.pod.is_none()) {
+        m.pvc = None;
+    }
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::QuorumLost));
+}
+
+#[test]
+fn a_two_member_cluster_does_not_roll_and_says_why() {
+    let mut obs = healthy_cluster(2, V36);
+    obs.desired = target(2, Version::new(3, 6, 20));
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("2-member cluster cannot roll"), "{}", p.reason);
+
+    // Three members roll, one at a time, followers first.
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired = target(3, Version::new(3, 6, 20));
+    assert_eq!(plan(&obs).step, Step::RestartMember { name: "demo-1".into() });
+
+    // A single member restarts: there is no quorum to keep but its own, and its data stays on its volume.
+    let mut obs = healthy_cluster(1, V36);
+    obs.desired = target(1, Version::new(3, 6, 20));
+    assert_eq!(plan(&obs).step, Step::RestartMember { name: "demo-0".into() });
+}
+
+#[test]
+fn nothing_is_deleted_on_a_member_list_that_may_be_stale() {
+    // A pod and PVC whose member is not in the list: deleted when the list is current, not otherwise.
+    let mut obs = healthy_cluster(3, V36);
+    let mut stray = healthy_member(3, 4, false, V36, 100);
+    stray.etcd = None;
+    obs.members.push(stray);
+    assert_eq!(plan(&obs).step, Step::DeleteMemberResources { name: "demo-3".into() });
+    obs.membership_is_current = false;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("may be stale"), "{}", p.reason);
+}
+
+#[test]
+fn lasting_refusals_of_membership_changes_move_leadership_once_per_episode() {
+    // 3 → 4: the learner add is refused as an unhealthy cluster.
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired = target(4, V36);
+    obs.committed = Some(target(4, V36));
+    obs.membership_refused_for_secs = STALE_PEER_VIEW_AFTER_SECS - 1;
+    assert_eq!(plan(&obs).step, Step::AddLearner { name: "demo-3".into() }, "short refusals are retried");
+    obs.membership_refused_for_secs = STALE_PEER_VIEW_AFTER_SECS;
+    let p = plan(&obs);
+    assert!(matches!(p.step, Step::MoveLeader { ref to, .. } if to != "demo-0"), "{:?}", p.step);
+    assert!(p.reason.contains("stale"), "{}", p.reason);
+    // The move ends the episode (the operator forgets the clock); the next plan tries the change again.
+    obs.membership_refused_for_secs = 0;
+    assert_eq!(plan(&obs).step, Step::AddLearner { name: "demo-3".into() });
+
+    // Refused removals and promotions are treated alike.
+    let mut shrink = healthy_cluster(3, V36);
+    shrink.desired = target(1, V36);
+    shrink.committed = Some(target(1, V36));
+    shrink.membership_refused_for_secs = STALE_PEER_VIEW_AFTER_SECS * 2;
+    assert!(matches!(plan(&shrink).step, Step::MoveLeader { .. }));
+}
+
+#[test]
+fn the_disruption_budget_counts_the_voters_that_exist_during_a_scale_down() {
+    let mut obs = healthy_cluster(5, V36);
+    obs.desired = target(3, V36);
+    assert_eq!(disruption_budget_members(&obs, &target(3, V36)), 5, "5 voters still vote while shrinking to 3");
+    assert_eq!(quorum(disruption_budget_members(&obs, &target(3, V36))), 3);
+    let obs = healthy_cluster(3, V36);
+    assert_eq!(disruption_budget_members(&obs, &target(5, V36)), 5, "growing: the target is the larger");
+}
+
+/// A 3-member cluster on 3.6.16 whose rollout to `to` restarted demo-1, which does not come back.
+fn stuck_rollout(to: Version, trouble: Option<TroubleKind>, not_ready_for_secs: u64) -> Observation {
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired = target(3, to);
+    obs.committed = Some(target(3, to));
+    let m = obs.members.iter_mut().find(|m| m.name == "demo-1").unwrap();
+    m.etcd.as_mut().unwrap().health = None;
+    let pod = m.pod.as_mut().unwrap();
+    pod.ready = false;
+    pod.version = Some(to);
+    pod.not_ready_for_secs = not_ready_for_secs;
+    pod.trouble = trouble.map(|kind| PodTrouble { kind, message: "quay.io/coreos/etcd:v3.6.99: not found".into() });
+    obs
+}
+
+#[test]
+fn a_rollout_that_cannot_progress_halts_and_removes_no_data() {
+    let missing = Version::new(3, 6, 99);
+    // Long past the unhealthy threshold: the member is still not removed, the rollout says why it halted.
+    let p = plan(&stuck_rollout(missing, Some(TroubleKind::ImagePull), THRESHOLD * 2));
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::RolloutStuck));
+    assert!(p.reason.contains("image cannot be pulled"), "{}", p.reason);
+    assert!(p.reason.contains("back to 3.6.16"), "{}", p.reason);
+
+    // With no trouble named, a starting member is waited for, then the rollout halts after a bound.
+    let p = plan(&stuck_rollout(missing, None, 10));
+    assert_eq!((p.step, p.activity), (Step::Wait, Activity::Upgrading));
+    let p = plan(&stuck_rollout(missing, None, ROLLOUT_STUCK_AFTER_SECS));
+    assert_eq!(p.activity, Activity::Blocked(Blocker::RolloutStuck));
+    let p = plan(&stuck_rollout(missing, Some(TroubleKind::CrashLoop), THRESHOLD * 4));
+    assert_eq!(p.activity, Activity::Blocked(Blocker::RolloutStuck));
+    assert!(p.reason.contains("keeps exiting"), "{}", p.reason);
+}
+
+#[test]
+fn going_back_to_the_version_that_runs_restarts_the_stuck_member_on_it() {
+    let mut obs = stuck_rollout(Version::new(3, 6, 99), Some(TroubleKind::ImagePull), THRESHOLD * 2);
+    obs.desired = target(3, V36);
+    let p = plan(&obs);
+    assert_eq!(p.target.version, V36, "the spec may supersede a stuck rollout");
+    assert_eq!(p.step, Step::RestartMember { name: "demo-1".into() });
+
+    // A corrected pod template takes over the same way.
+    let mut obs = healthy_cluster(3, V36);
+    let m = obs.members.iter_mut().find(|m| m.name == "demo-2").unwrap();
+    m.etcd.as_mut().unwrap().health = None;
+    let pod = m.pod.as_mut().unwrap();
+    (pod.ready, pod.template_hash, pod.not_ready_for_secs) = (false, "broken".into(), THRESHOLD * 3);
+    pod.trouble = Some(PodTrouble { kind: TroubleKind::Unschedulable, message: "0/1 nodes are available".into() });
+    assert_eq!(plan(&obs).step, Step::RestartMember { name: "demo-2".into() });
+
+    // A sick member that runs what the others run is the member's own trouble: replaced after the threshold.
+    let mut obs = stuck_rollout(V36, Some(TroubleKind::CrashLoop), THRESHOLD + 1);
+    obs.desired = target(3, V36);
+    obs.committed = Some(target(3, V36));
+    assert!(matches!(plan(&obs).step, Step::RemoveMember { ref name, .. } if name == "demo-1"));
+}
+
+#[test]
+fn alarms_are_reported_and_no_member_is_replaced_for_them() {
+    // NOSPACE: every member reports the alarm as an error, and looks unhealthy, long past the threshold.
+    let mut obs = healthy_cluster(3, V36);
+    for m in &mut obs.members {
+        m.etcd.as_mut().unwrap().health.as_mut().unwrap().has_errors = true;
+        let pod = m.pod.as_mut().unwrap();
+        (pod.ready, pod.not_ready_for_secs) = (false, THRESHOLD * 3);
+    }
+    obs.alarms = vec![MemberAlarm { member: "demo-2".into(), alarm: Alarm::NoSpace }];
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::AlarmNoSpace));
+    assert!(p.reason.contains("NOSPACE for demo-2") && p.reason.contains("defragment"), "{}", p.reason);
+
+    // CORRUPT outranks NOSPACE: it is about whose data to trust.
+    obs.alarms.push(MemberAlarm { member: "demo-1".into(), alarm: Alarm::Corrupt });
+    let p = plan(&obs);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::AlarmCorrupt));
+    assert!(p.reason.contains("CORRUPT for demo-1"), "{}", p.reason);
+
+    // Disarmed, the cluster is itself again.
+    let mut obs = healthy_cluster(3, V36);
+    obs.alarms.clear();
+    assert_eq!(plan(&obs).step, Step::Nothing);
+}
+
+#[test]
+fn a_missing_storage_class_is_reported_by_name() {
+    let mut obs = observation(vec![], None, target(3, V36));
+    obs.missing_storage_class = Some("fast-ssd".into());
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::StorageClassMissing));
+    assert!(p.reason.contains("StorageClass fast-ssd does not exist"), "{}", p.reason);
+
+    // A running cluster is not stopped by it: only steps that need a new volume are.
+    let mut obs = healthy_cluster(3, V36);
+    obs.missing_storage_class = Some("fast-ssd".into());
+    assert_eq!(plan(&obs).step, Step::Nothing);
+    obs.desired = target(4, V36);
+    assert_eq!(plan(&obs).activity, Activity::Blocked(Blocker::StorageClassMissing));
 }

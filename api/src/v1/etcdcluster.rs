@@ -30,6 +30,13 @@ pub const MAX_SIZE: i32 = 9;
     status = "EtcdClusterStatus",
     derive = "PartialEq",
     doc = "EtcdCluster is an etcd cluster run and kept healthy by etcd-op: members are added, removed, replaced and upgraded one safe step at a time.",
+    validation = Rule::new("self.metadata.name.size() <= 56").message("metadata.name: at most 56 characters: the cluster's <name>-client Service and its members' pods and volumes (<name>-<ordinal>) derive their names from it, and such a name has at most 63"),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a DNS label that starts with a letter (lowercase letters, digits and '-', no '.'): it names the cluster's Services"),
+    // Downgrades are refused, except back to a version that members still run: the way out of a rollout
+    // that cannot progress (an image that does not exist, a release that crashes).
+    validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) >= int(oldSelf.spec.version.split('.')[1]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older minor release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) != int(oldSelf.spec.version.split('.')[1]) || int(self.spec.version.split('.')[2]) >= int(oldSelf.spec.version.split('.')[2]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older patch release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!self.metadata.name.endsWith('-client')").message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
     scale(
         spec_replicas_path = ".spec.size",
         status_replicas_path = ".status.readyMembers",
@@ -55,13 +62,14 @@ pub struct EtcdClusterSpec {
     /// etcd version of the members, as MAJOR.MINOR.PATCH (for example 3.6.16). Changing it upgrades the members
     /// one at a time, the leader last. Only upgrade paths etcd supports are accepted: a patch change within the
     /// same minor release, or one minor release up (3.5.x to 3.6.y). Downgrades and skipped minor releases are
-    /// refused. Defaults to the operator's default etcd version.
+    /// refused, and so is a minor upgrade from a patch release older than etcd supports it from (3.5.26 for
+    /// 3.6, 3.6.11 for 3.7). Defaults to the operator's default etcd version.
     #[serde(default = "default_version")]
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"), length(max = 32))]
     #[x_kube(validation = Rule::new("self.split('.')[0] == oldSelf.split('.')[0]").message("spec.version: a change of etcd major version is not supported").reason(Reason::FieldValueForbidden))]
-    #[x_kube(validation = Rule::new("int(self.split('.')[1]) >= int(oldSelf.split('.')[1])").message("spec.version: downgrading etcd to an older minor release is not supported").reason(Reason::FieldValueForbidden))]
     #[x_kube(validation = Rule::new("int(self.split('.')[1]) <= int(oldSelf.split('.')[1]) + 1").message("spec.version: etcd upgrades go one minor release at a time (for example 3.5.x to 3.6.y); upgrade to the next minor release first").reason(Reason::FieldValueForbidden))]
-    #[x_kube(validation = Rule::new("int(self.split('.')[1]) != int(oldSelf.split('.')[1]) || int(self.split('.')[2]) >= int(oldSelf.split('.')[2])").message("spec.version: downgrading etcd to an older patch release is not supported").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("!(self.split('.')[0] == '3' && self.split('.')[1] == '6' && oldSelf.split('.')[1] == '5' && int(oldSelf.split('.')[2]) < 26)").message("spec.version: etcd upgrades to 3.6 from 3.5.26 or later only; upgrade to the latest 3.5 patch release first").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("!(self.split('.')[0] == '3' && self.split('.')[1] == '7' && oldSelf.split('.')[1] == '6' && int(oldSelf.split('.')[2]) < 11)").message("spec.version: etcd upgrades to 3.7 from 3.6.11 or later only; upgrade to the latest 3.6 patch release first").reason(Reason::FieldValueForbidden))]
     pub version: String,
 
     /// Where each member keeps its data. A volume claim template (the default: one PersistentVolumeClaim of
@@ -84,6 +92,31 @@ pub struct EtcdClusterSpec {
     /// member is added, removed, replaced, restarted or upgraded until it is set back to false.
     #[serde(default)]
     pub paused: bool,
+
+    /// Seconds a member may stay unhealthy before the operator removes it and adds a fresh one in its place;
+    /// the manager's --member-unhealthy-threshold (300 by default) when unset. A member whose etcd says its
+    /// data is gone is replaced at once, and a member that a rollout restarted is never replaced for it: the
+    /// rollout halts instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub member_unhealthy_threshold_seconds: Option<i32>,
+
+    /// What the operator does when every member of a cluster that once formed is gone with its data (no pod
+    /// and no volume left). `Halt` (the default) reports `Degraded` with reason `DataLoss`, publishes a
+    /// Warning event and creates nothing, so clients never find an empty store where they expected their
+    /// data. `StartEmpty` starts a new, empty cluster under the same name.
+    #[serde(default)]
+    pub on_data_loss: DataLossPolicy,
+}
+
+/// What happens when every member of a formed cluster has lost its data.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataLossPolicy {
+    /// Report the loss and wait for a person.
+    #[default]
+    Halt,
+    /// Start a new, empty cluster.
+    StartEmpty,
 }
 
 fn default_size() -> i32 {
@@ -237,6 +270,7 @@ pub struct EtcdClusterStatus {
     /// Every member, as etcd and Kubernetes see it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[schemars(length(max = 64))]
     pub members: Vec<MemberStatus>,
 
     /// Label selector of the member pods, for the scale subresource.
@@ -281,6 +315,7 @@ pub struct MemberStatus {
     pub client_urls: Vec<String>,
     /// etcd server version the member reports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
     pub version: Option<String>,
     /// True while the member is a non-voting learner catching up.
     #[serde(default)]
@@ -288,6 +323,11 @@ pub struct MemberStatus {
     /// True when the member answers and reports no error.
     #[serde(default)]
     pub healthy: bool,
+    /// Alarms etcd has raised for this member: NOSPACE (its database reached the quota; etcd refuses writes)
+    /// or CORRUPT (its data differs from the other members').
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2))]
+    pub alarms: Vec<String>,
 }
 
 /// The size and version the operator is working towards.

@@ -30,16 +30,7 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         Step::AddLearner { name } => {
             let leader = leader_endpoint(observed, "add a learner")?;
             let url = peer_url(&cluster, &namespace, name);
-            let key = format!("{namespace}/{cluster}");
-            if let Err(refusal) = ctx.etcd.add_learner(leader, &url).await {
-                let error = Error::from_membership_change("AddLearner", refusal);
-                if error.to_string().contains(UNHEALTHY_CLUSTER) && ctx.refused_for(&key) > STALE_PEER_VIEW_AFTER {
-                    ctx.forget_refusal(&key);
-                    hand_over_leadership(ctx, observed, leader).await?;
-                }
-                return Err(error);
-            }
-            ctx.forget_refusal(&key);
+            membership_change(ctx, ec, "AddLearner", ctx.etcd.add_learner(leader, &url)).await?;
             let bootstrap = joining_bootstrap(observed, &cluster, &namespace, name);
             create_member(ctx, ec, name, version, &bootstrap).await
         }
@@ -49,16 +40,19 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
                 .unwrap_or_else(|| joining_bootstrap(observed, &cluster, &namespace, name));
             create_member(ctx, ec, name, version, &bootstrap).await
         }
-        Step::PromoteLearner { id, .. } => ctx
-            .etcd
-            .promote(leader_endpoint(observed, "promote a learner")?, *id)
-            .await
-            .map_err(|e| Error::from_membership_change("PromoteLearner", e)),
+        Step::PromoteLearner { id, .. } => {
+            let leader = leader_endpoint(observed, "promote a learner")?;
+            membership_change(ctx, ec, "PromoteLearner", ctx.etcd.promote(leader, *id)).await
+        }
         Step::MoveLeader { to_id, .. } => {
-            Ok(ctx.etcd.move_leader(leader_endpoint(observed, "move leadership")?, *to_id).await?)
+            ctx.etcd.move_leader(leader_endpoint(observed, "move leadership")?, *to_id).await?;
+            // A new leader dials its peers afresh: refusals before it say nothing about it.
+            ctx.forget_refusal(&refusal_key(ec));
+            Ok(())
         }
         Step::RemoveMember { id, .. } => {
-            Ok(ctx.etcd.remove(leader_endpoint(observed, "remove a member")?, *id).await?)
+            let leader = leader_endpoint(observed, "remove a member")?;
+            membership_change(ctx, ec, "RemoveMember", ctx.etcd.remove(leader, *id)).await
         }
         Step::DeleteMemberResources { name } => {
             delete_if_present::<Pod>(ctx, &namespace, name).await?;
@@ -68,32 +62,34 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
     }
 }
 
-/// etcd refuses membership changes with this while its leader counts too few peers as connected. For a few
-/// seconds after a start or a promotion that is expected. When it lasts, the leader's view of a peer is
-/// stale: a member's pod came back on a new address while the leader still dialled the old one, and the
-/// leader keeps that peer "inactive" although raft traffic flows. A new leader has fresh peer connections.
+/// etcd's word for refusing a membership change while its leader counts too few peers as connected.
 const UNHEALTHY_CLUSTER: &str = "unhealthy cluster";
-const STALE_PEER_VIEW_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Moves leadership to the healthy voter that is furthest along: no membership change, a pause in writes of
-/// an election at most.
-async fn hand_over_leadership(ctx: &Context, observed: &Observed, leader: &str) -> Result<(), Error> {
-    let cluster_id = match observed.observation.etcd {
-        super::model::EtcdView::Reachable { cluster_id, .. } => cluster_id,
-        super::model::EtcdView::Unreachable => return Ok(()),
-    };
-    let target = observed
-        .observation
-        .members
-        .iter()
-        .filter(|m| m.is_voter() && m.is_healthy(cluster_id) && Some(&m.name) != observed.leader.as_ref())
-        .max_by_key(|m| m.applied_index())
-        .and_then(|m| m.id());
-    if let Some(to) = target {
-        tracing::info!(leader, to = %format!("{to:x}"), "the leader's view of its peers is stale: moving leadership");
-        ctx.etcd.move_leader(leader, to).await?;
+pub fn refusal_key(ec: &EtcdCluster) -> String {
+    format!("{}/{}", ec.namespace().unwrap_or_default(), ec.name_any())
+}
+
+/// Runs a membership change and keeps the clock of an episode of "unhealthy cluster" refusals, which the
+/// planner reads to decide when the leader's view of its peers is stale.
+async fn membership_change<T>(
+    ctx: &Context,
+    ec: &EtcdCluster,
+    step: &'static str,
+    change: impl Future<Output = Result<T, crate::etcd::EtcdError>>,
+) -> Result<(), Error> {
+    match change.await {
+        Ok(_) => {
+            ctx.forget_refusal(&refusal_key(ec));
+            Ok(())
+        }
+        Err(refusal) => {
+            let error = Error::from_membership_change(step, refusal);
+            if error.to_string().contains(UNHEALTHY_CLUSTER) {
+                ctx.note_refusal(&refusal_key(ec));
+            }
+            Err(error)
+        }
     }
-    Ok(())
 }
 
 fn leader_endpoint<'a>(observed: &'a Observed, step: &'static str) -> Result<&'a str, Error> {

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 
 use crate::etcd::Etcd;
 use crate::http::Readiness;
-use crate::metrics::Metrics;
+use crate::metrics::{MemberFigures, Metrics};
 pub use error::Error;
 use plan::Step;
 
@@ -56,16 +56,23 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub etcd: Etcd,
     pub config: Settings,
-    /// Since when etcd has kept refusing to add a member, per cluster: in memory only, a restarted
-    /// operator starts counting again.
+    /// Since when etcd has kept refusing membership changes as an "unhealthy cluster", per cluster: in
+    /// memory only, a restarted operator starts counting again.
     pub refusals: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 impl Context {
-    /// How long etcd has been refusing membership changes to `cluster`; starts the clock on first call.
+    /// Starts the clock of an episode of refusals, unless one is running.
+    pub fn note_refusal(&self, cluster: &str) {
+        if let Ok(mut refusals) = self.refusals.lock() {
+            refusals.entry(cluster.to_string()).or_insert_with(Instant::now);
+        }
+    }
+
+    /// How long the current episode of refusals has lasted; zero when none is running.
     pub fn refused_for(&self, cluster: &str) -> Duration {
         match self.refusals.lock() {
-            Ok(mut refusals) => refusals.entry(cluster.to_string()).or_insert_with(Instant::now).elapsed(),
+            Ok(refusals) => refusals.get(cluster).map_or(Duration::ZERO, Instant::elapsed),
             Err(_) => Duration::ZERO,
         }
     }
@@ -157,8 +164,12 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     }
 
     if !observed.observation.paused {
-        children::ensure(ctx, ec, plan.target.size).await?;
+        children::ensure(ctx, ec, plan::disruption_budget_members(&observed.observation, &plan.target)).await?;
         children::ensure_volume_ownership(ctx, ec, &observed.pvcs).await?;
+    }
+    if plan.step == Step::Nothing {
+        // At rest, no membership change is waiting: an episode of refusals is over.
+        ctx.forget_refusal(&act::refusal_key(ec));
     }
     let outcome = act::act(ctx, ec, &observed, &plan).await;
     match &outcome {
@@ -196,6 +207,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         i64::from(status.ready_members),
         observed.leader.is_some(),
     );
+    ctx.metrics.set_members(&namespace, &name, &member_figures(&observed));
     report::write_status(ctx, ec, status).await?;
     if outcome.as_ref().is_err_and(Error::is_transient) {
         return Ok(Action::requeue(AFTER_STEP));
@@ -210,6 +222,32 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         Step::Wait => Action::requeue(WHILE_WAITING),
         _ => Action::requeue(AFTER_STEP),
     })
+}
+
+/// What each member that answered says about its database, for the per-member gauges.
+fn member_figures(observed: &observe::Observed) -> Vec<MemberFigures> {
+    observed
+        .statuses
+        .iter()
+        .map(|(member, status)| MemberFigures {
+            member: member.clone(),
+            db_size_bytes: status.db_size,
+            db_size_in_use_bytes: status.db_size_in_use,
+            quota_bytes: observed
+                .pods
+                .get(member)
+                .map_or(resources::ETCD_DEFAULT_QUOTA, resources::quota_of_pod)
+                .try_into()
+                .unwrap_or(i64::MAX),
+            alarms: observed
+                .observation
+                .alarms
+                .iter()
+                .filter(|a| a.member == *member)
+                .map(|a| a.alarm.name().to_string())
+                .collect(),
+        })
+        .collect()
 }
 
 fn error_policy(ec: Arc<EtcdCluster>, error: &Error, _ctx: Arc<Context>) -> Action {

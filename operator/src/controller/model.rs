@@ -28,11 +28,22 @@ impl Version {
     }
 
     /// Whether etcd supports moving a running cluster from `self` to `to`: the same version, a patch change
-    /// within one minor release (upwards), or one minor release up.
+    /// within one minor release (upwards), or one minor release up from a patch release etcd supports that
+    /// upgrade from.
     pub fn can_upgrade_to(self, to: Version) -> bool {
-        self.major == to.major && (to.minor == self.minor && to.patch >= self.patch || to.minor == self.minor + 1)
+        let minor_up = to.minor == self.minor + 1
+            && MINOR_UPGRADE_FROM
+                .iter()
+                .find(|(target_minor, _)| (to.major, to.minor) == *target_minor)
+                .is_none_or(|(_, from)| self >= *from);
+        self.major == to.major && (to.minor == self.minor && to.patch >= self.patch || minor_up)
     }
 }
+
+/// The oldest patch release etcd supports a minor upgrade from, by target minor release (etcd's upgrade
+/// guides). The API refuses the same, so this catches only what slipped past it (an older running version).
+pub const MINOR_UPGRADE_FROM: [((u32, u32), Version); 2] =
+    [((3, 6), Version::new(3, 5, 26)), ((3, 7), Version::new(3, 6, 11))];
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -65,13 +76,54 @@ pub struct Observation {
     pub initial_members: Vec<String>,
     /// Pods and PVCs that belong to an earlier EtcdCluster of the same name, still being garbage-collected.
     pub leftovers: Vec<String>,
+    /// Pods that carry this cluster's labels but not its owner reference: not members, whatever they claim.
+    pub foreign_pods: Vec<String>,
     /// emptyDir storage: a member whose pod is gone has lost its data.
     pub ephemeral_storage: bool,
+    /// spec.onDataLoss is StartEmpty: a formed cluster whose every member is gone with its data may start
+    /// again empty. Otherwise the loss is reported and nothing is created.
+    pub start_empty_after_data_loss: bool,
     /// Every member that exists anywhere (pod, PVC or etcd membership), ordered by ordinal.
     pub members: Vec<Member>,
     pub etcd: EtcdView,
+    /// Whether the member list is current: it came from the leader, or from a linearizable read through a
+    /// follower. A list read from a follower alone may be stale, and nothing is deleted on its word.
+    pub membership_is_current: bool,
+    /// How long etcd has kept refusing membership changes as an "unhealthy cluster" in the current episode
+    /// of refusals (0 when the last change went through or nothing was refused).
+    pub membership_refused_for_secs: u64,
     /// How long a member may stay unhealthy before it is replaced.
     pub unhealthy_threshold_secs: u64,
+    /// Alarms etcd has raised, with the member each was raised for.
+    pub alarms: Vec<MemberAlarm>,
+    /// The StorageClass the members' volumes need, when it does not exist (or, with none named, when the
+    /// cluster has no default class): no volume can be provisioned.
+    pub missing_storage_class: Option<String>,
+}
+
+/// An alarm etcd raises for a member; while one is raised, etcd refuses writes (NOSPACE) or the member's data
+/// is in doubt (CORRUPT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alarm {
+    NoSpace,
+    Corrupt,
+}
+
+impl Alarm {
+    /// etcd's own name of the alarm.
+    pub fn name(self) -> &'static str {
+        match self {
+            Alarm::NoSpace => "NOSPACE",
+            Alarm::Corrupt => "CORRUPT",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberAlarm {
+    /// The member's name, or its ID in hexadecimal when no member of that ID is known.
+    pub member: String,
+    pub alarm: Alarm,
 }
 
 /// What etcd itself said, through the members that answered.
@@ -111,6 +163,39 @@ pub struct PodView {
     pub lost_data: bool,
     /// Seconds since the pod last became not ready (or was created, if it never was ready); 0 when ready.
     pub not_ready_for_secs: u64,
+    /// Why the pod does not run etcd, when Kubernetes says so.
+    pub trouble: Option<PodTrouble>,
+}
+
+/// What keeps a member's pod from running etcd, as Kubernetes reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodTrouble {
+    pub kind: TroubleKind,
+    /// Kubernetes' or etcd's own words.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TroubleKind {
+    /// The image cannot be pulled (no such image, no access).
+    ImagePull,
+    /// No node can take the pod.
+    Unschedulable,
+    /// etcd starts and exits, again and again.
+    CrashLoop,
+    /// The container cannot be created (a missing Secret or ConfigMap, a bad setting).
+    ContainerConfig,
+}
+
+impl TroubleKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            TroubleKind::ImagePull => "its image cannot be pulled",
+            TroubleKind::Unschedulable => "it cannot be scheduled",
+            TroubleKind::CrashLoop => "etcd keeps exiting",
+            TroubleKind::ContainerConfig => "its container cannot be created",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use etcd_op_api::v1::{EtcdCluster, MAX_SIZE, MIN_SIZE};
+use etcd_op_api::v1::{DataLossPolicy, EtcdCluster, MAX_SIZE, MIN_SIZE};
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
@@ -14,7 +15,10 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::model::{EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version};
+use super::model::{
+    EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
+    TroubleKind, Version,
+};
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
     ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, selector_string,
@@ -87,9 +91,25 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         .map(|p| format!("pod {}", p.name_any()))
         .chain(pvcs.items.iter().filter(|p| earlier(p.owner_references())).map(|p| format!("PVC {}", p.name_any())))
         .collect();
+    // A member's pod always carries this cluster's owner reference. A labelled pod without one was made by
+    // someone else: it is never taken for a member, never asked for etcd's state, and it is reported.
+    // Volumes may lack the reference on purpose (`Retain`), and are known by their recorded bootstrap.
+    let ours = |owners: &[OwnerReference]| {
+        owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) == uid.as_ref())
+    };
+    let foreign_pods: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| !ours(p.owner_references()) && !earlier(p.owner_references()))
+        .map(|p| p.name_any())
+        .collect();
     let by_member = |labels: &BTreeMap<String, String>| labels.get(LABEL_MEMBER).cloned();
-    let pods: BTreeMap<String, Pod> =
-        pods.items.into_iter().filter_map(|p| Some((by_member(p.labels())?, p))).collect();
+    let pods: BTreeMap<String, Pod> = pods
+        .items
+        .into_iter()
+        .filter(|p| ours(p.owner_references()))
+        .filter_map(|p| Some((by_member(p.labels())?, p)))
+        .collect();
     let pvcs: BTreeMap<String, PersistentVolumeClaim> =
         pvcs.items.into_iter().filter_map(|p| Some((by_member(p.labels())?, p))).collect();
 
@@ -107,9 +127,25 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
     let statuses: BTreeMap<String, EndpointStatus> =
         answers.into_iter().filter_map(|(name, answer)| Some((name, answer.ok()?))).collect();
 
-    let (etcd_view, etcd_members, leader) = read_membership(ctx, &endpoints, &statuses).await?;
+    let Membership { view: etcd_view, members: etcd_members, leader, current: membership_is_current } =
+        read_membership(ctx, &endpoints, &statuses).await?;
 
+    // Every member reports the cluster's alarms among its errors; which member each is for, and what it is,
+    // the alarm list says. It is asked only when something is reported, and only through a leader (etcd
+    // serves it through raft).
+    let alarms = match (&etcd_view, leader.as_ref().and_then(|l| endpoints.get(l))) {
+        (EtcdView::Reachable { .. }, Some(endpoint)) if statuses.values().any(|s| !s.errors.is_empty()) => {
+            ctx.etcd.alarms(endpoint).await.map_err(|e| {
+                Error::IncompleteObservation(format!("members report errors, but the alarm list did not come: {e}"))
+            })?
+        }
+        _ => Vec::new(),
+    };
     let desired = desired_target(ec)?;
+    // The StorageClass is looked up only while a volume is wanted or waits to be provisioned: a quiet cluster
+    // costs no API call for it.
+    let volumes_wanted = pvcs.len() < desired.size
+        || pvcs.values().any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending"));
     let now = Timestamp::now();
     let mut names: BTreeSet<String> = pods.keys().chain(pvcs.keys()).cloned().collect();
     let member_names: Vec<(String, &MemberInfo)> = etcd_members
@@ -146,6 +182,14 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         })
         .collect();
 
+    let alarms = alarms
+        .into_iter()
+        .map(|(id, alarm)| MemberAlarm {
+            member: member_names.iter().find(|(_, m)| m.id == id).map_or_else(|| format!("{id:x}"), |(n, _)| n.clone()),
+            alarm,
+        })
+        .collect();
+
     // A static initial cluster is recorded, with state `new`, on each member created with it.
     let initial_members = pvcs
         .keys()
@@ -162,12 +206,43 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         formed: ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
         initial_members,
         leftovers,
+        foreign_pods,
         ephemeral_storage: ec.spec.storage.empty_dir.is_some(),
+        start_empty_after_data_loss: ec.spec.on_data_loss == DataLossPolicy::StartEmpty,
         members,
         etcd: etcd_view,
-        unhealthy_threshold_secs: ctx.config.unhealthy_threshold.as_secs(),
+        membership_is_current,
+        membership_refused_for_secs: ctx.refused_for(&super::act::refusal_key(ec)).as_secs(),
+        unhealthy_threshold_secs: ec
+            .spec
+            .member_unhealthy_threshold_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(ctx.config.unhealthy_threshold.as_secs()),
+        alarms,
+        missing_storage_class: if volumes_wanted { missing_storage_class(ctx, ec).await? } else { None },
     };
     Ok(Observed { observation, pods, pvcs, etcd_members, statuses, endpoints, leader })
+}
+
+/// The StorageClass the members' volume claims name, when it does not exist; with none named, the cluster's
+/// default, when there is none. emptyDir storage needs no class.
+async fn missing_storage_class(ctx: &Context, ec: &EtcdCluster) -> Result<Option<String>, Error> {
+    if ec.spec.storage.empty_dir.is_some() {
+        return Ok(None);
+    }
+    let classes: Api<StorageClass> = Api::all(ctx.client.clone());
+    let named = ec.spec.storage.volume_claim_template.as_ref().and_then(|t| t.storage_class_name.clone());
+    let read_error = |source| Error::KubeRead { what: "StorageClasses".into(), source };
+    match named {
+        Some(name) => Ok(classes.get_opt(&name).await.map_err(read_error)?.is_none().then_some(name)),
+        None => {
+            let all = classes.list_metadata(&ListParams::default()).await.map_err(read_error)?;
+            let default = all.items.iter().any(|c| {
+                c.annotations().get("storageclass.kubernetes.io/is-default-class").is_some_and(|v| v == "true")
+            });
+            Ok((!default).then(|| "(the cluster's default: none is marked default)".to_string()))
+        }
+    }
 }
 
 fn recorded_bootstrap(
@@ -179,32 +254,111 @@ fn recorded_bootstrap(
     from_pvc.or_else(|| pods.get(member).and_then(|p| Bootstrap::recorded(p.annotations())))
 }
 
-/// The member list, from the leader when it answered, else from any voter that did. Members that answered
-/// but disagree about the cluster ID are left to the planner (they count as unhealthy).
+struct Membership {
+    view: EtcdView,
+    members: Vec<MemberInfo>,
+    /// The member that answered as the leader.
+    leader: Option<String>,
+    /// The list came from the leader, or from a linearizable read through a follower.
+    current: bool,
+}
+
+/// The member list, from the leader when it answered, else from any voter that did, asked for a
+/// linearizable read (which etcd serves only with a leader) and, failing that, for its own view. Members
+/// that answered but disagree about the cluster ID are left to the planner (they count as unhealthy).
 async fn read_membership(
     ctx: &Context,
     endpoints: &BTreeMap<String, String>,
     statuses: &BTreeMap<String, EndpointStatus>,
-) -> Result<(EtcdView, Vec<MemberInfo>, Option<String>), Error> {
+) -> Result<Membership, Error> {
+    let unreachable = Membership { view: EtcdView::Unreachable, members: Vec::new(), leader: None, current: false };
     let leader = statuses.iter().find(|(_, s)| s.leader_id != 0 && s.leader_id == s.member_id).map(|(n, _)| n.clone());
     let source = leader.clone().or_else(|| statuses.iter().find(|(_, s)| !s.is_learner).map(|(n, _)| n.clone()));
     let Some(source) = source else {
-        return Ok((EtcdView::Unreachable, Vec::new(), None));
+        return Ok(unreachable);
     };
     let (Some(endpoint), Some(status)) = (endpoints.get(&source), statuses.get(&source)) else {
-        return Ok((EtcdView::Unreachable, Vec::new(), None));
+        return Ok(unreachable);
     };
-    let members = ctx.etcd.member_list(endpoint).await.map_err(|e| {
-        Error::IncompleteObservation(format!("member {source} answered its status but not the member list: {e}"))
-    })?;
+    let incomplete =
+        |e| Error::IncompleteObservation(format!("member {source} answered its status but not the member list: {e}"));
+    let (members, current) = if leader.is_some() {
+        (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, true)
+    } else if status.leader_id != 0 {
+        // Someone leads, but did not answer us: a linearizable read goes through it.
+        match ctx.etcd.member_list_linearizable(endpoint).await {
+            Ok(members) => (members, true),
+            Err(_) => (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, false),
+        }
+    } else {
+        // Nobody leads: a linearizable read could only time out.
+        (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, false)
+    };
     let leader_id = (status.leader_id != 0).then_some(status.leader_id);
-    Ok((EtcdView::Reachable { cluster_id: status.cluster_id, leader_id }, members, leader))
+    Ok(Membership { view: EtcdView::Reachable { cluster_id: status.cluster_id, leader_id }, members, leader, current })
 }
 
 /// What etcd says when it exits because its data is gone: it was emptied after the member had joined (a
 /// member started with `--initial-cluster-state=new` finds itself already bootstrapped; one that joined later
 /// finds its log behind the commit index the leader sends).
 const DATA_LOST: [&str; 2] = ["has already been bootstrapped", "Was the raft log corrupted, truncated, or lost?"];
+
+/// The last words of the etcd container that is not running now: its own termination, or, while it waits to
+/// be started again (a crash loop), the termination before. A running container's earlier termination is
+/// history: whatever it said was repaired, or the container would not run.
+fn current_termination_message(status: &ContainerStatus) -> Option<&str> {
+    let state = status.state.as_ref();
+    if state.is_some_and(|s| s.running.is_some()) {
+        return None;
+    }
+    let terminated = state
+        .and_then(|s| s.terminated.as_ref())
+        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.as_ref()))?;
+    terminated.message.as_deref()
+}
+
+/// What Kubernetes says keeps the pod from running etcd: the scheduler's refusal, or the reason the etcd
+/// container waits.
+fn pod_trouble(pod: &Pod, etcd: Option<&ContainerStatus>) -> Option<PodTrouble> {
+    let unschedulable = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False"))
+        .filter(|c| c.reason.as_deref() == Some("Unschedulable"));
+    if let Some(condition) = unschedulable {
+        return Some(PodTrouble {
+            kind: TroubleKind::Unschedulable,
+            message: condition.message.clone().unwrap_or_default(),
+        });
+    }
+    let waiting = etcd?.state.as_ref()?.waiting.as_ref()?;
+    let kind = match waiting.reason.as_deref()? {
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => TroubleKind::ImagePull,
+        "CrashLoopBackOff" => TroubleKind::CrashLoop,
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => TroubleKind::ContainerConfig,
+        _ => return None,
+    };
+    let message = match kind {
+        // etcd's own last words say more than "back-off restarting failed container".
+        TroubleKind::CrashLoop => etcd.and_then(current_termination_message).map(last_words),
+        _ => None,
+    };
+    Some(PodTrouble { kind, message: message.or_else(|| waiting.message.clone()).unwrap_or_default() })
+}
+
+/// The end of a termination message, where etcd says why it stopped: a status line has no room for a
+/// stack trace.
+fn last_words(message: &str) -> String {
+    let line = message.lines().rev().find(|l| l.contains("\"level\":\"fatal\"") || l.contains("\"level\":\"panic\""));
+    let text = line.unwrap_or(message).trim();
+    let start = text.char_indices().rev().nth(299).map_or(0, |(i, _)| i);
+    text[start..].to_string()
+}
+
+fn says_data_lost(message: &str) -> bool {
+    DATA_LOST.iter().any(|sign| message.contains(sign))
+}
 
 fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
     let status = pod.status.as_ref();
@@ -224,14 +378,10 @@ fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
         pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == "etcd")).and_then(|c| c.image.as_deref());
     let etcd_status =
         status.and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == "etcd"));
-    let mut last_words = etcd_status
-        .into_iter()
-        .flat_map(|c| [c.state.as_ref(), c.last_state.as_ref()])
-        .flatten()
-        .filter_map(|s| s.terminated.as_ref()?.message.as_deref());
-    let lost_data = last_words.any(|m| DATA_LOST.iter().any(|sign| m.contains(sign)));
+    let lost_data = etcd_status.and_then(current_termination_message).is_some_and(says_data_lost);
     PodView {
         ready,
+        trouble: if ready { None } else { pod_trouble(pod, etcd_status) },
         lost_data,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         version: image.and_then(version_of_image),

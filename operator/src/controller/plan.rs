@@ -5,11 +5,21 @@
 //! template changes). Each step changes at most one member, and membership changes only when the previous one
 //! has settled.
 
-use super::model::{EtcdView, Member, Observation, Target, Version, quorum};
+use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, Version, quorum};
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
 /// promotion of a learner that is not in sync; this keeps the operator from asking too early.
 pub const LEARNER_CATCH_UP_ENTRIES: u64 = 1_000;
+
+/// etcd refuses membership changes as an "unhealthy cluster" while its leader counts too few peers as
+/// connected. For a few seconds after a start or a promotion that is expected. When it lasts this long, the
+/// leader's view of a peer is stale (a member's pod came back on a new address while the leader still dialled
+/// the old one); a new leader has fresh peer connections.
+pub const STALE_PEER_VIEW_AFTER_SECS: u64 = 20;
+
+/// How long a member restarted onto a new version or template may take to become ready before the rollout
+/// halts, when Kubernetes names no trouble (image pull, scheduling, crash loop) that halts it at once.
+pub const ROLLOUT_STUCK_AFTER_SECS: u64 = 120;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -95,6 +105,16 @@ pub enum Blocker {
     QuorumLost,
     /// The spec asks for a version change etcd does not support from what runs.
     UnsupportedVersionChange,
+    /// Every member of a formed cluster is gone with its data, and the spec does not say to start empty.
+    DataLoss,
+    /// A member restarted onto the new version or template does not come back: the rollout halts.
+    RolloutStuck,
+    /// etcd raised NOSPACE: the database reached its quota, and writes are refused.
+    AlarmNoSpace,
+    /// etcd raised CORRUPT: a member's data differs from the others'.
+    AlarmCorrupt,
+    /// The StorageClass the members' volumes need does not exist.
+    StorageClassMissing,
 }
 
 impl Blocker {
@@ -102,6 +122,11 @@ impl Blocker {
         match self {
             Blocker::QuorumLost => "QuorumLost",
             Blocker::UnsupportedVersionChange => "UnsupportedVersionChange",
+            Blocker::DataLoss => "DataLoss",
+            Blocker::RolloutStuck => "RolloutStuck",
+            Blocker::AlarmNoSpace => "AlarmNoSpace",
+            Blocker::AlarmCorrupt => "AlarmCorrupt",
+            Blocker::StorageClassMissing => "StorageClassMissing",
         }
     }
 }
@@ -120,7 +145,7 @@ pub struct Plan {
 
 pub fn plan(obs: &Observation) -> Plan {
     let (target, refusal) = choose_target(obs);
-    let (step, activity, reason) = decide(obs, &target);
+    let (step, activity, reason) = needs_storage_class(obs, decide(obs, &target));
     let activity = match (&refusal, activity) {
         (Some((blocker, _)), Activity::Idle) => Activity::Blocked(*blocker),
         (_, activity) => activity,
@@ -152,19 +177,52 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
                 return without_leader(obs, cluster_id);
             };
             let cluster = Cluster { obs, cluster_id, leader_id };
-            cluster
+            let decision = cluster
                 .repair_drift()
+                .or_else(|| cluster.heed_alarms())
                 .or_else(|| cluster.settle_learners())
-                .or_else(|| cluster.replace_unhealthy())
+                .or_else(|| cluster.halt_stuck_rollout(target))
+                .or_else(|| cluster.replace_unhealthy(target))
                 .or_else(|| cluster.scale(target))
                 .or_else(|| cluster.roll(target))
-                .unwrap_or_else(|| (Step::Nothing, Activity::Idle, "the cluster matches its spec".into()))
+                .unwrap_or_else(|| (Step::Nothing, Activity::Idle, "the cluster matches its spec".into()));
+            cluster.guard(decision)
         }
     }
 }
 
+/// Without its StorageClass no member volume can be provisioned: a step that would create one, or a wait for
+/// members whose volumes are pending, is reported as that instead.
+fn needs_storage_class(obs: &Observation, decision: Decision) -> Decision {
+    let Some(class) = &obs.missing_storage_class else { return decision };
+    let creates_volume = match &decision.0 {
+        Step::BootstrapMembers { .. } | Step::AddLearner { .. } => true,
+        Step::CreateMemberPod { name } => obs.members.iter().any(|m| m.name == *name && m.pvc.is_none()),
+        Step::Wait => obs.members.iter().any(|m| m.pod.as_ref().is_none_or(|p| !p.ready) && m.etcd.is_none()),
+        _ => false,
+    };
+    if !creates_volume || obs.paused || obs.ephemeral_storage {
+        return decision;
+    }
+    (
+        Step::Wait,
+        Activity::Blocked(Blocker::StorageClassMissing),
+        format!("StorageClass {class} does not exist: the members' volumes cannot be provisioned; create it"),
+    )
+}
+
+/// Whether carrying out the step deletes something: a member from etcd, or a member's pod or volume.
+fn deletes(step: &Step) -> bool {
+    matches!(step, Step::RemoveMember { .. } | Step::DeleteMemberResources { .. } | Step::RestartMember { .. })
+}
+
 /// Some members answer but none leads: an election in progress, or too few voters answer to elect anyone.
 fn without_leader(obs: &Observation, cluster_id: u64) -> Decision {
+    // A member whose volume survives gets its pod back whether or not anyone leads: the election, or the
+    // quorum itself, may be waiting for exactly that member.
+    if let Some(decision) = recreate_pod_with_data(obs, |m| m.etcd.is_some()) {
+        return decision;
+    }
     let voters: Vec<&Member> = obs.members.iter().filter(|m| m.is_voter()).collect();
     let answering = voters.iter().filter(|m| m.answers(cluster_id)).count();
     if answering >= quorum(voters.len()) {
@@ -214,8 +272,20 @@ fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
             format!("waiting for the {} initial members to start and elect a leader", initial.len()),
         ));
     }
+    if obs.members.is_empty() && obs.formed && !obs.start_empty_after_data_loss {
+        return Some((
+            Step::Wait,
+            Activity::Blocked(Blocker::DataLoss),
+            "every member and its data are gone (no pod, no volume): the cluster's data is lost; restore it, or \
+             set spec.onDataLoss to StartEmpty to start a new, empty cluster"
+                .into(),
+        ));
+    }
     let reason = if obs.members.is_empty() && obs.formed {
-        format!("every member and its data are gone: starting a new cluster of {}", initial.len())
+        format!(
+            "every member and its data are gone; spec.onDataLoss is StartEmpty: starting a new, empty cluster of {}",
+            initial.len()
+        )
     } else if obs.members.is_empty() {
         format!("no member exists yet: creating the {} initial members", initial.len())
     } else {
@@ -224,17 +294,25 @@ fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
     Some((Step::BootstrapMembers { members: initial }, Activity::Creating, reason))
 }
 
+/// The first member, among those `eligible`, whose pod is gone but whose volume remains: it comes back as
+/// itself, with its data.
+fn recreate_pod_with_data(obs: &Observation, eligible: impl Fn(&Member) -> bool) -> Option<Decision> {
+    if obs.ephemeral_storage {
+        return None;
+    }
+    let m = obs.members.iter().find(|m| m.pod.is_none() && m.holds_data(false) && eligible(m))?;
+    Some((
+        Step::CreateMemberPod { name: m.name.clone() },
+        Activity::Healing,
+        format!("member {} has its volume but no pod: recreating the pod so it rejoins with its data", m.name),
+    ))
+}
+
 fn decide_unreachable(obs: &Observation) -> Decision {
     // Members whose pods are gone but whose volumes remain come back as themselves: this is how a cluster
     // survives every pod going away at once (node restart, eviction).
-    if !obs.ephemeral_storage
-        && let Some(m) = obs.members.iter().find(|m| m.pod.is_none() && m.holds_data(false))
-    {
-        return (
-            Step::CreateMemberPod { name: m.name.clone() },
-            Activity::Healing,
-            format!("member {} has its volume but no pod: recreating the pod so it rejoins with its data", m.name),
-        );
+    if let Some(decision) = recreate_pod_with_data(obs, |_| true) {
+        return decision;
     }
     let starting = obs
         .members
@@ -254,7 +332,7 @@ fn choose_target(obs: &Observation) -> (Target, Option<(Blocker, String)>) {
         .committed
         .clone()
         .unwrap_or_else(|| Target { version: running.unwrap_or(obs.desired.version), ..obs.desired.clone() });
-    if committed == obs.desired || !at_safe_point(obs) {
+    if committed == obs.desired || !(at_safe_point(obs) || rollout_is_what_fails(obs)) {
         return (committed, None);
     }
     match running {
@@ -277,6 +355,32 @@ fn at_safe_point(obs: &Observation) -> bool {
         return obs.members.is_empty();
     };
     obs.members.iter().all(|m| m.is_voter() && m.is_healthy(cluster_id) && (obs.ephemeral_storage || m.pvc.is_some()))
+}
+
+/// A change is what fails: every member that is not healthy is a voter the change restarted onto a version or
+/// template the healthy voters do not run. A new spec (the version that still runs, a corrected template) may
+/// then take over from the stuck one.
+fn rollout_is_what_fails(obs: &Observation) -> bool {
+    let EtcdView::Reachable { cluster_id, leader_id: Some(_) } = obs.etcd else {
+        return false;
+    };
+    let mut sick = obs.members.iter().filter(|m| !m.is_healthy(cluster_id)).peekable();
+    sick.peek().is_some() && sick.all(|m| changed_by_rollout(obs, cluster_id, m))
+}
+
+/// `m` is an unhealthy voter whose pod runs another version or template than every healthy voter: what keeps
+/// it down is the change it was restarted onto, not its data. A member whose etcd says its data is gone is
+/// not one: that is about its data.
+fn changed_by_rollout(obs: &Observation, cluster_id: u64, m: &Member) -> bool {
+    let Some(pod) = m.pod.as_ref() else { return false };
+    if !m.is_voter() || m.is_healthy(cluster_id) || m.lost_data() || pod.terminating {
+        return false;
+    }
+    let mut healthy =
+        obs.members.iter().filter(|o| o.is_voter() && o.is_healthy(cluster_id)).filter_map(|o| o.pod.as_ref());
+    let Some(first) = healthy.next() else { return false };
+    let shape = |p: &PodView| (p.version, p.template_hash.clone());
+    healthy.all(|p| shape(p) == shape(first)) && shape(pod) != shape(first)
 }
 
 fn member_name_for(obs: &Observation, ordinal: u32) -> String {
@@ -320,11 +424,39 @@ impl Cluster<'_> {
         voters >= 2 && healthy_after >= quorum(voters - 1)
     }
 
-    /// Taking `m` down for a restart keeps quorum among the current voters. One- and two-voter clusters cannot
-    /// restart a member without a pause in service; there is no safer order, so it is allowed.
+    /// Taking `m` down for a restart leaves a quorum of healthy voters. A single member has no quorum to keep
+    /// apart from itself: its restart is a pause in service, and its data stays on its volume.
     fn can_restart(&self, m: &Member) -> bool {
         let voters = self.voters();
-        voters <= 2 || self.healthy_voters() - usize::from(m.is_healthy(self.cluster_id)) >= quorum(voters)
+        voters == 1 || self.healthy_voters() - usize::from(m.is_healthy(self.cluster_id)) >= quorum(voters)
+    }
+
+    /// Last checks on the decision, whichever concern made it.
+    fn guard(&self, decision: Decision) -> Decision {
+        let (step, activity, _) = &decision;
+        // Deletions are decided only from a current member list: a follower's may lag behind a membership
+        // change, and a pod or volume deleted on its word is a member's data gone.
+        if deletes(step) && !self.obs.membership_is_current {
+            return (
+                Step::Wait,
+                *activity,
+                "the leader did not answer and the member list from a follower may be stale: deleting nothing \
+                 until the leader answers"
+                    .into(),
+            );
+        }
+        let refused = self.obs.membership_refused_for_secs;
+        if step.changes_membership()
+            && refused >= STALE_PEER_VIEW_AFTER_SECS
+            && let Some((Step::MoveLeader { to, to_id }, _, _)) = self.move_leadership("membership change")
+        {
+            let reason = format!(
+                "etcd has refused membership changes as an unhealthy cluster for {refused}s: its leader's view of \
+                 its peers is stale; moving leadership to {to}, which has fresh peer connections"
+            );
+            return (Step::MoveLeader { to, to_id }, *activity, reason);
+        }
+        decision
     }
 
     /// etcd membership and Kubernetes objects disagree: a crash between two halves of a step, or a pod or
@@ -398,10 +530,89 @@ impl Cluster<'_> {
         Some((Step::Wait, Activity::Scaling, why))
     }
 
-    fn replace_unhealthy(&self) -> Option<Decision> {
+    /// While etcd has raised an alarm, every member reports it as an error and looks unhealthy; no member is
+    /// replaced or restarted for that, and no membership changes. The alarm is reported with what it means.
+    fn heed_alarms(&self) -> Option<Decision> {
+        let first = self.obs.alarms.first()?;
+        let members = |alarm| {
+            let names: Vec<&str> =
+                self.obs.alarms.iter().filter(|a| a.alarm == alarm).map(|a| a.member.as_str()).collect();
+            names.join(", ")
+        };
+        let (blocker, reason) = match self.obs.alarms.iter().find(|a| a.alarm == Alarm::Corrupt).unwrap_or(first).alarm
+        {
+            Alarm::Corrupt => (
+                Blocker::AlarmCorrupt,
+                format!(
+                    "etcd raised CORRUPT for {}: that member's data differs from the others'; the operator changes \
+                     nothing until a person has compared the members' data and disarmed the alarm",
+                    members(Alarm::Corrupt)
+                ),
+            ),
+            Alarm::NoSpace => (
+                Blocker::AlarmNoSpace,
+                format!(
+                    "etcd raised NOSPACE for {}: the database reached its quota and etcd refuses writes until space \
+                     is freed (compact, defragment every member, then disarm the alarm); no member is changed \
+                     meanwhile",
+                    members(Alarm::NoSpace)
+                ),
+            ),
+        };
+        Some((Step::Wait, Activity::Blocked(blocker), reason))
+    }
+
+    /// A member the rollout restarted onto the target does not come back. Replacing it cannot help (its
+    /// replacement would get the same image and settings) and would cost a copy of the data: the rollout halts
+    /// and says why, until the member recovers or the spec changes.
+    fn halt_stuck_rollout(&self, target: &Target) -> Option<Decision> {
+        let on_target = |m: &Member| {
+            m.pod.as_ref().is_some_and(|p| p.version == Some(target.version) && p.template_hash == target.template_hash)
+        };
+        let m = self.members().find(|m| on_target(m) && changed_by_rollout(self.obs, self.cluster_id, m))?;
+        let pod = m.pod.as_ref()?;
+        let running = self
+            .members()
+            .filter(|o| o.is_healthy(self.cluster_id))
+            .find_map(|o| o.pod.as_ref()?.version)
+            .map_or_else(|| "the version that runs".to_string(), |v| v.to_string());
+        let halted = |why: String| {
+            let reason = format!(
+                "member {} was restarted on {} and {why}: the rollout is halted and no member's data is removed; set \
+                 spec.version back to {running} or correct the pod template",
+                m.name, target.version
+            );
+            (Step::Wait, Activity::Blocked(Blocker::RolloutStuck), reason)
+        };
+        Some(match &pod.trouble {
+            Some(trouble) => halted(format!("{} ({})", trouble.kind.describe(), trouble.message)),
+            None if pod.not_ready_for_secs >= ROLLOUT_STUCK_AFTER_SECS => {
+                halted(format!("is not ready after {}s", pod.not_ready_for_secs))
+            }
+            None => (
+                Step::Wait,
+                Activity::Upgrading,
+                format!("member {} is starting on {}; waiting for it to be ready", m.name, target.version),
+            ),
+        })
+    }
+
+    fn replace_unhealthy(&self, target: &Target) -> Option<Decision> {
         let threshold = self.obs.unhealthy_threshold_secs;
-        let sick: Vec<&Member> = self.members().filter(|m| !m.is_healthy(self.cluster_id)).collect();
-        let hopeless = |m: &&&Member| (m.lost_data() || m.unhealthy_for_secs() >= threshold) && !self.is_leader(m);
+        // A member a rollout restarted onto a version or template that has since been replaced in the spec is
+        // restarted again by the roll, not waited for or replaced.
+        let superseded = |m: &Member| {
+            changed_by_rollout(self.obs, self.cluster_id, m)
+                && m.pod
+                    .as_ref()
+                    .is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash)
+        };
+        let sick: Vec<&Member> = self.members().filter(|m| !m.is_healthy(self.cluster_id) && !superseded(m)).collect();
+        let hopeless = |m: &&&Member| {
+            (m.lost_data() || m.unhealthy_for_secs() >= threshold)
+                && !self.is_leader(m)
+                && !changed_by_rollout(self.obs, self.cluster_id, m)
+        };
         if let Some(m) = sick.iter().find(hopeless) {
             let id = m.id()?;
             if self.can_remove(m) {
@@ -434,6 +645,21 @@ impl Cluster<'_> {
     fn scale(&self, target: &Target) -> Option<Decision> {
         let members: Vec<&Member> = self.members().filter(|m| m.etcd.is_some()).collect();
         if members.len() < target.size {
+            if let Some(sick) = members.iter().find(|m| !m.is_healthy(self.cluster_id)) {
+                // Down on a version or template the spec no longer asks for: the roll restarts it first.
+                let stale = sick
+                    .pod
+                    .as_ref()
+                    .is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash);
+                if stale {
+                    return None;
+                }
+                return Some((
+                    Step::Wait,
+                    Activity::Scaling,
+                    format!("member {} is not healthy: adding a member waits until every member is", sick.name),
+                ));
+            }
             let next = self.members().map(|m| m.ordinal + 1).max().unwrap_or(0);
             return Some((
                 Step::AddLearner { name: member_name_for(self.obs, next) },
@@ -477,7 +703,22 @@ impl Cluster<'_> {
         } else {
             Activity::Scaling
         };
-        let m = self.members().filter(stale).min_by_key(|m| (self.is_leader(m), m.ordinal))?;
+        // A member that is down anyway (stuck on a version or template the spec no longer asks for) goes first.
+        let m = self
+            .members()
+            .filter(stale)
+            .min_by_key(|m| (m.is_healthy(self.cluster_id), self.is_leader(m), m.ordinal))?;
+        if self.voters() == 2 {
+            return Some((
+                Step::Wait,
+                activity,
+                format!(
+                    "restarting {} would leave 1 of 2 voters, below quorum: a 2-member cluster cannot roll without \
+                     an outage; scale it to 3 (or 1) first",
+                    m.name
+                ),
+            ));
+        }
         // Each restarted member catches up before the next goes down, so no two are behind at once.
         if let Some((behind, entries)) = self.furthest_behind().filter(|(_, e)| *e > LEARNER_CATCH_UP_ENTRIES) {
             return Some((
@@ -519,6 +760,13 @@ impl Cluster<'_> {
             format!("moving leadership to {} before the leader's {purpose}", to.name),
         ))
     }
+}
+
+/// How many members the PodDisruptionBudget protects a quorum of: during a membership change the voters
+/// that exist may outnumber the target (5 → 3), and a budget sized from the target alone would let a drain
+/// take out a quorum of the voters that still vote.
+pub fn disruption_budget_members(obs: &Observation, target: &Target) -> usize {
+    obs.members.iter().filter(|m| m.is_voter()).count().max(target.size)
 }
 
 /// Parses a member's ordinal from its name, `<cluster>-<ordinal>`.

@@ -55,6 +55,7 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
                 version: status.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
                 learner: m.is_learner(),
                 healthy: healthy(m),
+                alarms: obs.alarms.iter().filter(|a| a.member == m.name).map(|a| a.alarm.name().to_string()).collect(),
             }
         })
         .collect();
@@ -84,6 +85,14 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
         (_, Activity::Blocked(blocker)) if plan.refusal.is_none() => (true, blocker.reason(), plan.reason.clone()),
         (Some((blocker, message)), _) => (true, blocker.reason(), message.clone()),
         _ if !unhealthy.is_empty() => (true, "MemberUnhealthy", format!("unhealthy members: {}", unhealthy.join(", "))),
+        _ if !obs.foreign_pods.is_empty() => (
+            true,
+            "ForeignPods",
+            format!(
+                "pods {} carry this cluster's labels but are not owned by it: they are not treated as members",
+                obs.foreign_pods.join(", ")
+            ),
+        ),
         _ => (false, "AsExpected", "all members are healthy".to_string()),
     };
     let conditions =

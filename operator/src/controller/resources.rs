@@ -8,8 +8,9 @@ use etcd_op_api::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, Probe, SeccompProfile, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -23,6 +24,8 @@ pub const CLIENT_PORT: i32 = 2379;
 pub const PEER_PORT: i32 = 2380;
 pub const METRICS_PORT: i32 = 2381;
 pub const DATA_MOUNT: &str = "/var/lib/etcd";
+/// The user and group etcd runs as: distroless' "nonroot", which the etcd images also know.
+pub const MEMBER_UID: i64 = 65532;
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
@@ -270,7 +273,83 @@ fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Vec<Strin
         "--auto-compaction-mode=periodic".to_string(),
         "--auto-compaction-retention=1h".to_string(),
     ]
-    .into()
+    .into_iter()
+    .chain(quota_backend_bytes(ec).map(|bytes| format!("--quota-backend-bytes={bytes}")))
+    .collect()
+}
+
+/// etcd's quota when none is given.
+pub const ETCD_DEFAULT_QUOTA: u64 = 2 * 1024 * MIB;
+
+/// The quota a member's pod runs with: its `--quota-backend-bytes`, or etcd's default.
+pub fn quota_of_pod(pod: &Pod) -> u64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == "etcd"))
+        .and_then(|c| c.args.as_ref())
+        .and_then(|args| args.iter().find_map(|a| a.strip_prefix("--quota-backend-bytes=")?.parse().ok()))
+        .unwrap_or(ETCD_DEFAULT_QUOTA)
+}
+
+const MIB: u64 = 1 << 20;
+/// Room on a member's volume beside the database: etcd keeps up to 5 write-ahead log files of 64 MiB each, and
+/// a few snapshot files.
+const WAL_AND_SNAPSHOTS: u64 = 384 * MIB;
+const MIN_QUOTA: u64 = 64 * MIB;
+/// etcd's own advice: larger databases make recovery and defragmentation slow.
+const MAX_QUOTA: u64 = 8 * 1024 * MIB;
+
+/// etcd's backend quota for a member volume of `volume` bytes. etcd's default (2 GiB) exceeds the default
+/// volume (1 GiB): the disk would fill before the NOSPACE alarm could fire. The database gets half of what the
+/// WAL and snapshots leave, so that a defragmentation (which writes a full copy) still fits.
+pub fn quota_for_volume(volume: u64) -> u64 {
+    (volume.saturating_sub(WAL_AND_SNAPSHOTS) / 2).clamp(MIN_QUOTA, MAX_QUOTA)
+}
+
+/// The quota for this cluster's members: from the volume claim's size, or an emptyDir's size limit. An
+/// emptyDir without a limit has no size to follow, and keeps etcd's default.
+fn quota_backend_bytes(ec: &EtcdCluster) -> Option<u64> {
+    let size = match &ec.spec.storage.empty_dir {
+        Some(dir) => dir.size_limit.clone()?,
+        None => ec
+            .spec
+            .storage
+            .volume_claim_template
+            .as_ref()
+            .and_then(|t| t.size.clone())
+            .unwrap_or_else(|| Quantity(DEFAULT_STORAGE_SIZE.to_string())),
+    };
+    quantity_bytes(&size.0).map(quota_for_volume)
+}
+
+/// Kubernetes' quantity suffixes, the two-letter ones first so that `Ei` is not read as `E`.
+const QUANTITY_SUFFIXES: [(&str, f64); 12] = [
+    ("Ki", 1024.0),
+    ("Mi", 1_048_576.0),
+    ("Gi", 1_073_741_824.0),
+    ("Ti", 1_099_511_627_776.0),
+    ("Pi", 1_125_899_906_842_624.0),
+    ("Ei", 1_152_921_504_606_846_976.0),
+    ("k", 1e3),
+    ("M", 1e6),
+    ("G", 1e9),
+    ("T", 1e12),
+    ("P", 1e15),
+    ("E", 1e18),
+];
+
+/// Bytes of a Kubernetes quantity (`1Gi`, `500M`, `1.5Gi`, `2e9`); `None` for what it cannot read.
+pub fn quantity_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, multiplier) = QUANTITY_SUFFIXES
+        .iter()
+        .find_map(|(suffix, multiplier)| Some((text.strip_suffix(suffix)?, *multiplier)))
+        .unwrap_or((text, 1.0));
+    let bytes = number.parse::<f64>().ok()? * multiplier;
+    // Truncation is intended: storage sizes are whole bytes, and a negative size is no size.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let whole = (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64);
+    whole
 }
 
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
@@ -327,7 +406,10 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         // A short period: each membership step waits for the previous member to be ready, and the probe
         // (etcd's own /readyz, a local check) is cheap.
         readiness_probe: Some(http_probe("/readyz", 2, 3)),
-        liveness_probe: Some(Probe { initial_delay_seconds: Some(30), ..http_probe("/livez", 10, 6) }),
+        // A large database takes a while to load: liveness starts counting only once etcd has answered, and
+        // startup gets up to ten minutes.
+        startup_probe: Some(http_probe("/livez", 5, 120)),
+        liveness_probe: Some(http_probe("/livez", 10, 6)),
         // etcd's last words when it exits, for the operator to tell a member that lost its data.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: tpl.resources.clone(),
@@ -336,10 +418,13 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
             mount_path: DATA_MOUNT.to_string(),
             ..VolumeMount::default()
         }]),
+        // Fit for a namespace that enforces the `restricted` Pod Security Standard: etcd writes only its data
+        // directory.
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
-            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
             ..SecurityContext::default()
         }),
         ..Container::default()
@@ -357,9 +442,52 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
             topology_spread_constraints: tpl.topology_spread_constraints,
             priority_class_name: tpl.priority_class_name,
             enable_service_links: Some(false),
+            // etcd needs nothing from the Kubernetes API.
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(MEMBER_UID),
+                run_as_group: Some(MEMBER_UID),
+                // The data volume becomes the member's group's, so a volume written by an earlier root member
+                // stays readable.
+                fs_group: Some(MEMBER_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_string()),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+                ..PodSecurityContext::default()
+            }),
             termination_grace_period_seconds: Some(30),
             ..PodSpec::default()
         }),
         ..Pod::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_read_as_kubernetes_writes_them() {
+        assert_eq!(quantity_bytes("1Gi"), Some(1 << 30));
+        assert_eq!(quantity_bytes("512Mi"), Some(512 << 20));
+        assert_eq!(quantity_bytes("1.5Gi"), Some(3 << 29));
+        assert_eq!(quantity_bytes("2G"), Some(2_000_000_000));
+        assert_eq!(quantity_bytes("2e9"), Some(2_000_000_000));
+        assert_eq!(quantity_bytes("1000"), Some(1000));
+        assert_eq!(quantity_bytes("1Xi"), None);
+        assert_eq!(quantity_bytes("-1Gi"), None);
+        assert_eq!(quantity_bytes("Gi"), None);
+    }
+
+    #[test]
+    fn the_quota_leaves_room_for_the_wal_and_a_defragmentation_copy() {
+        for volume in [256 * MIB, 1024 * MIB, 4096 * MIB, 10 * 1024 * MIB, 100 * 1024 * MIB] {
+            let quota = quota_for_volume(volume);
+            assert!((MIN_QUOTA..=MAX_QUOTA).contains(&quota), "{volume}: {quota}");
+            if volume >= WAL_AND_SNAPSHOTS + 2 * MIN_QUOTA {
+                assert!(2 * quota + WAL_AND_SNAPSHOTS <= volume, "{volume} bytes hold the database twice and the WAL");
+            }
+        }
+        assert_eq!(quota_for_volume(1024 * MIB), 320 * MIB, "the default 1Gi volume");
     }
 }

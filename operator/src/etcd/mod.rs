@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, MemberAddOptions};
+use etcd_client::{AlarmAction, AlarmType, Client, ConnectOptions, GetOptions, Member, MemberAddOptions};
+
+pub use crate::controller::model::Alarm;
+
+/// The key etcd's own health check reads; a count-only read of it returns no data.
+const LINEARIZABLE_PROBE_KEY: &str = "health";
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -25,6 +30,8 @@ pub struct EndpointStatus {
     pub raft_index: u64,
     pub raft_applied_index: u64,
     pub db_size: i64,
+    /// The part of the database file in use; the rest is free pages a defragmentation gives back.
+    pub db_size_in_use: i64,
     pub version: String,
     pub is_learner: bool,
     pub errors: Vec<String>,
@@ -84,25 +91,32 @@ impl Etcd {
             raft_index: response.raft_index(),
             raft_applied_index: response.raft_applied_index(),
             db_size: response.db_size(),
+            db_size_in_use: response.raft_used_db_size(),
             version: response.version().to_string(),
             is_learner: response.is_learner(),
             errors: response.errors().to_vec(),
         })
     }
 
+    /// The member list as this member sees it: a follower's view may lag behind a change.
     pub async fn member_list(&self, endpoint: &str) -> Result<Vec<MemberInfo>, EtcdError> {
         let response = self.call(endpoint, |mut c| async move { c.member_list().await }).await?;
-        Ok(response
-            .members()
-            .iter()
-            .map(|m| MemberInfo {
-                id: m.id(),
-                name: m.name().to_string(),
-                peer_urls: m.peer_urls().to_vec(),
-                client_urls: m.client_urls().to_vec(),
-                is_learner: m.is_learner(),
+        Ok(member_infos(response.members()))
+    }
+
+    /// The member list of a member that has caught up with the leader: a linearizable read first (etcd serves
+    /// it only through a leader, after the member has applied everything committed before it), then the list,
+    /// on the same connection. Membership changes are raft entries, so the list includes every change
+    /// committed before the read. This is what etcd's own linearizable member list does; the client library
+    /// does not expose that flag.
+    pub async fn member_list_linearizable(&self, endpoint: &str) -> Result<Vec<MemberInfo>, EtcdError> {
+        let response = self
+            .call(endpoint, |mut c| async move {
+                c.get(LINEARIZABLE_PROBE_KEY, Some(GetOptions::new().with_count_only())).await?;
+                c.member_list().await
             })
-            .collect())
+            .await?;
+        Ok(member_infos(response.members()))
     }
 
     /// Adds a learner with the given peer URL and returns its member ID.
@@ -124,8 +138,39 @@ impl Etcd {
         self.call(endpoint, |mut c| async move { c.member_remove(id).await }).await.map(drop)
     }
 
+    /// The alarms raised in the cluster, by member ID.
+    pub async fn alarms(&self, endpoint: &str) -> Result<Vec<(u64, Alarm)>, EtcdError> {
+        let response =
+            self.call(endpoint, |mut c| async move { c.alarm(AlarmAction::Get, AlarmType::None, None).await }).await?;
+        Ok(response
+            .alarms()
+            .iter()
+            .filter_map(|a| {
+                let alarm = match a.alarm() {
+                    AlarmType::Nospace => Alarm::NoSpace,
+                    AlarmType::Corrupt => Alarm::Corrupt,
+                    AlarmType::None => return None,
+                };
+                Some((a.member_id(), alarm))
+            })
+            .collect())
+    }
+
     /// Asks the leader at `leader_endpoint` to hand leadership to member `to`.
     pub async fn move_leader(&self, leader_endpoint: &str, to: u64) -> Result<(), EtcdError> {
         self.call(leader_endpoint, |mut c| async move { c.move_leader(to).await }).await.map(drop)
     }
+}
+
+fn member_infos(members: &[Member]) -> Vec<MemberInfo> {
+    members
+        .iter()
+        .map(|m| MemberInfo {
+            id: m.id(),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            client_urls: m.client_urls().to_vec(),
+            is_learner: m.is_learner(),
+        })
+        .collect()
 }

@@ -30,6 +30,25 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     );
     assert!(message.contains("either emptyDir or volumeClaimTemplate"), "two storages: {message}");
 
+    // Names whose derived names would be invalid, too long, or another cluster's.
+    let long = "a".repeat(57);
+    let message = refusal(create_cluster(&client, n, &long, json!({})).await);
+    assert!(message.contains("at most 56 characters"), "long name: {message}");
+    let message = refusal(create_cluster(&client, n, "main.v2", json!({})).await);
+    assert!(message.contains("DNS label"), "dotted name: {message}");
+    let message = refusal(create_cluster(&client, n, "main-client", json!({})).await);
+    assert!(message.contains("-client"), "a name ending in -client: {message}");
+    create_cluster(&client, n, &"a".repeat(56), json!({"paused": true})).await?;
+
+    // Minor upgrades only from the patch releases etcd supports them from.
+    create_cluster(&client, n, "old-patch", json!({"size": 1, "version": "3.5.25", "paused": true})).await?;
+    let message = refusal(patch_spec(&client, n, "old-patch", json!({"version": "3.6.16"})).await);
+    assert!(message.contains("3.5.26"), "3.5.25 → 3.6: {message}");
+    patch_spec(&client, n, "old-patch", json!({"version": "3.5.26"})).await?;
+    patch_spec(&client, n, "old-patch", json!({"version": "3.6.10"})).await?;
+    let message = refusal(patch_spec(&client, n, "old-patch", json!({"version": "3.7.3"})).await);
+    assert!(message.contains("3.6.11"), "3.6.10 → 3.7: {message}");
+
     // A valid cluster (paused, so nothing runs) and then changes to it that must be refused.
     create_cluster(
         &client,

@@ -82,7 +82,7 @@ fn api_writes() -> Result<f64> {
 #[ignore = "benchmark: run with make bench"]
 async fn bench_create_heal_scale() -> Result<()> {
     let client = client().await?;
-    let (mut create, mut heal, mut scale) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut create, mut heal, mut quorum, mut scale) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..RUNS {
         let ns = TestNamespace::create(&client, "bench").await?;
         let n = ns.name.as_str();
@@ -108,15 +108,37 @@ async fn bench_create_heal_scale() -> Result<()> {
         wait_settled(&client, n, "b", 3, VERSION, CHANGE_TIMEOUT).await?;
         heal.push(started.elapsed());
 
+        // A quorum of member pods at once, the leader among them: the cluster cannot serve until they return.
+        let ec = get_cluster(&client, n, "b").await?;
+        let status = ec.status.as_ref().context("status")?;
+        let mut victims: Vec<String> = status.leader.iter().cloned().collect();
+        victims.extend(status.members.iter().map(|m| m.name.clone()).filter(|m| Some(m) != status.leader.as_ref()));
+        victims.truncate(2);
+        let started = Instant::now();
+        for victim in &victims {
+            delete_pod(&client, n, victim).await?;
+        }
+        wait_for("the cluster to be seen without quorum", Duration::from_secs(30), || async {
+            let ec = get_cluster(&client, n, "b").await?;
+            Ok((!etcd_op_e2e::settled(&ec, 3, VERSION)).then_some(()))
+        })
+        .await?;
+        wait_settled(&client, n, "b", 3, VERSION, CHANGE_TIMEOUT).await?;
+        quorum.push(started.elapsed());
+
         let started = Instant::now();
         kubectl(&["-n", n, "scale", "etcdcluster/b", "--replicas=5"])?;
         wait_settled(&client, n, "b", 5, VERSION, CHANGE_TIMEOUT).await?;
         scale.push(started.elapsed());
-        eprintln!("run {run}: create {:?}, heal {:?}, scale {:?}", create[run], heal[run], scale[run]);
+        eprintln!(
+            "run {run}: create {:?}, heal {:?}, quorum back {:?}, scale {:?}",
+            create[run], heal[run], quorum[run], scale[run]
+        );
         ns.delete().await?;
     }
     report("3-member cluster from kubectl apply to Available", &create);
     report("member pod deleted to cluster fully healthy", &heal);
+    report("2 of 3 member pods (the leader among them) deleted to Available and fully healthy", &quorum);
     report("scale 3 -> 5", &scale);
     Ok(())
 }

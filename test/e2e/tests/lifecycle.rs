@@ -18,6 +18,7 @@ use serde_json::json;
 
 const V36: &str = "3.6.16";
 const V35: &str = "3.5.35";
+const V37: &str = "3.7.3";
 
 async fn member_id(client: &kube::Client, ns: &str, cluster: &str, member: &str) -> Result<Option<String>> {
     let ec = get_cluster(client, ns, cluster).await?;
@@ -122,7 +123,7 @@ async fn members_heal_after_process_kill_pod_deletion_and_volume_loss() -> Resul
 }
 
 #[tokio::test]
-async fn upgrade_from_3_5_to_3_6_one_member_at_a_time() -> Result<()> {
+async fn upgrade_from_3_5_to_3_6_to_3_7_one_member_at_a_time() -> Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "e2e-upgrade").await?;
     let n = ns.name.as_str();
@@ -135,6 +136,14 @@ async fn upgrade_from_3_5_to_3_6_one_member_at_a_time() -> Result<()> {
         ec.status.iter().flat_map(|s| &s.members).all(|m| m.version.as_deref().is_some_and(|v| v.starts_with("3.6."))),
         "every member reports 3.6"
     );
+    let before = member_ids(&ec);
+    patch_spec(&client, n, "demo", json!({"version": V37})).await?;
+    let ec = wait_settled(&client, n, "demo", 3, V37, CHANGE_TIMEOUT).await?;
+    assert!(
+        ec.status.iter().flat_map(|s| &s.members).all(|m| m.version.as_deref().is_some_and(|v| v.starts_with("3.7."))),
+        "every member reports 3.7"
+    );
+    assert_eq!(member_ids(&ec), before, "an upgrade keeps every member's identity");
     let written = checker.stop_and_verify().await?;
     eprintln!("upgrade: {written} acknowledged writes verified");
     ns.delete().await
@@ -408,5 +417,165 @@ async fn members_whose_data_directory_is_emptied_are_replaced() -> Result<()> {
     }
     let written = checker.stop_and_verify().await?;
     eprintln!("wipe: {written} acknowledged writes verified");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn two_of_three_member_pods_deleted_at_once_come_back_with_their_data() -> Result<()> {
+    let (client, ns, before) = settled_three_member_cluster("e2e-two-pods").await?;
+    let n = ns.name.as_str();
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "two-pods");
+    checker.wait_for_writes(20).await?;
+
+    // The leader and one follower go at once: the member left cannot lead alone.
+    let names = member_names(&before);
+    let leader_name = leader(&before).context("a leader")?;
+    let follower = names.iter().find(|m| **m != leader_name).context("a follower")?.clone();
+    let mut uids = Vec::new();
+    for victim in [&leader_name, &follower] {
+        uids.push(pod_identity(&client, n, victim).await?.context("the victim's pod")?.0);
+    }
+    for victim in [&leader_name, &follower] {
+        delete_pod(&client, n, victim).await?;
+    }
+    wait_for("both deleted pods to be recreated", CHANGE_TIMEOUT, || async {
+        let mut recreated = 0;
+        for (victim, uid) in [&leader_name, &follower].into_iter().zip(&uids) {
+            if pod_identity(&client, n, victim).await?.is_some_and(|(u, _)| u != *uid) {
+                recreated += 1;
+            }
+        }
+        Ok((recreated == 2).then_some(()))
+    })
+    .await?;
+    let after = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert_eq!(member_ids(&after), member_ids(&before), "the same members came back on their volumes");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("two pods: {written} acknowledged writes verified");
+    ns.delete().await
+}
+
+/// The unhealthy threshold of the rollout scenario's cluster: short, so that twice of it passes quickly.
+const SHORT_THRESHOLD_SECS: u64 = 30;
+
+#[tokio::test]
+async fn a_rollout_to_a_version_without_an_image_halts_removes_nothing_and_can_be_reverted() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-bad-rollout").await?;
+    let n = ns.name.as_str();
+    let spec = json!({"size": 3, "version": V36, "memberUnhealthyThresholdSeconds": SHORT_THRESHOLD_SECS});
+    create_cluster(&client, n, "demo", spec).await?;
+    let before = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "bad-rollout");
+    checker.wait_for_writes(20).await?;
+
+    // A typo: there is no image for 3.6.99.
+    patch_spec(&client, n, "demo", json!({"version": "3.6.99"})).await?;
+    let message = wait_for("the rollout to halt with RolloutStuck", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        Ok(degraded_reason(&ec).filter(|(reason, _)| reason == "RolloutStuck").map(|(_, message)| message))
+    })
+    .await?;
+    assert!(message.contains("image cannot be pulled"), "the cause is named: {message}");
+
+    // Twice the unhealthy threshold later, every member and every volume is still there.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    let until = tokio::time::Instant::now() + Duration::from_secs(2 * SHORT_THRESHOLD_SECS + 10);
+    while tokio::time::Instant::now() < until {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let ids: Vec<_> = member_ids(&ec).into_iter().filter(|(_, id)| id.is_some()).collect();
+        assert_eq!(ids, member_ids(&before), "no member is removed while the rollout is halted");
+        assert_eq!(pvcs.list(&ListParams::default()).await?.items.len(), 3, "no volume is deleted");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+
+    // Going back to the version that still runs is accepted, and the stuck member comes back on it.
+    patch_spec(&client, n, "demo", json!({"version": V36})).await?;
+    let after = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    assert_eq!(member_ids(&after), member_ids(&before), "the same members, with their data");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("bad rollout: {written} acknowledged writes verified; halted with: {message}");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn every_member_lost_with_its_data_is_reported_and_started_empty_only_when_asked() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-data-loss").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 1, "version": V36})).await?;
+    let before = wait_settled(&client, n, "demo", 1, V36, CREATE_TIMEOUT).await?;
+    let cluster_id = |ec: &EtcdCluster| ec.status.as_ref().and_then(|s| s.cluster_id.clone());
+
+    // The only member goes, volume and all.
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    let member = member_names(&before).into_iter().next().context("a member")?;
+    pvcs.delete(&member, &DeleteParams::default()).await?;
+    delete_pod(&client, n, &member).await?;
+    let message = wait_for("the operator to report DataLoss", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        Ok(degraded_reason(&ec).filter(|(reason, _)| reason == "DataLoss").map(|(_, message)| message))
+    })
+    .await?;
+    assert!(message.contains("StartEmpty"), "the message says what to do: {message}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    assert!(pods.list(&ListParams::default()).await?.items.is_empty(), "no empty cluster was started silently");
+
+    // Asked to, the operator starts a new, empty cluster.
+    patch_spec(&client, n, "demo", json!({"onDataLoss": "StartEmpty"})).await?;
+    let after = wait_settled(&client, n, "demo", 1, V36, CREATE_TIMEOUT).await?;
+    assert_ne!(cluster_id(&after), cluster_id(&before), "a new etcd cluster");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn the_sample_cluster_runs_in_a_namespace_that_enforces_the_restricted_pod_security_standard() -> Result<()> {
+    let client = client().await?;
+    let restricted = [
+        ("pod-security.kubernetes.io/enforce", "restricted"),
+        ("pod-security.kubernetes.io/enforce-version", "latest"),
+    ];
+    let ns = TestNamespace::create_labelled(&client, "e2e-restricted", &restricted).await?;
+    let n = ns.name.as_str();
+    let sample = etcd_op_test_support::repo_root().join("config/samples/etcd_v1_etcdcluster.yaml");
+    let sample = sample.to_str().context("the sample's path")?;
+    kubectl(&["-n", n, "apply", "-f", sample])?;
+    let ec = wait_settled(&client, n, "etcdcluster-sample", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "etcdcluster-sample").await?, "restricted");
+    checker.wait_for_writes(20).await?;
+    // A member's pod is recreated under the same admission rules.
+    let follower = member_names(&ec).into_iter().find(|m| Some(m) != leader(&ec).as_ref()).context("a follower")?;
+    let (uid, _) = pod_identity(&client, n, &follower).await?.context("the follower's pod")?;
+    delete_pod(&client, n, &follower).await?;
+    wait_for("the deleted member to come back", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "etcdcluster-sample").await?;
+        let recreated = pod_identity(&client, n, &follower).await?.is_some_and(|(u, _)| u != uid);
+        Ok((recreated && etcd_op_e2e::settled(&ec, 3, V36)).then_some(()))
+    })
+    .await?;
+    let written = checker.stop_and_verify().await?;
+    eprintln!("restricted namespace: {written} acknowledged writes verified");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn a_missing_storage_class_is_reported_by_name() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-no-class").await?;
+    let n = ns.name.as_str();
+    let spec =
+        json!({"size": 3, "version": V36, "storage": {"volumeClaimTemplate": {"storageClassName": "no-such-class"}}});
+    create_cluster(&client, n, "demo", spec).await?;
+    let message = wait_for("the operator to report StorageClassMissing", CHANGE_TIMEOUT, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        Ok(degraded_reason(&ec).filter(|(reason, _)| reason == "StorageClassMissing").map(|(_, message)| message))
+    })
+    .await?;
+    assert!(message.contains("no-such-class"), "the class is named: {message}");
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    assert!(
+        pvcs.list(&ListParams::default()).await?.items.is_empty(),
+        "no volume claim waits for a class that is not there"
+    );
     ns.delete().await
 }

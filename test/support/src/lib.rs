@@ -242,21 +242,30 @@ fn dump_component_logs(lines: usize) {
 pub struct TestNamespace {
     pub name: String,
     client: Client,
+    deleted: bool,
 }
 
 impl TestNamespace {
     /// Creates a namespace named `<prefix>-<unique suffix>`, labelled [`TEST_LABEL`].
     pub async fn create(client: &Client, prefix: &str) -> Result<Self> {
+        Self::create_labelled(client, prefix, &[]).await
+    }
+
+    /// Creates a namespace like [`TestNamespace::create`], with extra labels (a Pod Security level, say).
+    pub async fn create_labelled(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> Result<Self> {
         let api: Api<Namespace> = Api::all(client.clone());
+        let mut all = serde_json::Map::from_iter([(TEST_LABEL.to_string(), serde_json::json!("true"))]);
+        all.extend(labels.iter().map(|(k, v)| ((*k).to_string(), serde_json::json!(v))));
         let namespace: Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"generateName": format!("{prefix}-"), "labels": {TEST_LABEL: "true"}}
+            "metadata": {"generateName": format!("{prefix}-"), "labels": all}
         }))?;
         let created = api.create(&PostParams::default(), &namespace).await?;
-        Ok(Self { name: created.name_any(), client: client.clone() })
+        Ok(Self { name: created.name_any(), client: client.clone(), deleted: false })
     }
 
     /// Deletes the namespace and waits (bounded) until it is gone.
-    pub async fn delete(self) -> Result<()> {
+    pub async fn delete(mut self) -> Result<()> {
+        self.deleted = true;
         let api: Api<Namespace> = Api::all(self.client.clone());
         api.delete(&self.name, &DeleteParams::background()).await?;
         let name = self.name.clone();
@@ -266,6 +275,20 @@ impl TestNamespace {
             async move { Ok(api.get_opt(&name).await?.is_none().then_some(())) }
         })
         .await
+    }
+}
+
+/// A scenario that fails before its end still removes its namespace, and with it its cluster, so the next
+/// scenarios run on a quiet test bed. Without waiting: the deletion is asked for, not watched.
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.deleted {
+            return;
+        }
+        let asked = kubectl(&["delete", "namespace", &self.name, "--wait=false", "--ignore-not-found"]);
+        if let Err(error) = asked {
+            eprintln!("cleaning up namespace {} failed: {error:#}", self.name);
+        }
     }
 }
 
