@@ -133,6 +133,7 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
             namespace: args.namespace.clone(),
         },
         refusals: Default::default(),
+        last_words: Default::default(),
     });
 
     let signal_stop = stop_tx.clone();

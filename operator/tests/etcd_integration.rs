@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_op::etcd::Etcd;
+use etcd_op::etcd::{Alarm, Etcd};
 
 struct Member {
     name: String,
@@ -28,6 +28,10 @@ impl Member {
     }
 
     fn start(&mut self, initial_cluster: &str, state: &str) {
+        self.start_with(initial_cluster, state, &[]);
+    }
+
+    fn start_with(&mut self, initial_cluster: &str, state: &str, extra: &[&str]) {
         let log = std::fs::File::create(self.data.with_extension("log")).expect("log file");
         let child = Command::new(etcd_bin())
             .args([
@@ -41,6 +45,7 @@ impl Member {
                 format!("--initial-cluster-state={state}"),
                 "--initial-cluster-token=etcd-op-integration".to_string(),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -167,12 +172,32 @@ async fn integration_membership_lifecycle() {
     let b_entry = listed.iter().find(|m| m.name == "b").expect("b is still a member").clone();
     let healthy = etcd.status(&a.client).await.expect("a answers");
     assert_eq!(healthy.leader_id, c_id, "two of three keep quorum and the leader");
+    // A follower's linearizable list goes through the leader: current, the stopped member included.
+    let through_a = etcd.member_list_linearizable(&a.client).await.expect("a's linearizable member list");
+    assert_eq!(through_a.len(), 3);
 
     // Remove the stopped member; the cluster goes on with two.
     etcd.remove(&c.client, b_entry.id).await.expect("b removed");
     let listed = etcd.member_list(&c.client).await.expect("member list");
     assert_eq!(listed.len(), 2);
     assert!(listed.iter().all(|m| m.name != "b"));
+    let through_a = eventually("a's linearizable list to show the removal", WAIT, || async {
+        etcd.member_list_linearizable(&a.client).await.ok().filter(|l| l.len() == 2)
+    })
+    .await;
+    assert!(through_a.iter().all(|m| m.name != "b"));
+
+    // Without quorum nobody leads: a linearizable list fails within its deadline, the member's own view
+    // still answers.
+    a.stop();
+    eventually("c to lose its leader", WAIT, || async {
+        etcd.status(&c.client).await.ok().filter(|s| s.leader_id == 0)
+    })
+    .await;
+    let started = Instant::now();
+    assert!(etcd.member_list_linearizable(&c.client).await.is_err(), "no linearizable read without a leader");
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded");
+    assert_eq!(etcd.member_list(&c.client).await.expect("c's own view").len(), 2);
     drop((a, b, c));
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -186,4 +211,37 @@ async fn integration_unreachable_endpoint_is_an_error_not_a_hang() {
     assert!(etcd.status(&endpoint).await.is_err());
     assert!(etcd.member_list(&endpoint).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[tokio::test]
+#[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
+async fn integration_nospace_is_read_as_an_alarm_of_the_member() {
+    let root = scratch_dir("nospace");
+    let etcd = Etcd::default();
+    let mut a = Member::new("a", &root);
+    a.start_with(&a.entry(), "new", &["--quota-backend-bytes=4194304"]);
+    let status = eventually("member a to lead", WAIT, || async {
+        etcd.status(&a.client).await.ok().filter(|s| s.leader_id == s.member_id && s.leader_id != 0)
+    })
+    .await;
+    assert!(etcd.alarms(&a.client).await.expect("the alarm list").is_empty(), "no alarm on a fresh member");
+    assert!(status.db_size_in_use > 0 && status.db_size_in_use <= status.db_size);
+
+    // Fill the database past its 4 MiB quota: etcd raises NOSPACE and refuses the write.
+    let mut client = etcd_client::Client::connect([a.client.as_str()], None).await.expect("a client");
+    let value = vec![b'x'; 256 * 1024];
+    let mut refused = false;
+    for i in 0..64 {
+        if client.put(format!("/fill/{i}"), value.clone(), None).await.is_err() {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "etcd refuses writes past its quota");
+    let alarms = etcd.alarms(&a.client).await.expect("the alarm list");
+    assert_eq!(alarms, vec![(status.member_id, Alarm::NoSpace)]);
+    let status = etcd.status(&a.client).await.expect("a answers");
+    assert!(!status.errors.is_empty(), "the member reports the alarm among its errors: {:?}", status.errors);
+    drop(a);
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -364,6 +364,11 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             prop_assert_eq!(m.id(), Some(*id));
             prop_assert!(!m.is_leader(leader), "the leader is never removed");
             let shrinking = obs.members.iter().filter(|o| o.etcd.is_some()).count() > p.target.size;
+            let restarting = m.pod.as_ref().is_some_and(|pod| pod.terminating);
+            prop_assert!(
+                !m.is_voter() || !restarting || m.lost_data() || shrinking,
+                "a voter whose pod is being restarted is not removed for being unhealthy"
+            );
             prop_assert!(
                 m.lost_data() || shrinking || !runs_what_no_healthy_voter_runs(obs, m),
                 "a member that a change restarted onto what no healthy voter runs is removed only by a scale down"
@@ -1006,6 +1011,16 @@ fn going_back_to_the_version_that_runs_restarts_the_stuck_member_on_it() {
     let p = plan(&obs);
     assert_eq!(p.target.version, V36, "the spec may supersede a stuck rollout");
     assert_eq!(p.step, Step::RestartMember { name: "demo-1".into() });
+
+    // The restart under way: the stuck pod terminating, long past the threshold, is not a reason to remove it.
+    let mut restarting = obs.clone();
+    let m = restarting.members.iter_mut().find(|m| m.name == "demo-1").unwrap();
+    m.pod.as_mut().unwrap().terminating = true;
+    let p = plan(&restarting);
+    assert!(!matches!(p.step, Step::RemoveMember { .. }), "{:?}: {}", p.step, p.reason);
+    // Once the pod is gone, it is created again on the version that runs.
+    restarting.members.iter_mut().find(|m| m.name == "demo-1").unwrap().pod = None;
+    assert_eq!(plan(&restarting).step, Step::CreateMemberPod { name: "demo-1".into() });
 
     // A corrected pod template takes over the same way.
     let mut obs = healthy_cluster(3, V36);

@@ -10,7 +10,7 @@ use super::Context;
 use super::error::Error;
 use super::observe::Observed;
 use super::plan::{Plan, Step};
-use super::resources::{Bootstrap, InitialState, member_of_peer_url, member_pod, member_pvc, peer_url};
+use super::resources::{Bootstrap, InitialState, legacy_token, member_of_peer_url, member_pod, member_pvc, peer_url};
 
 pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Plan) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
@@ -21,7 +21,13 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         Step::BootstrapMembers { members } => {
             let peers: Vec<String> =
                 members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name))).collect();
-            let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New };
+            // A bootstrap cut short is finished with the token its first members were created with.
+            let started = members.iter().find_map(|name| observed.recorded_bootstrap(name));
+            let token = match started {
+                Some(recorded) => recorded.token,
+                None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
+            };
+            let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token };
             for name in members {
                 create_member(ctx, ec, name, version, &bootstrap).await?;
             }
@@ -111,7 +117,7 @@ fn joining_bootstrap(observed: &Observed, cluster: &str, namespace: &str, name: 
         .collect();
     peers.push(format!("{name}={}", peer_url(cluster, namespace, name)));
     peers.sort();
-    Bootstrap { initial_cluster: peers.join(","), state: InitialState::Existing }
+    Bootstrap { initial_cluster: peers.join(","), state: InitialState::Existing, token: None }
 }
 
 /// Creates the member's PVC (unless it uses emptyDir) and pod; either may already exist.

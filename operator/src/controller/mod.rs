@@ -3,6 +3,7 @@
 pub mod act;
 pub mod children;
 pub mod error;
+pub mod last_words;
 pub mod model;
 pub mod observe;
 pub mod plan;
@@ -59,6 +60,8 @@ pub struct Context {
     /// Since when etcd has kept refusing membership changes as an "unhealthy cluster", per cluster: in
     /// memory only, a restarted operator starts counting again.
     pub refusals: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
+    /// What the logs of members that went down said, read once per termination.
+    pub last_words: last_words::LastWords,
 }
 
 impl Context {

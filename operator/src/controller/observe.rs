@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
+use super::last_words::{current_termination, etcd_status, says_data_lost};
 use super::model::{
     EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
     TroubleKind, Version,
@@ -141,6 +142,18 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         }
         _ => Vec::new(),
     };
+    // A member down without saying why in its termination message: its log may (a panic's trace is long).
+    let unexplained = pods.iter().filter(|(_, p)| {
+        let said = etcd_status(p).and_then(current_termination).and_then(|t| t.message.as_deref());
+        !said.is_some_and(says_data_lost)
+    });
+    let lost_by_log: BTreeSet<String> = join_all(unexplained.map(|(name, p)| async move {
+        ctx.last_words.data_lost(&ctx.client, p).await.filter(|lost| *lost).map(|_| name.clone())
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     let desired = desired_target(ec)?;
     // The StorageClass is looked up only while a volume is wanted or waits to be provisioned: a quiet cluster
     // costs no API call for it.
@@ -174,7 +187,7 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
             });
             Some(Member {
                 ordinal,
-                pod: pods.get(&name).map(|p| pod_view(p, now)),
+                pod: pods.get(&name).map(|p| pod_view(p, now, lost_by_log.contains(&name))),
                 pvc: pvcs.get(&name).map(|p| PvcView { terminating: p.metadata.deletion_timestamp.is_some() }),
                 etcd,
                 name,
@@ -298,25 +311,6 @@ async fn read_membership(
     Ok(Membership { view: EtcdView::Reachable { cluster_id: status.cluster_id, leader_id }, members, leader, current })
 }
 
-/// What etcd says when it exits because its data is gone: it was emptied after the member had joined (a
-/// member started with `--initial-cluster-state=new` finds itself already bootstrapped; one that joined later
-/// finds its log behind the commit index the leader sends).
-const DATA_LOST: [&str; 2] = ["has already been bootstrapped", "Was the raft log corrupted, truncated, or lost?"];
-
-/// The last words of the etcd container that is not running now: its own termination, or, while it waits to
-/// be started again (a crash loop), the termination before. A running container's earlier termination is
-/// history: whatever it said was repaired, or the container would not run.
-fn current_termination_message(status: &ContainerStatus) -> Option<&str> {
-    let state = status.state.as_ref();
-    if state.is_some_and(|s| s.running.is_some()) {
-        return None;
-    }
-    let terminated = state
-        .and_then(|s| s.terminated.as_ref())
-        .or_else(|| status.last_state.as_ref().and_then(|s| s.terminated.as_ref()))?;
-    terminated.message.as_deref()
-}
-
 /// What Kubernetes says keeps the pod from running etcd: the scheduler's refusal, or the reason the etcd
 /// container waits.
 fn pod_trouble(pod: &Pod, etcd: Option<&ContainerStatus>) -> Option<PodTrouble> {
@@ -341,7 +335,7 @@ fn pod_trouble(pod: &Pod, etcd: Option<&ContainerStatus>) -> Option<PodTrouble> 
     };
     let message = match kind {
         // etcd's own last words say more than "back-off restarting failed container".
-        TroubleKind::CrashLoop => etcd.and_then(current_termination_message).map(last_words),
+        TroubleKind::CrashLoop => etcd.and_then(current_termination).and_then(|t| t.message.as_deref()).map(last_words),
         _ => None,
     };
     Some(PodTrouble { kind, message: message.or_else(|| waiting.message.clone()).unwrap_or_default() })
@@ -356,11 +350,7 @@ fn last_words(message: &str) -> String {
     text[start..].to_string()
 }
 
-fn says_data_lost(message: &str) -> bool {
-    DATA_LOST.iter().any(|sign| message.contains(sign))
-}
-
-fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
+fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
     let status = pod.status.as_ref();
     let ready_condition =
         status.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
@@ -376,12 +366,13 @@ fn pod_view(pod: &Pod, now: Timestamp) -> PodView {
     };
     let image =
         pod.spec.as_ref().and_then(|s| s.containers.iter().find(|c| c.name == "etcd")).and_then(|c| c.image.as_deref());
-    let etcd_status =
-        status.and_then(|s| s.container_statuses.as_ref()).and_then(|cs| cs.iter().find(|c| c.name == "etcd"));
-    let lost_data = etcd_status.and_then(current_termination_message).is_some_and(says_data_lost);
+    let etcd = etcd_status(pod);
+    let said_at_exit =
+        etcd.and_then(current_termination).and_then(|t| t.message.as_deref()).is_some_and(says_data_lost);
+    let lost_data = said_at_exit || said_in_log;
     PodView {
         ready,
-        trouble: if ready { None } else { pod_trouble(pod, etcd_status) },
+        trouble: if ready { None } else { pod_trouble(pod, etcd) },
         lost_data,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         version: image.and_then(version_of_image),

@@ -608,8 +608,10 @@ impl Cluster<'_> {
                     .is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash)
         };
         let sick: Vec<&Member> = self.members().filter(|m| !m.is_healthy(self.cluster_id) && !superseded(m)).collect();
+        // A pod on its way out is a restart under way: its replacement gets its own chance.
+        let restarting = |m: &Member| m.pod.as_ref().is_some_and(|p| p.terminating);
         let hopeless = |m: &&&Member| {
-            (m.lost_data() || m.unhealthy_for_secs() >= threshold)
+            (m.lost_data() || m.unhealthy_for_secs() >= threshold && !restarting(m))
                 && !self.is_leader(m)
                 && !changed_by_rollout(self.obs, self.cluster_id, m)
         };

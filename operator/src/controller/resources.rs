@@ -36,6 +36,7 @@ pub const LABEL_MEMBER: &str = "etcd.cloud.io/member";
 /// pod can be recreated identically, and a cut-short bootstrap finished, even while etcd does not answer.
 pub const ANNOTATION_INITIAL_CLUSTER: &str = "etcd.cloud.io/initial-cluster";
 pub const ANNOTATION_INITIAL_STATE: &str = "etcd.cloud.io/initial-cluster-state";
+pub const ANNOTATION_INITIAL_TOKEN: &str = "etcd.cloud.io/initial-cluster-token";
 pub const ANNOTATION_TEMPLATE_HASH: &str = "etcd.cloud.io/template-hash";
 pub const MANAGER: &str = "etcd-op";
 
@@ -69,14 +70,21 @@ pub struct Bootstrap {
     /// `name=peerURL` pairs, comma-separated, as etcd's --initial-cluster.
     pub initial_cluster: String,
     pub state: InitialState,
+    /// The initial cluster token of a new cluster. etcd derives member and cluster IDs from it, so each
+    /// bootstrap gets its own: a cluster started again after its data was lost is a new cluster, and no
+    /// member of the old one can be taken for one of it. `None` on members created before tokens were
+    /// recorded, which used [`legacy_token`].
+    pub token: Option<String>,
 }
 
 impl Bootstrap {
-    pub fn annotations(&self) -> [(String, String); 2] {
-        [
+    pub fn annotations(&self) -> Vec<(String, String)> {
+        let mut annotations = vec![
             (ANNOTATION_INITIAL_CLUSTER.to_string(), self.initial_cluster.clone()),
             (ANNOTATION_INITIAL_STATE.to_string(), self.state.as_str().to_string()),
-        ]
+        ];
+        annotations.extend(self.token.iter().map(|t| (ANNOTATION_INITIAL_TOKEN.to_string(), t.clone())));
+        annotations
     }
 
     /// What was recorded on a member's object, if anything.
@@ -84,6 +92,7 @@ impl Bootstrap {
         Some(Bootstrap {
             initial_cluster: annotations.get(ANNOTATION_INITIAL_CLUSTER)?.clone(),
             state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
+            token: annotations.get(ANNOTATION_INITIAL_TOKEN).cloned(),
         })
     }
 
@@ -236,7 +245,7 @@ pub fn member_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Pers
     if ec.spec.pvc_retention_policy == PvcRetentionPolicy::Retain {
         metadata.owner_references = None;
     }
-    metadata.annotations = Some(BTreeMap::from(bootstrap.annotations()));
+    metadata.annotations = Some(bootstrap.annotations().into_iter().collect());
     PersistentVolumeClaim {
         metadata,
         spec: Some(PersistentVolumeClaimSpec {
@@ -255,10 +264,16 @@ pub fn member_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Pers
     }
 }
 
+/// The token of clusters bootstrapped before tokens were recorded: the same for every bootstrap of one
+/// EtcdCluster object.
+pub fn legacy_token(ec: &EtcdCluster) -> String {
+    format!("{}-{}-{}", ec.namespace().unwrap_or_default(), ec.name_any(), ec.uid().unwrap_or_default())
+}
+
 fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Vec<String> {
     let cluster = ec.name_any();
     let namespace = ec.namespace().unwrap_or_default();
-    let token = format!("{namespace}-{cluster}-{}", ec.uid().unwrap_or_default());
+    let token = bootstrap.token.clone().unwrap_or_else(|| legacy_token(ec));
     [
         format!("--name={member}"),
         format!("--data-dir={DATA_MOUNT}/data"),

@@ -78,6 +78,17 @@ fn api_writes() -> Result<f64> {
         .sum())
 }
 
+/// After a fault: the operator sees the 3-member cluster `b` disturbed, then it settles again.
+async fn wait_unsettled_then_settled(client: &kube::Client, n: &str) -> Result<()> {
+    wait_for("the fault to be seen", Duration::from_secs(30), || async {
+        let ec = get_cluster(client, n, "b").await?;
+        Ok((!etcd_op_e2e::settled(&ec, 3, VERSION)).then_some(()))
+    })
+    .await?;
+    wait_settled(client, n, "b", 3, VERSION, CHANGE_TIMEOUT).await?;
+    Ok(())
+}
+
 #[tokio::test]
 #[ignore = "benchmark: run with make bench"]
 async fn bench_create_heal_scale() -> Result<()> {
@@ -100,12 +111,7 @@ async fn bench_create_heal_scale() -> Result<()> {
             .context("a follower")?;
         let started = Instant::now();
         delete_pod(&client, n, &victim).await?;
-        wait_for("the member to be seen down", Duration::from_secs(30), || async {
-            let ec = get_cluster(&client, n, "b").await?;
-            Ok((!etcd_op_e2e::settled(&ec, 3, VERSION)).then_some(()))
-        })
-        .await?;
-        wait_settled(&client, n, "b", 3, VERSION, CHANGE_TIMEOUT).await?;
+        wait_unsettled_then_settled(&client, n).await?;
         heal.push(started.elapsed());
 
         // A quorum of member pods at once, the leader among them: the cluster cannot serve until they return.
@@ -118,12 +124,7 @@ async fn bench_create_heal_scale() -> Result<()> {
         for victim in &victims {
             delete_pod(&client, n, victim).await?;
         }
-        wait_for("the cluster to be seen without quorum", Duration::from_secs(30), || async {
-            let ec = get_cluster(&client, n, "b").await?;
-            Ok((!etcd_op_e2e::settled(&ec, 3, VERSION)).then_some(()))
-        })
-        .await?;
-        wait_settled(&client, n, "b", 3, VERSION, CHANGE_TIMEOUT).await?;
+        wait_unsettled_then_settled(&client, n).await?;
         quorum.push(started.elapsed());
 
         let started = Instant::now();
