@@ -68,8 +68,8 @@ pub struct EtcdClusterSpec {
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+$"), length(max = 32))]
     #[x_kube(validation = Rule::new("self.split('.')[0] == oldSelf.split('.')[0]").message("spec.version: a change of etcd major version is not supported").reason(Reason::FieldValueForbidden))]
     #[x_kube(validation = Rule::new("int(self.split('.')[1]) <= int(oldSelf.split('.')[1]) + 1").message("spec.version: etcd upgrades go one minor release at a time (for example 3.5.x to 3.6.y); upgrade to the next minor release first").reason(Reason::FieldValueForbidden))]
-    #[x_kube(validation = Rule::new("!(self.split('.')[0] == '3' && self.split('.')[1] == '6' && oldSelf.split('.')[1] == '5' && int(oldSelf.split('.')[2]) < 26)").message("spec.version: etcd upgrades to 3.6 from 3.5.26 or later only; upgrade to the latest 3.5 patch release first").reason(Reason::FieldValueForbidden))]
-    #[x_kube(validation = Rule::new("!(self.split('.')[0] == '3' && self.split('.')[1] == '7' && oldSelf.split('.')[1] == '6' && int(oldSelf.split('.')[2]) < 11)").message("spec.version: etcd upgrades to 3.7 from 3.6.11 or later only; upgrade to the latest 3.6 patch release first").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("!(int(self.split('.')[0]) == 3 && int(self.split('.')[1]) == 6 && int(oldSelf.split('.')[1]) == 5 && int(oldSelf.split('.')[2]) < 26)").message("spec.version: etcd upgrades to 3.6 from 3.5.26 or later only; upgrade to the latest 3.5 patch release first").reason(Reason::FieldValueForbidden))]
+    #[x_kube(validation = Rule::new("!(int(self.split('.')[0]) == 3 && int(self.split('.')[1]) == 7 && int(oldSelf.split('.')[1]) == 6 && int(oldSelf.split('.')[2]) < 11)").message("spec.version: etcd upgrades to 3.7 from 3.6.11 or later only; upgrade to the latest 3.6 patch release first").reason(Reason::FieldValueForbidden))]
     pub version: String,
 
     /// Where each member keeps its data. A volume claim template (the default: one PersistentVolumeClaim of

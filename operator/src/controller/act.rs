@@ -10,7 +10,10 @@ use super::Context;
 use super::error::Error;
 use super::observe::Observed;
 use super::plan::{Plan, Step};
-use super::resources::{Bootstrap, InitialState, legacy_token, member_of_peer_url, member_pod, member_pvc, peer_url};
+use super::resources::{
+    Bootstrap, InitialState, legacy_token, member_of_peer_url, member_pod, member_pvc, peer_url, quota_backend_bytes,
+    recorded_quota,
+};
 
 pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Plan) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
@@ -29,7 +32,7 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
             };
             let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token };
             for name in members {
-                create_member(ctx, ec, name, version, &bootstrap).await?;
+                create_member(ctx, ec, observed, name, version, &bootstrap).await?;
             }
             Ok(())
         }
@@ -38,13 +41,13 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
             let url = peer_url(&cluster, &namespace, name);
             membership_change(ctx, ec, "AddLearner", ctx.etcd.add_learner(leader, &url)).await?;
             let bootstrap = joining_bootstrap(observed, &cluster, &namespace, name);
-            create_member(ctx, ec, name, version, &bootstrap).await
+            create_member(ctx, ec, observed, name, version, &bootstrap).await
         }
         Step::CreateMemberPod { name } => {
             let bootstrap = observed
                 .recorded_bootstrap(name)
                 .unwrap_or_else(|| joining_bootstrap(observed, &cluster, &namespace, name));
-            create_member(ctx, ec, name, version, &bootstrap).await
+            create_member(ctx, ec, observed, name, version, &bootstrap).await
         }
         Step::PromoteLearner { id, .. } => {
             let leader = leader_endpoint(observed, "promote a learner")?;
@@ -124,15 +127,21 @@ fn joining_bootstrap(observed: &Observed, cluster: &str, namespace: &str, name: 
 async fn create_member(
     ctx: &Context,
     ec: &EtcdCluster,
+    observed: &Observed,
     name: &str,
     version: super::model::Version,
     bootstrap: &Bootstrap,
 ) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    // A member's quota is its volume's: recorded when the volume was made, and computed now for a new one.
+    let quota = match observed.pvcs.get(name) {
+        Some(pvc) => recorded_quota(pvc),
+        None => quota_backend_bytes(ec),
+    };
     if ec.spec.storage.empty_dir.is_none() {
         create_if_absent(ctx, &namespace, member_pvc(ec, name, bootstrap)).await?;
     }
-    create_if_absent(ctx, &namespace, member_pod(ec, name, version, bootstrap)).await
+    create_if_absent(ctx, &namespace, member_pod(ec, name, version, bootstrap, quota)).await
 }
 
 pub async fn create_if_absent<K>(ctx: &Context, namespace: &str, object: K) -> Result<(), Error>

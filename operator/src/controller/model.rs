@@ -96,8 +96,7 @@ pub struct Observation {
     pub unhealthy_threshold_secs: u64,
     /// Alarms etcd has raised, with the member each was raised for.
     pub alarms: Vec<MemberAlarm>,
-    /// The StorageClass the members' volumes need, when it does not exist (or, with none named, when the
-    /// cluster has no default class): no volume can be provisioned.
+    /// The StorageClass the members' volumes name, when it does not exist: no volume can be provisioned.
     pub missing_storage_class: Option<String>,
 }
 
@@ -165,6 +164,8 @@ pub struct PodView {
     pub not_ready_for_secs: u64,
     /// Why the pod does not run etcd, when Kubernetes says so.
     pub trouble: Option<PodTrouble>,
+    /// Seconds since the pod was deleted; 0 when it is not terminating.
+    pub terminating_for_secs: u64,
 }
 
 /// What keeps a member's pod from running etcd, as Kubernetes reports it.

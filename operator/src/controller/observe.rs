@@ -237,25 +237,23 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
     Ok(Observed { observation, pods, pvcs, etcd_members, statuses, endpoints, leader })
 }
 
-/// The StorageClass the members' volume claims name, when it does not exist; with none named, the cluster's
-/// default, when there is none. emptyDir storage needs no class.
+/// The StorageClass the members' volume claims name, when it does not exist. emptyDir storage needs none.
 async fn missing_storage_class(ctx: &Context, ec: &EtcdCluster) -> Result<Option<String>, Error> {
     if ec.spec.storage.empty_dir.is_some() {
         return Ok(None);
     }
     let classes: Api<StorageClass> = Api::all(ctx.client.clone());
-    let named = ec.spec.storage.volume_claim_template.as_ref().and_then(|t| t.storage_class_name.clone());
-    let read_error = |source| Error::KubeRead { what: "StorageClasses".into(), source };
-    match named {
-        Some(name) => Ok(classes.get_opt(&name).await.map_err(read_error)?.is_none().then_some(name)),
-        None => {
-            let all = classes.list_metadata(&ListParams::default()).await.map_err(read_error)?;
-            let default = all.items.iter().any(|c| {
-                c.annotations().get("storageclass.kubernetes.io/is-default-class").is_some_and(|v| v == "true")
-            });
-            Ok((!default).then(|| "(the cluster's default: none is marked default)".to_string()))
-        }
-    }
+    // Without a named class, a claim may still bind to a volume made for it by hand: only a named class that
+    // does not exist is certain to leave the members without volumes.
+    let Some(name) = ec.spec.storage.volume_claim_template.as_ref().and_then(|t| t.storage_class_name.clone()) else {
+        return Ok(None);
+    };
+    let missing = classes
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("StorageClass {name}"), source })?
+        .is_none();
+    Ok(missing.then_some(name))
 }
 
 fn recorded_bootstrap(
@@ -276,8 +274,8 @@ struct Membership {
     current: bool,
 }
 
-/// The member list, from the leader when it answered, else from any voter that did, asked for a
-/// linearizable read (which etcd serves only with a leader) and, failing that, for its own view. Members
+/// The member list, from the leader when it answered, else from any voter that did: after a linearizable
+/// read (which etcd serves only through a leader) and, failing that, as that member's own view. Members
 /// that answered but disagree about the cluster ID are left to the planner (they count as unhealthy).
 async fn read_membership(
     ctx: &Context,
@@ -295,10 +293,9 @@ async fn read_membership(
     };
     let incomplete =
         |e| Error::IncompleteObservation(format!("member {source} answered its status but not the member list: {e}"));
-    let (members, current) = if leader.is_some() {
-        (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, true)
-    } else if status.leader_id != 0 {
-        // Someone leads, but did not answer us: a linearizable read goes through it.
+    let (members, current) = if status.leader_id != 0 {
+        // Someone leads: a linearizable read confirms it still does (a leader cut off from the others may not
+        // know yet) and brings the source up to date.
         match ctx.etcd.member_list_linearizable(endpoint).await {
             Ok(members) => (members, true),
             Err(_) => (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, false),
@@ -375,6 +372,12 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
         trouble: if ready { None } else { pod_trouble(pod, etcd) },
         lost_data,
         terminating: pod.metadata.deletion_timestamp.is_some(),
+        terminating_for_secs: pod
+            .metadata
+            .deletion_timestamp
+            .as_ref()
+            .and_then(|t| u64::try_from(now.as_second().saturating_sub(t.0.as_second())).ok())
+            .unwrap_or(0),
         version: image.and_then(version_of_image),
         template_hash: pod.annotations().get(ANNOTATION_TEMPLATE_HASH).cloned().unwrap_or_default(),
         not_ready_for_secs,

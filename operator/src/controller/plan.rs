@@ -1,9 +1,12 @@
 //! The one place that decides: a pure function from an observation to the single next safe step and why.
 //!
-//! Order of concerns, first match wins: pause; a cluster that does not answer; repair of drift between etcd
-//! membership and pods/PVCs; learners; members that stay unhealthy; size; rolling restarts (upgrades and
-//! template changes). Each step changes at most one member, and membership changes only when the previous one
-//! has settled.
+//! Order of concerns, first match wins: pause; leftovers of an earlier cluster of the same name; a cluster
+//! that does not answer or has no leader; repair of drift between etcd membership and pods/PVCs; raised
+//! alarms; learners; a rollout that cannot progress; members that stay unhealthy; size; rolling restarts
+//! (upgrades and template changes). A guard then keeps deletions off a member list that may be stale and
+//! moves leadership when etcd keeps refusing membership changes, and a step that needs a missing
+//! StorageClass is reported as that. Each step changes at most one member, and membership changes only
+//! when the previous one has settled.
 
 use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, Version, quorum};
 
@@ -20,6 +23,9 @@ pub const STALE_PEER_VIEW_AFTER_SECS: u64 = 20;
 /// How long a member restarted onto a new version or template may take to become ready before the rollout
 /// halts, when Kubernetes names no trouble (image pull, scheduling, crash loop) that halts it at once.
 pub const ROLLOUT_STUCK_AFTER_SECS: u64 = 120;
+
+/// How long a member's pod may take to go away once deleted: its grace period (30 s) with room to spare.
+pub const RESTART_SETTLES_WITHIN_SECS: u64 = 120;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -198,7 +204,8 @@ fn needs_storage_class(obs: &Observation, decision: Decision) -> Decision {
     let creates_volume = match &decision.0 {
         Step::BootstrapMembers { .. } | Step::AddLearner { .. } => true,
         Step::CreateMemberPod { name } => obs.members.iter().any(|m| m.name == *name && m.pvc.is_none()),
-        Step::Wait => obs.members.iter().any(|m| m.pod.as_ref().is_none_or(|p| !p.ready) && m.etcd.is_none()),
+        // While a new cluster waits for members whose volumes cannot be provisioned.
+        Step::Wait => !obs.formed && obs.members.iter().any(|m| m.pod.as_ref().is_none_or(|p| !p.ready)),
         _ => false,
     };
     if !creates_volume || obs.paused || obs.ephemeral_storage {
@@ -368,19 +375,21 @@ fn rollout_is_what_fails(obs: &Observation) -> bool {
     sick.peek().is_some() && sick.all(|m| changed_by_rollout(obs, cluster_id, m))
 }
 
-/// `m` is an unhealthy voter whose pod runs another version or template than every healthy voter: what keeps
-/// it down is the change it was restarted onto, not its data. A member whose etcd says its data is gone is
-/// not one: that is about its data.
+/// `m` is an unhealthy voter while a rollout is under way: some healthy voter runs another version or
+/// template than `m`'s pod. What keeps it down is then the change (the one it was restarted onto, or the one
+/// it still waits for), not its data. A member whose etcd says its data is gone is not one: that is about its
+/// data. Once every healthy voter runs what `m` runs, its trouble is its own.
 fn changed_by_rollout(obs: &Observation, cluster_id: u64, m: &Member) -> bool {
     let Some(pod) = m.pod.as_ref() else { return false };
     if !m.is_voter() || m.is_healthy(cluster_id) || m.lost_data() || pod.terminating {
         return false;
     }
-    let mut healthy =
-        obs.members.iter().filter(|o| o.is_voter() && o.is_healthy(cluster_id)).filter_map(|o| o.pod.as_ref());
-    let Some(first) = healthy.next() else { return false };
     let shape = |p: &PodView| (p.version, p.template_hash.clone());
-    healthy.all(|p| shape(p) == shape(first)) && shape(pod) != shape(first)
+    obs.members
+        .iter()
+        .filter(|o| o.is_voter() && o.is_healthy(cluster_id))
+        .filter_map(|o| o.pod.as_ref())
+        .any(|p| shape(p) != shape(pod))
 }
 
 fn member_name_for(obs: &Observation, ordinal: u32) -> String {
@@ -608,8 +617,11 @@ impl Cluster<'_> {
                     .is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash)
         };
         let sick: Vec<&Member> = self.members().filter(|m| !m.is_healthy(self.cluster_id) && !superseded(m)).collect();
-        // A pod on its way out is a restart under way: its replacement gets its own chance.
-        let restarting = |m: &Member| m.pod.as_ref().is_some_and(|p| p.terminating);
+        // A pod on its way out is a restart under way: its replacement gets its own chance. One that stays on
+        // its way out (its node is gone and never confirms) is not: past the bound, the member is replaced.
+        let restarting = |m: &Member| {
+            m.pod.as_ref().is_some_and(|p| p.terminating && p.terminating_for_secs < RESTART_SETTLES_WITHIN_SECS)
+        };
         let hopeless = |m: &&&Member| {
             (m.lost_data() || m.unhealthy_for_secs() >= threshold && !restarting(m))
                 && !self.is_leader(m)

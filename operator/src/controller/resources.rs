@@ -37,6 +37,9 @@ pub const LABEL_MEMBER: &str = "etcd.cloud.io/member";
 pub const ANNOTATION_INITIAL_CLUSTER: &str = "etcd.cloud.io/initial-cluster";
 pub const ANNOTATION_INITIAL_STATE: &str = "etcd.cloud.io/initial-cluster-state";
 pub const ANNOTATION_INITIAL_TOKEN: &str = "etcd.cloud.io/initial-cluster-token";
+/// The backend quota a member's volume was created for, so its pod always runs with the quota of its own
+/// volume, whatever the spec says later.
+pub const ANNOTATION_QUOTA: &str = "etcd.cloud.io/quota-backend-bytes";
 pub const ANNOTATION_TEMPLATE_HASH: &str = "etcd.cloud.io/template-hash";
 pub const MANAGER: &str = "etcd-op";
 
@@ -245,7 +248,9 @@ pub fn member_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Pers
     if ec.spec.pvc_retention_policy == PvcRetentionPolicy::Retain {
         metadata.owner_references = None;
     }
-    metadata.annotations = Some(bootstrap.annotations().into_iter().collect());
+    let mut annotations: BTreeMap<String, String> = bootstrap.annotations().into_iter().collect();
+    annotations.extend(quota_backend_bytes(ec).map(|q| (ANNOTATION_QUOTA.to_string(), q.to_string())));
+    metadata.annotations = Some(annotations);
     PersistentVolumeClaim {
         metadata,
         spec: Some(PersistentVolumeClaimSpec {
@@ -270,7 +275,13 @@ pub fn legacy_token(ec: &EtcdCluster) -> String {
     format!("{}-{}-{}", ec.namespace().unwrap_or_default(), ec.name_any(), ec.uid().unwrap_or_default())
 }
 
-fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Vec<String> {
+/// The quota recorded on a member's volume; `None` on volumes created before quotas were recorded, whose
+/// members keep etcd's default rather than a quota their database may already exceed.
+pub fn recorded_quota(pvc: &PersistentVolumeClaim) -> Option<u64> {
+    pvc.annotations().get(ANNOTATION_QUOTA)?.parse().ok()
+}
+
+fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap, quota: Option<u64>) -> Vec<String> {
     let cluster = ec.name_any();
     let namespace = ec.namespace().unwrap_or_default();
     let token = bootstrap.token.clone().unwrap_or_else(|| legacy_token(ec));
@@ -289,7 +300,7 @@ fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Vec<Strin
         "--auto-compaction-retention=1h".to_string(),
     ]
     .into_iter()
-    .chain(quota_backend_bytes(ec).map(|bytes| format!("--quota-backend-bytes={bytes}")))
+    .chain(quota.map(|bytes| format!("--quota-backend-bytes={bytes}")))
     .collect()
 }
 
@@ -321,9 +332,9 @@ pub fn quota_for_volume(volume: u64) -> u64 {
     (volume.saturating_sub(WAL_AND_SNAPSHOTS) / 2).clamp(MIN_QUOTA, MAX_QUOTA)
 }
 
-/// The quota for this cluster's members: from the volume claim's size, or an emptyDir's size limit. An
+/// The quota for this cluster's new members: from the volume claim's size, or an emptyDir's size limit. An
 /// emptyDir without a limit has no size to follow, and keeps etcd's default.
-fn quota_backend_bytes(ec: &EtcdCluster) -> Option<u64> {
+pub fn quota_backend_bytes(ec: &EtcdCluster) -> Option<u64> {
     let size = match &ec.spec.storage.empty_dir {
         Some(dir) => dir.size_limit.clone()?,
         None => ec
@@ -381,7 +392,7 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &Bootstrap) -> Pod {
+pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &Bootstrap, quota: Option<u64>) -> Pod {
     let cluster = ec.name_any();
     let tpl = template(ec).cloned().unwrap_or_default();
     let mut labels = tpl.labels.clone().unwrap_or_default();
@@ -412,7 +423,7 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         image: Some(image(ec, version)),
         image_pull_policy: Some("IfNotPresent".to_string()),
         command: Some(vec!["/usr/local/bin/etcd".to_string()]),
-        args: Some(etcd_args(ec, member, bootstrap)),
+        args: Some(etcd_args(ec, member, bootstrap, quota)),
         ports: Some(vec![
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..ContainerPort::default() },
             ContainerPort { name: Some("peer".into()), container_port: PEER_PORT, ..ContainerPort::default() },
