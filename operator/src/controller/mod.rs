@@ -170,8 +170,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         children::ensure(ctx, ec, plan::disruption_budget_members(&observed.observation, &plan.target)).await?;
         children::ensure_volume_ownership(ctx, ec, &observed.pvcs).await?;
     }
-    if plan.step == Step::Nothing {
-        // At rest, no membership change is waiting: an episode of refusals is over.
+    if !plan.step.changes_membership() {
+        // No membership change is being tried: an episode of refusals is over, and time spent waiting for
+        // something else does not count towards the next one.
         ctx.forget_refusal(&act::refusal_key(ec));
     }
     let outcome = act::act(ctx, ec, &observed, &plan).await;
