@@ -33,6 +33,7 @@ fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applie
             lost_data: false,
             trouble: None,
             terminating_for_secs: 0,
+            first_start: false,
         }),
         pvc: Some(PvcView { terminating: false }),
         etcd: Some(EtcdMember {
@@ -104,6 +105,7 @@ prop_compose! {
         lost_data in prop::bool::weighted(0.05),
         not_ready_for in prop_oneof![Just(0u64), 1u64..THRESHOLD, THRESHOLD..THRESHOLD * 4],
         terminating_for in prop_oneof![0u64..RESTART_SETTLES_WITHIN_SECS, RESTART_SETTLES_WITHIN_SECS..3_600],
+        first_start in prop::bool::weighted(0.1),
         trouble in prop::option::weighted(0.1, prop_oneof![
             Just(TroubleKind::ImagePull),
             Just(TroubleKind::Unschedulable),
@@ -122,6 +124,7 @@ prop_compose! {
                 lost_data: !ready && lost_data,
                 trouble: trouble.filter(|_| !ready).map(|kind| PodTrouble { kind, message: "generated".into() }),
                 terminating_for_secs: if terminating { terminating_for } else { 0 },
+                first_start: !ready && first_start,
             }),
             pvc: has_pvc.then_some(PvcView { terminating: false }),
             etcd: in_etcd.then(|| EtcdMember {
@@ -150,6 +153,7 @@ fn ready_pod() -> PodView {
         lost_data: false,
         trouble: None,
         terminating_for_secs: 0,
+        first_start: false,
     }
 }
 
@@ -365,13 +369,12 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             prop_assert_eq!(m.id(), Some(*id));
             prop_assert!(!m.is_leader(leader), "the leader is never removed");
             let shrinking = obs.members.iter().filter(|o| o.etcd.is_some()).count() > p.target.size;
-            let restarting = m
-                .pod
-                .as_ref()
-                .is_some_and(|pod| pod.terminating && pod.terminating_for_secs < RESTART_SETTLES_WITHIN_SECS);
+            let restarting = m.pod.as_ref().is_some_and(|pod| {
+                pod.first_start || pod.terminating && pod.terminating_for_secs < RESTART_SETTLES_WITHIN_SECS
+            });
             prop_assert!(
                 !m.is_voter() || !restarting || m.lost_data() || shrinking,
-                "a voter whose pod is being restarted is not removed for being unhealthy"
+                "a voter whose pod is being restarted, or whose etcd is still loading, is not removed for being unhealthy"
             );
             prop_assert!(
                 m.lost_data() || shrinking || !runs_what_no_healthy_voter_runs(obs, m),
@@ -1120,5 +1123,17 @@ fn a_rollout_halts_at_whichever_member_gets_stuck_and_a_pod_that_never_goes_away
     assert_eq!(plan(&obs).step, Step::Wait, "a restart under way gets its chance");
     obs.members.iter_mut().find(|m| m.name == "demo-2").unwrap().pod.as_mut().unwrap().terminating_for_secs =
         RESTART_SETTLES_WITHIN_SECS;
+    assert!(matches!(plan(&obs).step, Step::RemoveMember { ref name, .. } if name == "demo-2"));
+}
+
+#[test]
+fn a_member_still_loading_its_data_gets_the_startup_probes_time() {
+    let mut obs = healthy_cluster(3, V36);
+    let m = obs.members.iter_mut().find(|m| m.name == "demo-2").unwrap();
+    m.etcd.as_mut().unwrap().health = None;
+    let pod = m.pod.as_mut().unwrap();
+    (pod.ready, pod.not_ready_for_secs, pod.first_start) = (false, THRESHOLD + 60, true);
+    assert_eq!(plan(&obs).step, Step::Wait, "loading past the threshold, within the startup probe");
+    obs.members.iter_mut().find(|m| m.name == "demo-2").unwrap().pod.as_mut().unwrap().first_start = false;
     assert!(matches!(plan(&obs).step, Step::RemoveMember { ref name, .. } if name == "demo-2"));
 }

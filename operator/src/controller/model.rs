@@ -166,6 +166,9 @@ pub struct PodView {
     pub trouble: Option<PodTrouble>,
     /// Seconds since the pod was deleted; 0 when it is not terminating.
     pub terminating_for_secs: u64,
+    /// etcd runs for the first time in this pod and has not passed its startup probe yet: it is loading its
+    /// data, which the probe allows up to ten minutes for.
+    pub first_start: bool,
 }
 
 /// What keeps a member's pod from running etcd, as Kubernetes reports it.

@@ -371,6 +371,9 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
         ready,
         trouble: if ready { None } else { pod_trouble(pod, etcd) },
         lost_data,
+        first_start: etcd.is_some_and(|c| {
+            c.restart_count == 0 && c.started == Some(false) && c.state.as_ref().is_some_and(|s| s.running.is_some())
+        }),
         terminating: pod.metadata.deletion_timestamp.is_some(),
         terminating_for_secs: pod
             .metadata

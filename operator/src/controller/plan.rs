@@ -622,8 +622,10 @@ impl Cluster<'_> {
         let restarting = |m: &Member| {
             m.pod.as_ref().is_some_and(|p| p.terminating && p.terminating_for_secs < RESTART_SETTLES_WITHIN_SECS)
         };
+        // etcd still loading its data in a new pod is given the time its startup probe allows.
+        let loading = |m: &Member| m.pod.as_ref().is_some_and(|p| p.first_start);
         let hopeless = |m: &&&Member| {
-            (m.lost_data() || m.unhealthy_for_secs() >= threshold && !restarting(m))
+            (m.lost_data() || m.unhealthy_for_secs() >= threshold && !restarting(m) && !loading(m))
                 && !self.is_leader(m)
                 && !changed_by_rollout(self.obs, self.cluster_id, m)
         };
