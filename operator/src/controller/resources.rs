@@ -433,8 +433,9 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         // (etcd's own /readyz, a local check) is cheap.
         readiness_probe: Some(http_probe("/readyz", 2, 3)),
         // A large database takes a while to load: liveness starts counting only once etcd has answered, and
-        // startup gets up to ten minutes.
-        startup_probe: Some(http_probe("/livez", 5, 120)),
+        // startup gets up to ten minutes. Asked every second, so that readiness (which waits for it) follows
+        // a quick start at once.
+        startup_probe: Some(http_probe("/livez", 1, 600)),
         liveness_probe: Some(http_probe("/livez", 10, 6)),
         // etcd's last words when it exits, for the operator to tell a member that lost its data.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
