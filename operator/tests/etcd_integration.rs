@@ -104,6 +104,14 @@ where
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Waits until `member` leads, and returns its status.
+async fn leading_status(etcd: &Etcd, member: &Member) -> etcd_op::etcd::EndpointStatus {
+    eventually(&format!("member {} to lead", member.name), WAIT, || async {
+        etcd.status(&member.client).await.ok().filter(|s| s.leader_id == s.member_id && s.leader_id != 0)
+    })
+    .await
+}
+
 #[tokio::test]
 #[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
 async fn integration_membership_lifecycle() {
@@ -114,10 +122,7 @@ async fn integration_membership_lifecycle() {
     let mut c = Member::new("c", &root);
 
     a.start(&a.entry(), "new");
-    let first = eventually("member a to lead", WAIT, || async {
-        etcd.status(&a.client).await.ok().filter(|s| s.leader_id == s.member_id && s.leader_id != 0)
-    })
-    .await;
+    let first = leading_status(&etcd, &a).await;
     assert!(!first.is_learner);
     assert!(!first.version.is_empty());
 
@@ -220,10 +225,7 @@ async fn integration_nospace_is_read_as_an_alarm_of_the_member() {
     let etcd = Etcd::default();
     let mut a = Member::new("a", &root);
     a.start_with(&a.entry(), "new", &["--quota-backend-bytes=4194304"]);
-    let status = eventually("member a to lead", WAIT, || async {
-        etcd.status(&a.client).await.ok().filter(|s| s.leader_id == s.member_id && s.leader_id != 0)
-    })
-    .await;
+    let status = leading_status(&etcd, &a).await;
     assert!(etcd.alarms(&a.client).await.expect("the alarm list").is_empty(), "no alarm on a fresh member");
     assert!(status.db_size_in_use > 0 && status.db_size_in_use <= status.db_size);
 

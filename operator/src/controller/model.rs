@@ -60,6 +60,13 @@ pub struct Target {
     pub template_hash: String,
 }
 
+impl Target {
+    /// Whether `pod` runs this target's version and template.
+    pub fn is_run_by(&self, pod: &PodView) -> bool {
+        pod.version == Some(self.version) && pod.template_hash == self.template_hash
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observation {
     /// The EtcdCluster's name: the prefix of its members' names.
@@ -260,6 +267,11 @@ impl Member {
 
     pub fn applied_index(&self) -> Option<u64> {
         self.etcd.as_ref()?.health.as_ref().map(|h| h.raft_applied_index)
+    }
+
+    /// The member has a pod, and it runs something else than `target`: it is due for a restart.
+    pub fn is_stale_for(&self, target: &Target) -> bool {
+        self.pod.as_ref().is_some_and(|p| !target.is_run_by(p))
     }
 
     pub fn lost_data(&self) -> bool {

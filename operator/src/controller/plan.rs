@@ -575,9 +575,7 @@ impl Cluster<'_> {
     /// replacement would get the same image and settings) and would cost a copy of the data: the rollout halts
     /// and says why, until the member recovers or the spec changes.
     fn halt_stuck_rollout(&self, target: &Target) -> Option<Decision> {
-        let on_target = |m: &Member| {
-            m.pod.as_ref().is_some_and(|p| p.version == Some(target.version) && p.template_hash == target.template_hash)
-        };
+        let on_target = |m: &Member| m.pod.as_ref().is_some_and(|p| target.is_run_by(p));
         let m = self.members().find(|m| on_target(m) && changed_by_rollout(self.obs, self.cluster_id, m))?;
         let pod = m.pod.as_ref()?;
         let running = self
@@ -610,12 +608,7 @@ impl Cluster<'_> {
         let threshold = self.obs.unhealthy_threshold_secs;
         // A member a rollout restarted onto a version or template that has since been replaced in the spec is
         // restarted again by the roll, not waited for or replaced.
-        let superseded = |m: &Member| {
-            changed_by_rollout(self.obs, self.cluster_id, m)
-                && m.pod
-                    .as_ref()
-                    .is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash)
-        };
+        let superseded = |m: &Member| changed_by_rollout(self.obs, self.cluster_id, m) && m.is_stale_for(target);
         let sick: Vec<&Member> = self.members().filter(|m| !m.is_healthy(self.cluster_id) && !superseded(m)).collect();
         // A pod on its way out is a restart under way: its replacement gets its own chance. One that stays on
         // its way out (its node is gone and never confirms) is not: past the bound, the member is replaced.
@@ -663,11 +656,7 @@ impl Cluster<'_> {
         if members.len() < target.size {
             if let Some(sick) = members.iter().find(|m| !m.is_healthy(self.cluster_id)) {
                 // Down on a version or template the spec no longer asks for: the roll restarts it first.
-                let stale = sick
-                    .pod
-                    .as_ref()
-                    .is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash);
-                if stale {
+                if sick.is_stale_for(target) {
                     return None;
                 }
                 return Some((
@@ -711,9 +700,7 @@ impl Cluster<'_> {
     }
 
     fn roll(&self, target: &Target) -> Option<Decision> {
-        let stale = |m: &&Member| {
-            m.pod.as_ref().is_some_and(|p| p.version != Some(target.version) || p.template_hash != target.template_hash)
-        };
+        let stale = |m: &&Member| m.is_stale_for(target);
         let activity = if self.members().any(|m| m.pod.as_ref().is_some_and(|p| p.version != Some(target.version))) {
             Activity::Upgrading
         } else {
