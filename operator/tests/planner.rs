@@ -380,6 +380,10 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 m.lost_data() || shrinking || !runs_what_no_healthy_voter_runs(obs, m),
                 "a member that a change restarted onto what no healthy voter runs is removed only by a scale down"
             );
+            prop_assert!(
+                !m.is_learner() || m.pod.as_ref().is_none_or(|p| p.trouble.is_none()) || m.lost_data() || shrinking,
+                "a learner Kubernetes cannot run is not replaced by another that would meet the same fate"
+            );
             if m.is_voter() {
                 prop_assert!(voters(obs) >= 2, "the last voter, the last copy of the data, is never removed");
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
@@ -432,7 +436,11 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 "a healthy member restarts only when every other member is healthy"
             );
             let leader_applied = obs.members.iter().find(|l| l.is_leader(leader)).and_then(Member::applied_index);
-            if let Some(l) = leader_applied {
+            prop_assert!(
+                m.is_voter() || !m.is_healthy(CLUSTER_ID) && m.is_stale_for(&p.target),
+                "a learner restarts only when it is down on what the target no longer asks for"
+            );
+            if let (Some(l), true) = (leader_applied, m.is_voter()) {
                 prop_assert!(
                     obs.members
                         .iter()
@@ -441,7 +449,8 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                     "a restart waits until every member has caught up with the leader"
                 );
             }
-            if voters(obs) >= 2 {
+            // A learner has no vote: its restart changes no quorum.
+            if voters(obs) >= 2 && m.is_voter() {
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
                 prop_assert!(after >= quorum(voters(obs)), "a restart never takes the cluster below quorum");
             }
@@ -1136,4 +1145,51 @@ fn a_member_still_loading_its_data_gets_the_startup_probes_time() {
     assert_eq!(plan(&obs).step, Step::Wait, "loading past the threshold, within the startup probe");
     obs.members.iter_mut().find(|m| m.name == "demo-2").unwrap().pod.as_mut().unwrap().first_start = false;
     assert!(matches!(plan(&obs).step, Step::RemoveMember { ref name, .. } if name == "demo-2"));
+}
+
+/// A 3-member cluster growing to 5 whose learner demo-3 cannot start.
+fn stuck_scale_up(trouble: TroubleKind, not_ready_for_secs: u64) -> Observation {
+    let mut obs = healthy_cluster(3, V36);
+    let missing = Version::new(3, 6, 99);
+    obs.desired = target(5, missing);
+    obs.committed = Some(target(5, missing));
+    let mut learner = healthy_member(3, 4, true, missing, 0);
+    learner.etcd.as_mut().unwrap().health = None;
+    learner.etcd.as_mut().unwrap().started = false;
+    let pod = learner.pod.as_mut().unwrap();
+    (pod.ready, pod.not_ready_for_secs) = (false, not_ready_for_secs);
+    pod.trouble = Some(PodTrouble { kind: trouble, message: "quay.io/coreos/etcd:v3.6.99: not found".into() });
+    obs.members.push(learner);
+    obs
+}
+
+#[test]
+fn a_learner_that_cannot_start_halts_the_scale_up_instead_of_being_replaced_again_and_again() {
+    // Long past the unhealthy threshold, the learner is kept and the scale-up says why it halted.
+    let p = plan(&stuck_scale_up(TroubleKind::ImagePull, THRESHOLD * 3));
+    assert_eq!((p.step.clone(), p.activity), (Step::Wait, Activity::Blocked(Blocker::ScaleStuck)), "{}", p.reason);
+    assert!(p.reason.contains("image cannot be pulled") && p.reason.contains("spec.size back to 3"), "{}", p.reason);
+
+    // A crash loop gets the rollout's bound before it halts the scale-up; it is never retried by replacement.
+    let p = plan(&stuck_scale_up(TroubleKind::CrashLoop, 10));
+    assert_eq!((p.step, p.activity), (Step::Wait, Activity::Scaling));
+    let p = plan(&stuck_scale_up(TroubleKind::CrashLoop, THRESHOLD * 2));
+    assert_eq!(p.activity, Activity::Blocked(Blocker::ScaleStuck));
+
+    // A corrected version takes over: the learner is made again on it.
+    let mut obs = stuck_scale_up(TroubleKind::ImagePull, THRESHOLD * 3);
+    obs.desired = target(5, V36);
+    let p = plan(&obs);
+    assert_eq!(p.target.version, V36, "the spec may supersede a stuck scale-up");
+    assert_eq!(p.step, Step::RestartMember { name: "demo-3".into() });
+
+    // Scaled back instead: the learner leaves.
+    let mut obs = stuck_scale_up(TroubleKind::ImagePull, THRESHOLD * 3);
+    obs.desired = target(3, V36);
+    assert_eq!(plan(&obs).step, Step::RemoveMember { name: "demo-3".into(), id: 4 });
+
+    // Without any trouble named, a learner that never becomes healthy is still retried after the threshold.
+    let mut obs = stuck_scale_up(TroubleKind::ImagePull, THRESHOLD + 1);
+    obs.members[3].pod.as_mut().unwrap().trouble = None;
+    assert!(matches!(plan(&obs).step, Step::RemoveMember { ref name, .. } if name == "demo-3"));
 }

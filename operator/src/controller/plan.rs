@@ -8,7 +8,7 @@
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.
 
-use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, Version, quorum};
+use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, TroubleKind, Version, quorum};
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
 /// promotion of a learner that is not in sync; this keeps the operator from asking too early.
@@ -115,6 +115,8 @@ pub enum Blocker {
     DataLoss,
     /// A member restarted onto the new version or template does not come back: the rollout halts.
     RolloutStuck,
+    /// A learner added to grow the cluster cannot start: adding members halts.
+    ScaleStuck,
     /// etcd raised NOSPACE: the database reached its quota, and writes are refused.
     AlarmNoSpace,
     /// etcd raised CORRUPT: a member's data differs from the others'.
@@ -130,6 +132,7 @@ impl Blocker {
             Blocker::UnsupportedVersionChange => "UnsupportedVersionChange",
             Blocker::DataLoss => "DataLoss",
             Blocker::RolloutStuck => "RolloutStuck",
+            Blocker::ScaleStuck => "ScaleStuck",
             Blocker::AlarmNoSpace => "AlarmNoSpace",
             Blocker::AlarmCorrupt => "AlarmCorrupt",
             Blocker::StorageClassMissing => "StorageClassMissing",
@@ -186,7 +189,7 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
             let decision = cluster
                 .repair_drift()
                 .or_else(|| cluster.heed_alarms())
-                .or_else(|| cluster.settle_learners())
+                .or_else(|| cluster.settle_learners(target))
                 .or_else(|| cluster.halt_stuck_rollout(target))
                 .or_else(|| cluster.replace_unhealthy(target))
                 .or_else(|| cluster.scale(target))
@@ -365,14 +368,15 @@ fn at_safe_point(obs: &Observation) -> bool {
 }
 
 /// A change is what fails: every member that is not healthy is a voter the change restarted onto a version or
-/// template the healthy voters do not run. A new spec (the version that still runs, a corrected template) may
+/// template the healthy voters do not run, or a learner Kubernetes cannot run. A new spec (the version that still runs, a corrected template) may
 /// then take over from the stuck one.
 fn rollout_is_what_fails(obs: &Observation) -> bool {
     let EtcdView::Reachable { cluster_id, leader_id: Some(_) } = obs.etcd else {
         return false;
     };
     let mut sick = obs.members.iter().filter(|m| !m.is_healthy(cluster_id)).peekable();
-    sick.peek().is_some() && sick.all(|m| changed_by_rollout(obs, cluster_id, m))
+    let learner_in_trouble = |m: &Member| m.is_learner() && m.pod.as_ref().is_some_and(|p| p.trouble.is_some());
+    sick.peek().is_some() && sick.all(|m| changed_by_rollout(obs, cluster_id, m) || learner_in_trouble(m))
 }
 
 /// `m` is an unhealthy voter while a rollout is under way: some healthy voter runs another version or
@@ -510,22 +514,61 @@ impl Cluster<'_> {
         })
     }
 
-    fn settle_learners(&self) -> Option<Decision> {
+    fn settle_learners(&self, target: &Target) -> Option<Decision> {
         let m = self.members().find(|m| m.is_learner())?;
         let e = m.etcd.as_ref()?;
         let behind = match (self.leader_applied_index(), m.applied_index()) {
             (Some(leader), Some(learner)) => Some(leader.saturating_sub(learner)),
             _ => None,
         };
-        if e.started && m.is_healthy(self.cluster_id) && behind.is_some_and(|b| b <= LEARNER_CATCH_UP_ENTRIES) {
+        let healthy = m.is_healthy(self.cluster_id);
+        if e.started && healthy && behind.is_some_and(|b| b <= LEARNER_CATCH_UP_ENTRIES) {
             return Some((
                 Step::PromoteLearner { name: m.name.clone(), id: e.id },
                 Activity::Scaling,
                 format!("learner {} has caught up with the leader: promoting it to a voter", m.name),
             ));
         }
+        // A learner holds no vote and no data anyone depends on: when the target no longer needs it, it leaves,
+        // and when it waits on a version or template the spec no longer asks for, its pod is made again.
+        let members = self.members().filter(|o| o.etcd.is_some()).count();
+        if !healthy && members > target.size {
+            return Some((
+                Step::RemoveMember { name: m.name.clone(), id: e.id },
+                Activity::Scaling,
+                format!("{members} of {} members: removing learner {}, which has not joined yet", target.size, m.name),
+            ));
+        }
+        let pod = m.pod.as_ref();
+        if !healthy && pod.is_some_and(|p| !p.terminating) && m.is_stale_for(target) {
+            return Some((
+                Step::RestartMember { name: m.name.clone() },
+                Activity::Scaling,
+                format!("learner {} waits on a version or template the spec no longer asks for: restarting it", m.name),
+            ));
+        }
+        // A learner whose pod Kubernetes cannot run would be followed by a replacement with the same image and
+        // settings, and the same fate: adding members halts and says why, until the spec changes.
+        if let Some((pod, trouble)) = pod.and_then(|p| Some((p, p.trouble.as_ref()?)))
+            && !healthy
+            && !m.lost_data()
+        {
+            let lasting = matches!(trouble.kind, TroubleKind::ImagePull | TroubleKind::ContainerConfig);
+            if lasting || pod.not_ready_for_secs >= ROLLOUT_STUCK_AFTER_SECS {
+                let reason = format!(
+                    "learner {} cannot start: {} ({}): adding members is halted and it is not replaced; correct \
+                     spec.version or the pod template, or set spec.size back to {}",
+                    m.name,
+                    trouble.kind.describe(),
+                    trouble.message,
+                    self.voters()
+                );
+                return Some((Step::Wait, Activity::Blocked(Blocker::ScaleStuck), reason));
+            }
+            return Some((Step::Wait, Activity::Scaling, format!("learner {} is starting; waiting for it", m.name)));
+        }
         let hopeless = m.lost_data() || m.unhealthy_for_secs() >= self.obs.unhealthy_threshold_secs;
-        if hopeless && !m.is_healthy(self.cluster_id) {
+        if hopeless && !healthy {
             return Some((
                 Step::RemoveMember { name: m.name.clone(), id: e.id },
                 Activity::Healing,
