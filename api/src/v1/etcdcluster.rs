@@ -30,13 +30,15 @@ pub const MAX_SIZE: i32 = 9;
     status = "EtcdClusterStatus",
     derive = "PartialEq",
     doc = "EtcdCluster is an etcd cluster run and kept healthy by etcd-op: members are added, removed, replaced and upgraded one safe step at a time.",
-    validation = Rule::new("self.metadata.name.size() <= 56").message("metadata.name: at most 56 characters: the cluster's <name>-client Service and its members' pods and volumes (<name>-<ordinal>) derive their names from it, and such a name has at most 63"),
-    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a DNS label that starts with a letter (lowercase letters, digits and '-', no '.'): it names the cluster's Services"),
+    // Names are checked when a cluster is created (a name never changes): a cluster created before a rule
+    // existed can still be updated and deleted.
+    validation = Rule::new("oldSelf.hasValue() || self.metadata.name.size() <= 56").optional_old_self(true).message("metadata.name: at most 56 characters: the cluster's <name>-client Service and its members' pods and volumes (<name>-<ordinal>) derive their names from it, and such a name has at most 63"),
+    validation = Rule::new("oldSelf.hasValue() || self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").optional_old_self(true).message("metadata.name: a DNS label that starts with a letter (lowercase letters, digits and '-', no '.'): it names the cluster's Services"),
     // Downgrades are refused, except back to a version that members still run: the way out of a rollout
     // that cannot progress (an image that does not exist, a release that crashes).
     validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) >= int(oldSelf.spec.version.split('.')[1]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older minor release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
     validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) != int(oldSelf.spec.version.split('.')[1]) || int(self.spec.version.split('.')[2]) >= int(oldSelf.spec.version.split('.')[2]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older patch release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
-    validation = Rule::new("!self.metadata.name.endsWith('-client')").message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
+    validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
     scale(
         spec_replicas_path = ".spec.size",
         status_replicas_path = ".status.readyMembers",
