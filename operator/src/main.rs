@@ -94,6 +94,9 @@ fn shutdown_future(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> 
 }
 
 async fn run_manager(args: ManagerArgs) -> Result<(), String> {
+    // A test build reads its crash points from FAILPOINTS; they stay set as long as the manager runs.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     if rustls::crypto::ring::default_provider().install_default().is_err() {
         warn!("a TLS crypto provider was already installed");
     }
@@ -126,7 +129,7 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
         client: client.clone(),
         recorder,
         metrics: metrics.clone(),
-        etcd: etcd_op::etcd::Etcd::default(),
+        etcd: Arc::new(etcd_op::etcd::Etcd::default()),
         config: Settings {
             unhealthy_threshold: args.unhealthy_threshold(),
             concurrency: args.max_concurrent_reconciles,

@@ -34,19 +34,22 @@ fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applie
             trouble: None,
             terminating_for_secs: 0,
             first_start: false,
+            ..PodView::default()
         }),
-        pvc: Some(PvcView { terminating: false }),
+        pvc: Some(PvcView::default()),
         etcd: Some(EtcdMember {
             id,
             learner,
-            started: true,
+            client_urls: vec![format!("http://demo-{ordinal}.demo:2379")],
             health: Some(MemberHealth {
                 cluster_id: CLUSTER_ID,
                 raft_applied_index: applied,
                 version: Some(version),
-                has_errors: false,
+                ..MemberHealth::default()
             }),
+            ..EtcdMember::default()
         }),
+        bootstrap: None,
     }
 }
 
@@ -125,19 +128,23 @@ prop_compose! {
                 trouble: trouble.filter(|_| !ready).map(|kind| PodTrouble { kind, message: "generated".into() }),
                 terminating_for_secs: if terminating { terminating_for } else { 0 },
                 first_start: !ready && first_start,
+                ..PodView::default()
             }),
-            pvc: has_pvc.then_some(PvcView { terminating: false }),
+            pvc: has_pvc.then_some(PvcView::default()),
             etcd: in_etcd.then(|| EtcdMember {
                 id: u64::from(ordinal) + 1,
                 learner,
-                started,
+                client_urls: if started { vec![format!("http://demo-{ordinal}.demo:2379")] } else { Vec::new() },
                 health: (answers && started).then_some(MemberHealth {
                     cluster_id: if foreign { 0xbad } else { CLUSTER_ID },
                     raft_applied_index: applied,
                     version: Some(version),
                     has_errors: errors,
+                    ..MemberHealth::default()
                 }),
+                ..EtcdMember::default()
             }),
+            bootstrap: None,
         }
     }
 }
@@ -154,6 +161,7 @@ fn ready_pod() -> PodView {
         trouble: None,
         terminating_for_secs: 0,
         first_start: false,
+        ..PodView::default()
     }
 }
 
@@ -225,13 +233,13 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                         if m.id() == leader
                             && let Some(e) = m.etcd.as_mut()
                         {
-                            e.started = true;
+                            e.client_urls = vec!["http://leader:2379".into()];
                             m.pod.get_or_insert_with(ready_pod);
                             e.health.get_or_insert(MemberHealth {
                                 cluster_id: CLUSTER_ID,
                                 raft_applied_index: 5_000,
                                 version: Some(V36),
-                                has_errors: false,
+                                ..MemberHealth::default()
                             });
                         }
                         m
@@ -653,7 +661,7 @@ fn an_initial_member_that_never_started_gets_its_pod_in_a_formed_cluster() {
     obs.members[2].pod = None;
     obs.members[2].pvc = None;
     let e = obs.members[2].etcd.as_mut().unwrap();
-    e.started = false;
+    e.client_urls.clear();
     e.health = None;
     assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-2".into() });
 }
@@ -861,7 +869,8 @@ fn a_crash_between_member_add_and_pod_creation_is_finished_not_repeated() {
         ordinal: 3,
         pod: None,
         pvc: None,
-        etcd: Some(EtcdMember { id: 9, learner: true, started: false, health: None }),
+        etcd: Some(EtcdMember { id: 9, learner: true, ..EtcdMember::default() }),
+        bootstrap: None,
     });
     assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-3".into() });
 }
@@ -1155,7 +1164,7 @@ fn stuck_scale_up(trouble: TroubleKind, not_ready_for_secs: u64) -> Observation 
     obs.committed = Some(target(5, missing));
     let mut learner = healthy_member(3, 4, true, missing, 0);
     learner.etcd.as_mut().unwrap().health = None;
-    learner.etcd.as_mut().unwrap().started = false;
+    learner.etcd.as_mut().unwrap().client_urls.clear();
     let pod = learner.pod.as_mut().unwrap();
     (pod.ready, pod.not_ready_for_secs) = (false, not_ready_for_secs);
     pod.trouble = Some(PodTrouble { kind: trouble, message: "quay.io/coreos/etcd:v3.6.99: not found".into() });

@@ -8,14 +8,11 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::observe::Observed;
+use super::model::Observation;
 use super::plan::{Plan, Step};
-use super::resources::{
-    Bootstrap, InitialState, legacy_token, member_of_peer_url, member_pod, member_pvc, peer_url, quota_backend_bytes,
-    recorded_quota,
-};
+use super::resources::{Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url, quota_backend_bytes};
 
-pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Plan) -> Result<(), Error> {
+pub async fn act(ctx: &Context, ec: &EtcdCluster, obs: &Observation, plan: &Plan) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let cluster = ec.name_any();
     let version = plan.target.version;
@@ -25,42 +22,47 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
             let peers: Vec<String> =
                 members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name))).collect();
             // A bootstrap cut short is finished with the token its first members were created with.
-            let started = members.iter().find_map(|name| observed.recorded_bootstrap(name));
+            let started = members.iter().find_map(|name| obs.member(name)?.bootstrap.clone());
             let token = match started {
                 Some(recorded) => recorded.token,
                 None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
             };
             let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token };
-            for name in members {
-                create_member(ctx, ec, observed, name, version, &bootstrap).await?;
+            for (created, name) in members.iter().enumerate() {
+                if created > 0 {
+                    crash_point("mid-bootstrap", ec);
+                }
+                create_member(ctx, ec, obs, name, version, &bootstrap).await?;
             }
             Ok(())
         }
         Step::AddLearner { name } => {
-            let leader = leader_endpoint(observed, "add a learner")?;
+            let leader = leader_endpoint(obs, "add a learner")?;
             let url = peer_url(&cluster, &namespace, name);
             membership_change(ctx, ec, "AddLearner", ctx.etcd.add_learner(leader, &url)).await?;
-            let bootstrap = joining_bootstrap(observed, &cluster, &namespace, name);
-            create_member(ctx, ec, observed, name, version, &bootstrap).await
+            crash_point("after-member-add", ec);
+            let bootstrap = joining_bootstrap(obs, &cluster, &namespace, name);
+            create_member(ctx, ec, obs, name, version, &bootstrap).await
         }
         Step::CreateMemberPod { name } => {
-            let bootstrap = observed
-                .recorded_bootstrap(name)
-                .unwrap_or_else(|| joining_bootstrap(observed, &cluster, &namespace, name));
-            create_member(ctx, ec, observed, name, version, &bootstrap).await
+            let bootstrap = obs
+                .member(name)
+                .and_then(|m| m.bootstrap.clone())
+                .unwrap_or_else(|| joining_bootstrap(obs, &cluster, &namespace, name));
+            create_member(ctx, ec, obs, name, version, &bootstrap).await
         }
         Step::PromoteLearner { id, .. } => {
-            let leader = leader_endpoint(observed, "promote a learner")?;
+            let leader = leader_endpoint(obs, "promote a learner")?;
             membership_change(ctx, ec, "PromoteLearner", ctx.etcd.promote(leader, *id)).await
         }
         Step::MoveLeader { to_id, .. } => {
-            ctx.etcd.move_leader(leader_endpoint(observed, "move leadership")?, *to_id).await?;
+            ctx.etcd.move_leader(leader_endpoint(obs, "move leadership")?, *to_id).await?;
             // A new leader dials its peers afresh: refusals before it say nothing about it.
             ctx.forget_refusal(&refusal_key(ec));
             Ok(())
         }
         Step::RemoveMember { id, .. } => {
-            let leader = leader_endpoint(observed, "remove a member")?;
+            let leader = leader_endpoint(obs, "remove a member")?;
             membership_change(ctx, ec, "RemoveMember", ctx.etcd.remove(leader, *id)).await
         }
         Step::DeleteMemberResources { name } => {
@@ -70,6 +72,20 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, observed: &Observed, plan: &Pl
         Step::RestartMember { name } => delete_if_present::<Pod>(ctx, &namespace, name).await,
     }
 }
+
+/// A place where a test build can stop the operator dead, as a crash would, for one cluster: the failpoint
+/// `name` set to `return(<namespace>/<cluster>)` (for example through the FAILPOINTS variable) aborts the
+/// process when it is reached for that cluster. Without the `failpoints` feature it is nothing.
+#[cfg(feature = "failpoints")]
+fn crash_point(name: &str, ec: &EtcdCluster) {
+    if fail::eval(name, |cluster| cluster).flatten().is_some_and(|cluster| cluster == refusal_key(ec)) {
+        tracing::error!(failpoint = name, cluster = %refusal_key(ec), "failpoint reached: stopping the process");
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn crash_point(_name: &str, _ec: &EtcdCluster) {}
 
 /// etcd's word for refusing a membership change while its leader counts too few peers as connected.
 const UNHEALTHY_CLUSTER: &str = "unhealthy cluster";
@@ -101,22 +117,18 @@ async fn membership_change<T>(
     }
 }
 
-fn leader_endpoint<'a>(observed: &'a Observed, step: &'static str) -> Result<&'a str, Error> {
-    observed
-        .leader_endpoint()
-        .ok_or_else(|| Error::StepNotPossible { step, why: "the leader's pod has no address".into() })
+fn leader_endpoint<'a>(obs: &'a Observation, step: &'static str) -> Result<&'a str, Error> {
+    obs.leader_endpoint()
+        .ok_or_else(|| Error::StepNotPossible { step, why: "the leader did not answer at its pod's address".into() })
 }
 
 /// A member joining a running cluster starts with every current member plus itself.
-fn joining_bootstrap(observed: &Observed, cluster: &str, namespace: &str, name: &str) -> Bootstrap {
-    let mut peers: Vec<String> = observed
-        .etcd_members
+fn joining_bootstrap(obs: &Observation, cluster: &str, namespace: &str, name: &str) -> Bootstrap {
+    let mut peers: Vec<String> = obs
+        .members
         .iter()
-        .filter_map(|m| {
-            let url = m.peer_urls.first()?;
-            let member = if m.name.is_empty() { member_of_peer_url(url)? } else { &m.name };
-            (member != name).then(|| format!("{member}={url}"))
-        })
+        .filter(|m| m.name != name)
+        .filter_map(|m| Some(format!("{}={}", m.name, m.etcd.as_ref()?.peer_urls.first()?)))
         .collect();
     peers.push(format!("{name}={}", peer_url(cluster, namespace, name)));
     peers.sort();
@@ -127,15 +139,15 @@ fn joining_bootstrap(observed: &Observed, cluster: &str, namespace: &str, name: 
 async fn create_member(
     ctx: &Context,
     ec: &EtcdCluster,
-    observed: &Observed,
+    obs: &Observation,
     name: &str,
     version: super::model::Version,
     bootstrap: &Bootstrap,
 ) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     // A member's quota is its volume's: recorded when the volume was made, and computed now for a new one.
-    let quota = match observed.pvcs.get(name) {
-        Some(pvc) => recorded_quota(pvc),
+    let quota = match obs.member(name).and_then(|m| m.pvc.as_ref()) {
+        Some(pvc) => pvc.quota_bytes,
         None => quota_backend_bytes(ec),
     };
     if ec.spec.storage.empty_dir.is_none() {

@@ -25,7 +25,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use crate::etcd::Etcd;
+use crate::etcd::EtcdApi;
 use crate::http::Readiness;
 use crate::metrics::{MemberFigures, Metrics};
 pub use error::Error;
@@ -55,7 +55,7 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub etcd: Etcd,
+    pub etcd: Arc<dyn EtcdApi>,
     pub config: Settings,
     /// Since when etcd has kept refusing membership changes as an "unhealthy cluster", per cluster: in
     /// memory only, a restarted operator starts counting again.
@@ -175,7 +175,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         // something else does not count towards the next one.
         ctx.forget_refusal(&act::refusal_key(ec));
     }
-    let outcome = act::act(ctx, ec, &observed, &plan).await;
+    let outcome = act::act(ctx, ec, &observed.observation, &plan).await;
     match &outcome {
         Err(error) if error.is_transient() => {
             info!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "retrying soon");
@@ -194,7 +194,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         }
     }
 
-    let status = report::desired_status(ec, &observed, &plan, Timestamp::now());
+    let status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
     let newly_degraded = status.conditions.iter().find(|c| c.type_ == report::DEGRADED).filter(|c| {
         c.status == "True"
             && !ec.status.as_ref().is_some_and(|s| {
@@ -209,9 +209,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         &name,
         i64::from(ec.spec.size),
         i64::from(status.ready_members),
-        observed.leader.is_some(),
+        observed.observation.leader().is_some(),
     );
-    ctx.metrics.set_members(&namespace, &name, &member_figures(&observed));
+    ctx.metrics.set_members(&namespace, &name, &member_figures(&observed.observation));
     report::write_status(ctx, ec, status).await?;
     if outcome.as_ref().is_err_and(Error::is_transient) {
         return Ok(Action::requeue(AFTER_STEP));
@@ -229,27 +229,23 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
 }
 
 /// What each member that answered says about its database, for the per-member gauges.
-fn member_figures(observed: &observe::Observed) -> Vec<MemberFigures> {
-    observed
-        .statuses
+fn member_figures(obs: &model::Observation) -> Vec<MemberFigures> {
+    obs.members
         .iter()
-        .map(|(member, status)| MemberFigures {
-            member: member.clone(),
-            db_size_bytes: status.db_size,
-            db_size_in_use_bytes: status.db_size_in_use,
-            quota_bytes: observed
-                .pods
-                .get(member)
-                .map_or(resources::ETCD_DEFAULT_QUOTA, resources::quota_of_pod)
-                .try_into()
-                .unwrap_or(i64::MAX),
-            alarms: observed
-                .observation
-                .alarms
-                .iter()
-                .filter(|a| a.member == *member)
-                .map(|a| a.alarm.name().to_string())
-                .collect(),
+        .filter_map(|m| {
+            let health = m.etcd.as_ref()?.health.as_ref()?;
+            Some(MemberFigures {
+                member: m.name.clone(),
+                db_size_bytes: health.db_size_bytes,
+                db_size_in_use_bytes: health.db_size_in_use_bytes,
+                quota_bytes: m
+                    .pod
+                    .as_ref()
+                    .map_or(resources::ETCD_DEFAULT_QUOTA, |p| p.quota_bytes)
+                    .try_into()
+                    .unwrap_or(i64::MAX),
+                alarms: obs.alarms.iter().filter(|a| a.member == m.name).map(|a| a.alarm.name().to_string()).collect(),
+            })
         })
         .collect()
 }

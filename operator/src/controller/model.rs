@@ -107,6 +107,24 @@ pub struct Observation {
     pub missing_storage_class: Option<String>,
 }
 
+impl Observation {
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.name == name)
+    }
+
+    /// The member etcd names as its leader.
+    pub fn leader(&self) -> Option<&Member> {
+        let EtcdView::Reachable { leader_id, .. } = self.etcd else { return None };
+        self.members.iter().find(|m| m.is_leader(leader_id))
+    }
+
+    /// Where membership changes are sent: the leader, when it answered itself.
+    pub fn leader_endpoint(&self) -> Option<&str> {
+        let EtcdView::Reachable { cluster_id, .. } = self.etcd else { return None };
+        self.leader().filter(|m| m.answers(cluster_id))?.pod.as_ref()?.endpoint.as_deref()
+    }
+}
+
 /// An alarm etcd raises for a member; while one is raised, etcd refuses writes (NOSPACE) or the member's data
 /// is in doubt (CORRUPT).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,9 +172,11 @@ pub struct Member {
     pub pvc: Option<PvcView>,
     /// Its entry in etcd's member list, when it is a member.
     pub etcd: Option<EtcdMember>,
+    /// How the member was first started, as recorded on its volume or, with emptyDir storage, its pod.
+    pub bootstrap: Option<Bootstrap>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodView {
     /// The pod's Ready condition (etcd's /readyz).
     pub ready: bool,
@@ -176,6 +196,11 @@ pub struct PodView {
     /// etcd runs for the first time in this pod and has not passed its startup probe yet: it is loading its
     /// data, which the probe allows up to ten minutes for.
     pub first_start: bool,
+    /// etcd's client URL at the pod's address, where the operator asks it; `None` while the pod has no address
+    /// or is on its way out.
+    pub endpoint: Option<String>,
+    /// The backend quota etcd runs with in this pod.
+    pub quota_bytes: u64,
 }
 
 /// What keeps a member's pod from running etcd, as Kubernetes reports it.
@@ -209,29 +234,43 @@ impl TroubleKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PvcView {
     pub terminating: bool,
+    /// The backend quota recorded when the volume was made; `None` on volumes made before quotas were
+    /// recorded, whose members keep etcd's default.
+    pub quota_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EtcdMember {
     pub id: u64,
     pub learner: bool,
-    /// Whether the member has ever run: etcd lists no client URLs for a member that was added (or named in
+    pub peer_urls: Vec<String>,
+    /// Empty until the member first runs: etcd lists no client URLs for a member that was added (or named in
     /// the initial cluster) but never started.
-    pub started: bool,
+    pub client_urls: Vec<String>,
     /// What the member said about itself; `None` when it did not answer.
     pub health: Option<MemberHealth>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemberHealth {
     pub cluster_id: u64,
     pub raft_applied_index: u64,
     pub version: Option<Version>,
     /// Errors the member reports about itself (alarms such as NOSPACE or CORRUPT).
     pub has_errors: bool,
+    pub db_size_bytes: i64,
+    /// The part of the database file in use; the rest is free pages a defragmentation gives back.
+    pub db_size_in_use_bytes: i64,
+}
+
+impl EtcdMember {
+    /// Whether the member has ever run.
+    pub fn started(&self) -> bool {
+        !self.client_urls.is_empty()
+    }
 }
 
 impl Member {
@@ -296,4 +335,48 @@ impl Member {
 /// Votes needed for a decision in a cluster of `voters` voting members.
 pub const fn quorum(voters: usize) -> usize {
     voters / 2 + 1
+}
+
+/// Whether a member starts a new cluster or joins an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialState {
+    New,
+    Existing,
+}
+
+impl InitialState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InitialState::New => "new",
+            InitialState::Existing => "existing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "new" => Some(InitialState::New),
+            "existing" => Some(InitialState::Existing),
+            _ => None,
+        }
+    }
+}
+
+/// How a member starts the first time; ignored by etcd once the member has data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bootstrap {
+    /// `name=peerURL` pairs, comma-separated, as etcd's --initial-cluster.
+    pub initial_cluster: String,
+    pub state: InitialState,
+    /// The initial cluster token of a new cluster. etcd derives member and cluster IDs from it, so each
+    /// bootstrap gets its own: a cluster started again after its data was lost is a new cluster, and no
+    /// member of the old one can be taken for one of it. `None` on members created before tokens were
+    /// recorded, which used `resources::legacy_token`.
+    pub token: Option<String>,
+}
+
+impl Bootstrap {
+    /// The member names of the initial cluster.
+    pub fn member_names(&self) -> Vec<String> {
+        self.initial_cluster.split(',').filter_map(|pair| Some(pair.split_once('=')?.0.to_string())).collect()
+    }
 }

@@ -22,34 +22,16 @@ use super::model::{
 };
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
-    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, selector_string,
-    template_hash,
+    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, quota_of_pod,
+    recorded_quota, selector_string, template_hash,
 };
-use crate::etcd::{EndpointStatus, MemberInfo};
+use crate::etcd::{EndpointStatus, EtcdApi, MemberInfo};
 
-/// Everything observed of one cluster: the planner's plain view plus the raw objects the act and report
-/// stages need.
+/// Everything observed of one cluster: the planner's plain view, which the act and report stages read too,
+/// and the volume claims, whose owner references follow the retention policy.
 pub struct Observed {
     pub observation: Observation,
-    pub pods: BTreeMap<String, Pod>,
     pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
-    pub etcd_members: Vec<MemberInfo>,
-    pub statuses: BTreeMap<String, EndpointStatus>,
-    /// Client endpoint (pod IP) of each member whose pod has an address.
-    pub endpoints: BTreeMap<String, String>,
-    pub leader: Option<String>,
-}
-
-impl Observed {
-    /// How a member was first started, as recorded on its PVC or, with emptyDir storage, its pod.
-    pub fn recorded_bootstrap(&self, member: &str) -> Option<Bootstrap> {
-        recorded_bootstrap(&self.pvcs, &self.pods, member)
-    }
-
-    /// Endpoint of the leader, where membership changes are sent.
-    pub fn leader_endpoint(&self) -> Option<&str> {
-        self.endpoints.get(self.leader.as_ref()?).map(String::as_str)
-    }
 }
 
 pub fn desired_target(ec: &EtcdCluster) -> Result<Target, Error> {
@@ -129,7 +111,7 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         answers.into_iter().filter_map(|(name, answer)| Some((name, answer.ok()?))).collect();
 
     let Membership { view: etcd_view, members: etcd_members, leader, current: membership_is_current } =
-        read_membership(ctx, &endpoints, &statuses).await?;
+        read_membership(ctx.etcd.as_ref(), &endpoints, &statuses).await?;
 
     // Every member reports the cluster's alarms among its errors; which member each is for, and what it is,
     // the alarm list says. It is asked only when something is reported, and only through a leader (etcd
@@ -170,26 +152,36 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         .collect();
     names.extend(member_names.iter().map(|(n, _)| n.clone()));
 
-    let members = names
+    let members: Vec<Member> = names
         .into_iter()
         .filter_map(|name| {
             let ordinal = ordinal_of(&cluster, &name)?;
             let etcd = member_names.iter().find(|(n, _)| *n == name).map(|(_, m)| EtcdMember {
                 id: m.id,
                 learner: m.is_learner,
-                started: !m.client_urls.is_empty(),
+                peer_urls: m.peer_urls.clone(),
+                client_urls: m.client_urls.clone(),
                 health: statuses.get(&name).filter(|s| s.member_id == m.id).map(|s| MemberHealth {
                     cluster_id: s.cluster_id,
                     raft_applied_index: s.raft_applied_index,
                     version: Version::parse(&s.version),
                     has_errors: !s.errors.is_empty(),
+                    db_size_bytes: s.db_size,
+                    db_size_in_use_bytes: s.db_size_in_use,
                 }),
             });
             Some(Member {
                 ordinal,
-                pod: pods.get(&name).map(|p| pod_view(p, now, lost_by_log.contains(&name))),
-                pvc: pvcs.get(&name).map(|p| PvcView { terminating: p.metadata.deletion_timestamp.is_some() }),
+                pod: pods.get(&name).map(|p| PodView {
+                    endpoint: endpoints.get(&name).cloned(),
+                    ..pod_view(p, now, lost_by_log.contains(&name))
+                }),
+                pvc: pvcs.get(&name).map(|p| PvcView {
+                    terminating: p.metadata.deletion_timestamp.is_some(),
+                    quota_bytes: recorded_quota(p),
+                }),
                 etcd,
+                bootstrap: recorded_bootstrap(&pvcs, &pods, &name),
                 name,
             })
         })
@@ -204,12 +196,11 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         .collect();
 
     // A static initial cluster is recorded, with state `new`, on each member created with it.
-    let initial_members = pvcs
-        .keys()
-        .chain(pods.keys())
-        .filter_map(|name| recorded_bootstrap(&pvcs, &pods, name))
+    let initial_members = members
+        .iter()
+        .filter_map(|m| m.bootstrap.as_ref())
         .find(|b| b.state == InitialState::New)
-        .map(|b| b.member_names())
+        .map(Bootstrap::member_names)
         .unwrap_or_default();
     let observation = Observation {
         cluster,
@@ -234,7 +225,7 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         alarms,
         missing_storage_class: if volumes_wanted { missing_storage_class(ctx, ec).await? } else { None },
     };
-    Ok(Observed { observation, pods, pvcs, etcd_members, statuses, endpoints, leader })
+    Ok(Observed { observation, pvcs })
 }
 
 /// The StorageClass the members' volume claims name, when it does not exist. emptyDir storage needs none.
@@ -278,7 +269,7 @@ struct Membership {
 /// read (which etcd serves only through a leader) and, failing that, as that member's own view. Members
 /// that answered but disagree about the cluster ID are left to the planner (they count as unhealthy).
 async fn read_membership(
-    ctx: &Context,
+    etcd: &dyn EtcdApi,
     endpoints: &BTreeMap<String, String>,
     statuses: &BTreeMap<String, EndpointStatus>,
 ) -> Result<Membership, Error> {
@@ -296,13 +287,13 @@ async fn read_membership(
     let (members, current) = if status.leader_id != 0 {
         // Someone leads: a linearizable read confirms it still does (a leader cut off from the others may not
         // know yet) and brings the source up to date.
-        match ctx.etcd.member_list_linearizable(endpoint).await {
+        match etcd.member_list_linearizable(endpoint).await {
             Ok(members) => (members, true),
-            Err(_) => (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, false),
+            Err(_) => (etcd.member_list(endpoint).await.map_err(incomplete)?, false),
         }
     } else {
         // Nobody leads: a linearizable read could only time out.
-        (ctx.etcd.member_list(endpoint).await.map_err(incomplete)?, false)
+        (etcd.member_list(endpoint).await.map_err(incomplete)?, false)
     };
     let leader_id = (status.leader_id != 0).then_some(status.leader_id);
     Ok(Membership { view: EtcdView::Reachable { cluster_id: status.cluster_id, leader_id }, members, leader, current })
@@ -384,5 +375,7 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
         version: image.and_then(version_of_image),
         template_hash: pod.annotations().get(ANNOTATION_TEMPLATE_HASH).cloned().unwrap_or_default(),
         not_ready_for_secs,
+        endpoint: None,
+        quota_bytes: quota_of_pod(pod),
     }
 }

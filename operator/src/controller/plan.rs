@@ -150,6 +150,30 @@ pub struct Plan {
     pub target: Target,
     /// Set when the spec asks for something the operator refuses, while it keeps the cluster as it is.
     pub refusal: Option<(Blocker, String)>,
+    pub counts: Counts,
+}
+
+/// The voters the plan was made on, as the report states them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub voters: usize,
+    /// Voters that answer, belong to the cluster, report no error and whose pods are ready.
+    pub healthy_voters: usize,
+}
+
+impl Counts {
+    fn of(obs: &Observation) -> Self {
+        let EtcdView::Reachable { cluster_id, .. } = obs.etcd else {
+            return Counts { voters: obs.members.iter().filter(|m| m.is_voter()).count(), healthy_voters: 0 };
+        };
+        let voters = obs.members.iter().filter(|m| m.is_voter());
+        Counts { voters: voters.clone().count(), healthy_voters: voters.filter(|m| m.is_healthy(cluster_id)).count() }
+    }
+
+    /// A quorum of the voters is healthy: the cluster serves reads and writes.
+    pub fn available(self) -> bool {
+        self.voters > 0 && self.healthy_voters >= quorum(self.voters)
+    }
 }
 
 pub fn plan(obs: &Observation) -> Plan {
@@ -159,7 +183,7 @@ pub fn plan(obs: &Observation) -> Plan {
         (Some((blocker, _)), Activity::Idle) => Activity::Blocked(*blocker),
         (_, activity) => activity,
     };
-    Plan { step, activity, reason, target, refusal }
+    Plan { step, activity, reason, target, refusal, counts: Counts::of(obs) }
 }
 
 type Decision = (Step, Activity, String);
@@ -484,7 +508,7 @@ impl Cluster<'_> {
             }
             // Added but never started (the operator stopped between MemberAdd and creating the pod), or a
             // member whose volume survives: create the pod, keeping the member's identity.
-            if !e.started || (!eph && m.holds_data(false)) {
+            if !e.started() || (!eph && m.holds_data(false)) {
                 return Some((
                     Step::CreateMemberPod { name: m.name.clone() },
                     Activity::Healing,
@@ -522,7 +546,7 @@ impl Cluster<'_> {
             _ => None,
         };
         let healthy = m.is_healthy(self.cluster_id);
-        if e.started && healthy && behind.is_some_and(|b| b <= LEARNER_CATCH_UP_ENTRIES) {
+        if e.started() && healthy && behind.is_some_and(|b| b <= LEARNER_CATCH_UP_ENTRIES) {
             return Some((
                 Step::PromoteLearner { name: m.name.clone(), id: e.id },
                 Activity::Scaling,

@@ -12,8 +12,7 @@ use serde_json::json;
 use super::Context;
 use super::error::Error;
 use super::model::{EtcdView, Observation, quorum};
-use super::observe::Observed;
-use super::plan::{Activity, Plan, Step};
+use super::plan::{Activity, Counts, Plan, Step};
 use super::resources::{client_url, peer_url, selector_string};
 
 pub const AVAILABLE: &str = "Available";
@@ -21,8 +20,7 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 
 /// The status this observation and plan call for, keeping the transition times of unchanged conditions.
-pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: Timestamp) -> EtcdClusterStatus {
-    let obs = &observed.observation;
+pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Timestamp) -> EtcdClusterStatus {
     let cluster = ec.name_any();
     let namespace = ec.namespace().unwrap_or_default();
     let generation = ec.metadata.generation;
@@ -32,31 +30,30 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
         EtcdView::Unreachable => None,
     };
     let healthy = |m: &super::model::Member| cluster_id.is_some_and(|id| m.is_healthy(id));
-    let voters = obs.members.iter().filter(|m| m.is_voter()).count();
-    let ready = obs.members.iter().filter(|m| m.is_voter() && healthy(m)).count();
-    let available = voters > 0 && ready >= quorum(voters);
+    let Counts { voters, healthy_voters: ready } = plan.counts;
 
     let members: Vec<MemberStatus> = obs
         .members
         .iter()
-        .map(|m| {
-            let status = observed.statuses.get(&m.name);
-            let info = m.etcd.as_ref().and_then(|e| observed.etcd_members.iter().find(|i| i.id == e.id));
-            MemberStatus {
-                name: m.name.clone(),
-                id: m.id().map(|id| format!("{id:x}")),
-                peer_urls: info
-                    .map(|i| i.peer_urls.clone())
-                    .unwrap_or_else(|| vec![peer_url(&cluster, &namespace, &m.name)]),
-                client_urls: info
-                    .map(|i| i.client_urls.clone())
-                    .filter(|u| !u.is_empty())
-                    .unwrap_or_else(|| vec![client_url(&cluster, &namespace, &m.name)]),
-                version: status.map(|s| s.version.clone()).filter(|v| !v.is_empty()),
-                learner: m.is_learner(),
-                healthy: healthy(m),
-                alarms: obs.alarms.iter().filter(|a| a.member == m.name).map(|a| a.alarm.name().to_string()).collect(),
-            }
+        .map(|m| MemberStatus {
+            name: m.name.clone(),
+            id: m.id().map(|id| format!("{id:x}")),
+            peer_urls: m
+                .etcd
+                .as_ref()
+                .map(|e| e.peer_urls.clone())
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| vec![peer_url(&cluster, &namespace, &m.name)]),
+            client_urls: m
+                .etcd
+                .as_ref()
+                .map(|e| e.client_urls.clone())
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| vec![client_url(&cluster, &namespace, &m.name)]),
+            version: m.etcd.as_ref().and_then(|e| e.health.as_ref()?.version).map(|v| v.to_string()),
+            learner: m.is_learner(),
+            healthy: healthy(m),
+            alarms: obs.alarms.iter().filter(|a| a.member == m.name).map(|a| a.alarm.name().to_string()).collect(),
         })
         .collect();
     let versions: std::collections::BTreeSet<_> = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).collect();
@@ -67,7 +64,7 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
     let unhealthy: Vec<&str> =
         obs.members.iter().filter(|m| m.etcd.is_some() && !healthy(m)).map(|m| m.name.as_str()).collect();
 
-    let available_condition = if available {
+    let available_condition = if plan.counts.available() {
         (true, "QuorumHealthy", format!("{ready} of {voters} voting members are healthy"))
     } else if obs.members.is_empty() || matches!(plan.activity, Activity::Creating) {
         (false, "Bootstrapping", "the cluster is being created".to_string())
@@ -116,7 +113,7 @@ pub fn desired_status(ec: &EtcdCluster, observed: &Observed, plan: &Plan, now: T
             (None, Step::BootstrapMembers { .. }) => None,
             (None, _) => previous.cluster_id.clone(),
         },
-        leader: observed.leader.clone(),
+        leader: obs.leader().map(|m| m.name.clone()),
         members,
         selector: Some(selector_string(&cluster)),
         target: Some(ClusterTarget {

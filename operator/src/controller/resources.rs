@@ -18,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
+pub use super::model::{Bootstrap, InitialState};
 use super::model::{Version, quorum};
 
 pub const CLIENT_PORT: i32 = 2379;
@@ -43,43 +44,6 @@ pub const ANNOTATION_QUOTA: &str = "etcd.cloud.io/quota-backend-bytes";
 pub const ANNOTATION_TEMPLATE_HASH: &str = "etcd.cloud.io/template-hash";
 pub const MANAGER: &str = "etcd-op";
 
-/// Whether a member starts a new cluster or joins an existing one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InitialState {
-    New,
-    Existing,
-}
-
-impl InitialState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InitialState::New => "new",
-            InitialState::Existing => "existing",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "new" => Some(InitialState::New),
-            "existing" => Some(InitialState::Existing),
-            _ => None,
-        }
-    }
-}
-
-/// How a member starts the first time; ignored by etcd once the member has data.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bootstrap {
-    /// `name=peerURL` pairs, comma-separated, as etcd's --initial-cluster.
-    pub initial_cluster: String,
-    pub state: InitialState,
-    /// The initial cluster token of a new cluster. etcd derives member and cluster IDs from it, so each
-    /// bootstrap gets its own: a cluster started again after its data was lost is a new cluster, and no
-    /// member of the old one can be taken for one of it. `None` on members created before tokens were
-    /// recorded, which used [`legacy_token`].
-    pub token: Option<String>,
-}
-
 impl Bootstrap {
     pub fn annotations(&self) -> Vec<(String, String)> {
         let mut annotations = vec![
@@ -97,11 +61,6 @@ impl Bootstrap {
             state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
             token: annotations.get(ANNOTATION_INITIAL_TOKEN).cloned(),
         })
-    }
-
-    /// The member names of the initial cluster.
-    pub fn member_names(&self) -> Vec<String> {
-        self.initial_cluster.split(',').filter_map(|pair| Some(pair.split_once('=')?.0.to_string())).collect()
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use etcd_client::{AlarmAction, AlarmType, Client, ConnectOptions, GetOptions, Member, MemberAddOptions};
+use futures::future::BoxFuture;
 
 pub use crate::controller::model::Alarm;
 
@@ -46,6 +47,46 @@ pub struct MemberInfo {
     pub peer_urls: Vec<String>,
     pub client_urls: Vec<String>,
     pub is_learner: bool,
+}
+
+/// The etcd calls the controller makes, each to the member at `endpoint`. [`Etcd`] makes them over the
+/// network; tests of the controller's I/O stages substitute a scripted fake.
+pub trait EtcdApi: Send + Sync {
+    fn status<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<EndpointStatus, EtcdError>>;
+    fn member_list<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<MemberInfo>, EtcdError>>;
+    fn member_list_linearizable<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<MemberInfo>, EtcdError>>;
+    fn add_learner<'a>(&'a self, endpoint: &'a str, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>>;
+    fn promote<'a>(&'a self, endpoint: &'a str, id: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn remove<'a>(&'a self, endpoint: &'a str, id: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn alarms<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<(u64, Alarm)>, EtcdError>>;
+    fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
+}
+
+impl EtcdApi for Etcd {
+    fn status<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<EndpointStatus, EtcdError>> {
+        Box::pin(Etcd::status(self, endpoint))
+    }
+    fn member_list<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<MemberInfo>, EtcdError>> {
+        Box::pin(Etcd::member_list(self, endpoint))
+    }
+    fn member_list_linearizable<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<MemberInfo>, EtcdError>> {
+        Box::pin(Etcd::member_list_linearizable(self, endpoint))
+    }
+    fn add_learner<'a>(&'a self, endpoint: &'a str, peer_url: &'a str) -> BoxFuture<'a, Result<u64, EtcdError>> {
+        Box::pin(Etcd::add_learner(self, endpoint, peer_url))
+    }
+    fn promote<'a>(&'a self, endpoint: &'a str, id: u64) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(Etcd::promote(self, endpoint, id))
+    }
+    fn remove<'a>(&'a self, endpoint: &'a str, id: u64) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(Etcd::remove(self, endpoint, id))
+    }
+    fn alarms<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<(u64, Alarm)>, EtcdError>> {
+        Box::pin(Etcd::alarms(self, endpoint))
+    }
+    fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(Etcd::move_leader(self, leader_endpoint, to))
+    }
 }
 
 #[derive(Clone, Debug)]
