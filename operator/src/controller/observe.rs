@@ -256,19 +256,20 @@ fn recorded_bootstrap(
     from_pvc.or_else(|| pods.get(member).and_then(|p| Bootstrap::recorded(p.annotations())))
 }
 
-struct Membership {
-    view: EtcdView,
-    members: Vec<MemberInfo>,
+#[derive(Debug)]
+pub struct Membership {
+    pub view: EtcdView,
+    pub members: Vec<MemberInfo>,
     /// The member that answered as the leader.
-    leader: Option<String>,
+    pub leader: Option<String>,
     /// The list came from the leader, or from a linearizable read through a follower.
-    current: bool,
+    pub current: bool,
 }
 
 /// The member list, from the leader when it answered, else from any voter that did: after a linearizable
 /// read (which etcd serves only through a leader) and, failing that, as that member's own view. Members
 /// that answered but disagree about the cluster ID are left to the planner (they count as unhealthy).
-async fn read_membership(
+pub async fn read_membership(
     etcd: &dyn EtcdApi,
     endpoints: &BTreeMap<String, String>,
     statuses: &BTreeMap<String, EndpointStatus>,
