@@ -368,7 +368,9 @@ async fn a_membership_change_needs_a_leader_that_answered() {
     let etcd = Arc::new(FakeEtcd::default());
     let (ctx, _api) = context(etcd.clone());
     let mut obs = observation(3);
-    obs.members[0].etcd.as_mut().map(|e| e.health = None);
+    if let Some(leader) = obs.members[0].etcd.as_mut() {
+        leader.health = None;
+    }
     let outcome =
         act::act(&ctx, &cluster(3), &obs, &plan_of(&obs, Step::RemoveMember { name: "demo-2".into(), id: 3 })).await;
     assert!(matches!(outcome, Err(Error::StepNotPossible { .. })), "{outcome:?}");
