@@ -62,6 +62,8 @@ test-integration: deps-build ## The etcd client against real etcd processes on l
 	etcd_bin=$$(hack/build.sh etcd); ETCD_BIN=$$etcd_bin/etcd $(CARGO) test -p etcd-op --test etcd_integration -- --ignored
 
 .PHONY: test-e2e
+# The scenarios run a test build of the operator: the same code, with crash points a scenario can set.
+test-e2e: export OPERATOR_FEATURES = failpoints
 test-e2e: deps cluster-up deploy-local ## Scenarios on the local cluster with the operator deployed from config/.
 	$(CARGO) test -p etcd-op-test-support -- --test-threads=1
 	$(CARGO) test -p etcd-op-e2e -- --test-threads=1

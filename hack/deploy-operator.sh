@@ -17,7 +17,8 @@ main() {
   local k8s_bin; k8s_bin=$("$HACK_DIR/build.sh" kubernetes)
   if [ -z "${SKIP_BUILD:-}" ]; then
     "$HACK_DIR/deps.sh" build
-    (cd "$REPO_ROOT" && cargo build --release -p etcd-op)
+    # OPERATOR_FEATURES=failpoints builds the test image, whose crash points the e2e crash test sets.
+    (cd "$REPO_ROOT" && cargo build --release -p etcd-op ${OPERATOR_FEATURES:+--features "$OPERATOR_FEATURES"})
   fi
   local image_tar; image_tar=$(OPERATOR_IMAGE=$OPERATOR_IMAGE "$HACK_DIR/image-operator.sh")
   # A rebuilt image keeps its tag; naming its content in the pod template rolls the pods exactly when it changed.
