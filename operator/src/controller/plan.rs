@@ -163,8 +163,9 @@ pub struct Counts {
 
 impl Counts {
     fn of(obs: &Observation) -> Self {
+        // While no member answers, etcd cannot say who votes: every member known by its pod or volume counts.
         let EtcdView::Reachable { cluster_id, .. } = obs.etcd else {
-            return Counts { voters: obs.members.iter().filter(|m| m.is_voter()).count(), healthy_voters: 0 };
+            return Counts { voters: obs.members.len(), healthy_voters: 0 };
         };
         let voters = obs.members.iter().filter(|m| m.is_voter());
         Counts { voters: voters.clone().count(), healthy_voters: voters.filter(|m| m.is_healthy(cluster_id)).count() }

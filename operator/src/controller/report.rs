@@ -66,8 +66,10 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
 
     let available_condition = if plan.counts.available() {
         (true, "QuorumHealthy", format!("{ready} of {voters} voting members are healthy"))
-    } else if obs.members.is_empty() || matches!(plan.activity, Activity::Creating) {
+    } else if matches!(plan.activity, Activity::Creating) || obs.members.is_empty() && !obs.formed {
         (false, "Bootstrapping", "the cluster is being created".to_string())
+    } else if voters == 0 {
+        (false, "NoQuorum", "no member exists".to_string())
     } else {
         (false, "NoQuorum", format!("{ready} of {voters} voting members are healthy; {} are needed", quorum(voters)))
     };
