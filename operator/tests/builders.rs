@@ -13,7 +13,7 @@ use etcd_op::controller::resources::{
     template_hash,
 };
 use etcd_op_api::v1::{
-    DataLossPolicy, EmptyDirStorage, EtcdCluster, EtcdClusterSpec, EtcdPodTemplate, PvcRetentionPolicy, StorageSpec,
+    EmptyDirStorage, EtcdCluster, EtcdClusterSpec, EtcdPodTemplate, PvcRetentionPolicy, StorageSpec,
     VolumeClaimTemplate,
 };
 use k8s_openapi::api::core::v1::{Container, Pod, Probe, ResourceRequirements, Service, Toleration};
@@ -22,31 +22,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-const NAMESPACE: &str = "prod";
-const UID: &str = "6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b";
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-const V36: Version = Version::new(3, 6, 16);
-
-fn spec() -> EtcdClusterSpec {
-    EtcdClusterSpec {
-        size: 3,
-        version: "3.6.16".into(),
-        storage: StorageSpec::default(),
-        pod_template: None,
-        pvc_retention_policy: PvcRetentionPolicy::Delete,
-        paused: false,
-        member_unhealthy_threshold_seconds: None,
-        on_data_loss: DataLossPolicy::Halt,
-    }
-}
-
-fn cluster_of(spec: EtcdClusterSpec) -> EtcdCluster {
-    let mut ec = EtcdCluster::new("demo", spec);
-    ec.metadata.namespace = Some(NAMESPACE.into());
-    ec.metadata.uid = Some(UID.into());
-    ec
-}
+mod common;
+use common::{NAMESPACE, UID, V36, cluster_of, spec};
 
 fn cluster() -> EtcdCluster {
     cluster_of(spec())

@@ -11,77 +11,8 @@ use etcd_op::controller::plan::{
 };
 use proptest::prelude::*;
 
-const CLUSTER_ID: u64 = 0xc1;
-const THRESHOLD: u64 = 300;
-const V35: Version = Version::new(3, 5, 35);
-const V36: Version = Version::new(3, 6, 16);
-
-fn target(size: usize, version: Version) -> Target {
-    Target { size, version, template_hash: "t1".into() }
-}
-
-fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applied: u64) -> Member {
-    Member {
-        name: format!("demo-{ordinal}"),
-        ordinal,
-        pod: Some(PodView {
-            ready: true,
-            terminating: false,
-            version: Some(version),
-            template_hash: "t1".into(),
-            not_ready_for_secs: 0,
-            lost_data: false,
-            trouble: None,
-            terminating_for_secs: 0,
-            first_start: false,
-            ..PodView::default()
-        }),
-        pvc: Some(PvcView::default()),
-        etcd: Some(EtcdMember {
-            id,
-            learner,
-            client_urls: vec![format!("http://demo-{ordinal}.demo:2379")],
-            health: Some(MemberHealth {
-                cluster_id: CLUSTER_ID,
-                raft_applied_index: applied,
-                version: Some(version),
-                ..MemberHealth::default()
-            }),
-            ..EtcdMember::default()
-        }),
-        bootstrap: None,
-    }
-}
-
-fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -> Observation {
-    let formed = members.iter().any(|m| m.etcd.is_some());
-    let etcd =
-        if formed { EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader } } else { EtcdView::Unreachable };
-    Observation {
-        cluster: "demo".into(),
-        desired,
-        committed: None,
-        paused: false,
-        formed,
-        initial_members: Vec::new(),
-        leftovers: Vec::new(),
-        foreign_pods: Vec::new(),
-        ephemeral_storage: false,
-        start_empty_after_data_loss: false,
-        members,
-        etcd,
-        membership_is_current: true,
-        membership_refused_for_secs: 0,
-        unhealthy_threshold_secs: THRESHOLD,
-        alarms: Vec::new(),
-        missing_storage_class: None,
-    }
-}
-
-fn healthy_cluster(size: u32, version: Version) -> Observation {
-    let members = (0..size).map(|i| healthy_member(i, u64::from(i) + 1, false, version, 100)).collect();
-    observation(members, Some(1), target(size as usize, version))
-}
+mod common;
+use common::{CLUSTER_ID, THRESHOLD, V35, V36, healthy_cluster, healthy_member, observation, target};
 
 // ---------------------------------------------------------------------------------------------------------
 // Generated observations

@@ -1,82 +1,17 @@
 //! The status the report writes (conditions, phase, members, target, next step) for an observation and the
 //! plan made from it: checked as tables of cases, with no cluster.
 
-use etcd_op::controller::model::{
-    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodView, PvcView, Target, Version,
-};
+use etcd_op::controller::model::{Alarm, EtcdView, MemberAlarm, Observation, Version};
 use etcd_op::controller::plan::{Plan, plan};
 use etcd_op::controller::report::{AVAILABLE, DEGRADED, PROGRESSING, desired_status};
-use etcd_op_api::v1::{
-    ClusterTarget, DataLossPolicy, EtcdCluster, EtcdClusterSpec, EtcdClusterStatus, NextStep, Phase,
-    PvcRetentionPolicy, StorageSpec,
-};
+use etcd_op_api::v1::{ClusterTarget, EtcdCluster, EtcdClusterStatus, NextStep, Phase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
-const CLUSTER_ID: u64 = 0xc1;
-const THRESHOLD: u64 = 300;
+mod common;
+use common::{V35, V36, cluster_of, healthy_cluster, healthy_member, observation, spec, target};
+
 const GENERATION: i64 = 4;
-const V35: Version = Version::new(3, 5, 35);
-const V36: Version = Version::new(3, 6, 16);
-
-// ---------------------------------------------------------------------------------------------------------
-// Observations, as in tests/planner.rs
-
-fn target(size: usize, version: Version) -> Target {
-    Target { size, version, template_hash: "t1".into() }
-}
-
-fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, applied: u64) -> Member {
-    Member {
-        name: format!("demo-{ordinal}"),
-        ordinal,
-        pod: Some(PodView { ready: true, version: Some(version), template_hash: "t1".into(), ..PodView::default() }),
-        pvc: Some(PvcView::default()),
-        etcd: Some(EtcdMember {
-            id,
-            learner,
-            client_urls: vec![format!("http://demo-{ordinal}.demo:2379")],
-            health: Some(MemberHealth {
-                cluster_id: CLUSTER_ID,
-                raft_applied_index: applied,
-                version: Some(version),
-                ..MemberHealth::default()
-            }),
-            ..EtcdMember::default()
-        }),
-        bootstrap: None,
-    }
-}
-
-fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -> Observation {
-    let formed = members.iter().any(|m| m.etcd.is_some());
-    let etcd =
-        if formed { EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader } } else { EtcdView::Unreachable };
-    Observation {
-        cluster: "demo".into(),
-        desired,
-        committed: None,
-        paused: false,
-        formed,
-        initial_members: Vec::new(),
-        leftovers: Vec::new(),
-        foreign_pods: Vec::new(),
-        ephemeral_storage: false,
-        start_empty_after_data_loss: false,
-        members,
-        etcd,
-        membership_is_current: true,
-        membership_refused_for_secs: 0,
-        unhealthy_threshold_secs: THRESHOLD,
-        alarms: Vec::new(),
-        missing_storage_class: None,
-    }
-}
-
-fn healthy_cluster(size: u32, version: Version) -> Observation {
-    let members = (0..size).map(|i| healthy_member(i, u64::from(i) + 1, false, version, 100)).collect();
-    observation(members, Some(1), target(size as usize, version))
-}
 
 /// `names` have a pod that is not ready (for a short while) and, when `answers` is false, do not answer.
 fn with_down(mut obs: Observation, names: &[&str], answers: bool) -> Observation {
@@ -96,19 +31,7 @@ fn with_down(mut obs: Observation, names: &[&str], answers: bool) -> Observation
 // The cluster object
 
 fn cluster(status: Option<EtcdClusterStatus>) -> EtcdCluster {
-    let spec = EtcdClusterSpec {
-        size: 3,
-        version: "3.6.16".into(),
-        storage: StorageSpec::default(),
-        pod_template: None,
-        pvc_retention_policy: PvcRetentionPolicy::Delete,
-        paused: false,
-        member_unhealthy_threshold_seconds: None,
-        on_data_loss: DataLossPolicy::Halt,
-    };
-    let mut ec = EtcdCluster::new("demo", spec);
-    ec.metadata.namespace = Some("prod".into());
-    ec.metadata.uid = Some("6f1c2a9e-3b4d-4e5f-8a7b-1c2d3e4f5a6b".into());
+    let mut ec = cluster_of(spec());
     ec.metadata.generation = Some(GENERATION);
     ec.status = status;
     ec
