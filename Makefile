@@ -38,6 +38,7 @@ fmt: ## Format the Rust code.
 lint: deps-build ## Clippy with warnings as errors, and a formatting check.
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p etcd-op --features failpoints -- -D warnings
 
 .PHONY: build
 build: deps-build ## Build the manager binary (release).

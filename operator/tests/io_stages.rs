@@ -293,6 +293,14 @@ fn plan_of(obs: &Observation, step: Step) -> Plan {
     Plan { step, ..plan(obs) }
 }
 
+/// `act` bounded in time: a request the test does not answer fails the test instead of hanging it.
+async fn bounded<T>(work: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(10), work).await {
+        Ok(outcome) => outcome,
+        Err(_) => panic!("act did not finish within 10 s: it waits for a request the test does not expect"),
+    }
+}
+
 /// Takes the next request, checks its method and path, and answers it with `status` and `reply(body)`.
 async fn answer(
     handle: &mut ApiHandle,
@@ -331,7 +339,7 @@ async fn add_learner_asks_the_leader_then_creates_the_volume_and_pod_joining_the
     let (ctx, mut api) = context(etcd.clone());
     let obs = observation(4);
     let step = Step::AddLearner { name: "demo-3".into() };
-    let acting = tokio::spawn(async move { act::act(&ctx, &cluster(4), &obs, &plan_of(&obs, step)).await });
+    let acting = tokio::spawn(async move { bounded(act::act(&ctx, &cluster(4), &obs, &plan_of(&obs, step))).await });
 
     let pvc = answer(&mut api, "POST", "/api/v1/namespaces/ns/persistentvolumeclaims", 201, Value::clone).await;
     let pod = answer(&mut api, "POST", "/api/v1/namespaces/ns/pods", 201, Value::clone).await;
@@ -355,7 +363,8 @@ async fn a_refused_membership_change_creates_nothing_and_starts_the_refusal_cloc
     let etcd = Arc::new(FakeEtcd { refusal: Some("etcdserver: unhealthy cluster".into()), ..FakeEtcd::default() });
     let (ctx, mut api) = context(etcd.clone());
     let obs = observation(4);
-    let outcome = act::act(&ctx, &cluster(4), &obs, &plan_of(&obs, Step::AddLearner { name: "demo-3".into() })).await;
+    let step = plan_of(&obs, Step::AddLearner { name: "demo-3".into() });
+    let outcome = bounded(act::act(&ctx, &cluster(4), &obs, &step)).await;
     let Err(error) = outcome else { panic!("a refused change is an error") };
     assert!(error.is_transient(), "etcd refuses while its leader settles: retried soon, {error}");
     assert!(ctx.refusals.lock().is_ok_and(|r| r.contains_key("ns/demo")), "the refusal clock runs");
@@ -372,7 +381,8 @@ async fn a_membership_change_needs_a_leader_that_answered() {
         leader.health = None;
     }
     let outcome =
-        act::act(&ctx, &cluster(3), &obs, &plan_of(&obs, Step::RemoveMember { name: "demo-2".into(), id: 3 })).await;
+        bounded(act::act(&ctx, &cluster(3), &obs, &plan_of(&obs, Step::RemoveMember { name: "demo-2".into(), id: 3 })))
+            .await;
     assert!(matches!(outcome, Err(Error::StepNotPossible { .. })), "{outcome:?}");
     assert!(etcd.calls().is_empty(), "{:?}", etcd.calls());
 }
@@ -384,7 +394,7 @@ async fn restart_deletes_only_the_pod_and_resource_deletion_takes_gone_for_done(
     let obs = observation(3);
     let ec = cluster(3);
     let restart = plan_of(&obs, Step::RestartMember { name: "demo-1".into() });
-    let (outcome, _) = tokio::join!(act::act(&ctx, &ec, &obs, &restart), async {
+    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, &ec, &obs, &restart)), async {
         answer(
             &mut api,
             "DELETE",
@@ -397,7 +407,7 @@ async fn restart_deletes_only_the_pod_and_resource_deletion_takes_gone_for_done(
     assert!(outcome.is_ok(), "{outcome:?}");
 
     let delete = plan_of(&obs, Step::DeleteMemberResources { name: "demo-4".into() });
-    let (outcome, _) = tokio::join!(act::act(&ctx, &ec, &obs, &delete), async {
+    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, &ec, &obs, &delete)), async {
         answer(&mut api, "DELETE", "/api/v1/namespaces/ns/pods/demo-4", 404, |_| api_status(404, "NotFound")).await;
         answer(&mut api, "DELETE", "/api/v1/namespaces/ns/persistentvolumeclaims/demo-4", 404, |_| {
             api_status(404, "NotFound")
@@ -423,7 +433,7 @@ async fn a_pod_recreated_for_its_volume_starts_as_recorded_with_the_volumes_quot
     obs.members[1].pvc = Some(PvcView { terminating: false, quota_bytes: Some(100 << 20) });
     let ec = cluster(3);
     let step = plan_of(&obs, Step::CreateMemberPod { name: "demo-1".into() });
-    let (outcome, (_, pod)) = tokio::join!(act::act(&ctx, &ec, &obs, &step), async {
+    let (outcome, (_, pod)) = tokio::join!(bounded(act::act(&ctx, &ec, &obs, &step)), async {
         let pvc = answer(&mut api, "POST", "/api/v1/namespaces/ns/persistentvolumeclaims", 409, |_| {
             api_status(409, "AlreadyExists")
         })

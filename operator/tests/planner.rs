@@ -40,6 +40,7 @@ prop_compose! {
         not_ready_for in prop_oneof![Just(0u64), 1u64..THRESHOLD, THRESHOLD..THRESHOLD * 4],
         terminating_for in prop_oneof![0u64..RESTART_SETTLES_WITHIN_SECS, RESTART_SETTLES_WITHIN_SECS..3_600],
         first_start in prop::bool::weighted(0.1),
+        restarts in prop_oneof![Just(0u32), 1u32..5],
         trouble in prop::option::weighted(0.1, prop_oneof![
             Just(TroubleKind::ImagePull),
             Just(TroubleKind::Unschedulable),
@@ -58,7 +59,8 @@ prop_compose! {
                 lost_data: !ready && lost_data,
                 trouble: trouble.filter(|_| !ready).map(|kind| PodTrouble { kind, message: "generated".into() }),
                 terminating_for_secs: if terminating { terminating_for } else { 0 },
-                first_start: !ready && first_start,
+                first_start: !ready && first_start && restarts == 0,
+                restarts,
                 ..PodView::default()
             }),
             pvc: has_pvc.then_some(PvcView::default()),
@@ -320,7 +322,10 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 "a member that a change restarted onto what no healthy voter runs is removed only by a scale down"
             );
             prop_assert!(
-                !m.is_learner() || m.pod.as_ref().is_none_or(|p| p.trouble.is_none()) || m.lost_data() || shrinking,
+                !m.is_learner()
+                    || m.pod.as_ref().is_none_or(|p| p.trouble_or_crashes().is_none())
+                    || m.lost_data()
+                    || shrinking,
                 "a learner Kubernetes cannot run is not replaced by another that would meet the same fate"
             );
             if m.is_voter() {
@@ -1127,6 +1132,13 @@ fn a_learner_that_cannot_start_halts_the_scale_up_instead_of_being_replaced_agai
     let mut obs = stuck_scale_up(TroubleKind::ImagePull, THRESHOLD * 3);
     obs.desired = target(3, V36);
     assert_eq!(plan(&obs).step, Step::RemoveMember { name: "demo-3".into(), id: 4 });
+
+    // Between the back-offs of a crash loop Kubernetes names no trouble; the crash history still halts it.
+    let mut obs = stuck_scale_up(TroubleKind::CrashLoop, THRESHOLD * 2);
+    let pod = obs.members[3].pod.as_mut().unwrap();
+    (pod.trouble, pod.restarts) = (None, 6);
+    let p = plan(&obs);
+    assert_eq!((p.step, p.activity), (Step::Wait, Activity::Blocked(Blocker::ScaleStuck)), "{}", p.reason);
 
     // Without any trouble named, a learner that never becomes healthy is still retried after the threshold.
     let mut obs = stuck_scale_up(TroubleKind::ImagePull, THRESHOLD + 1);

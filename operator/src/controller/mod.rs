@@ -209,7 +209,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         &name,
         i64::from(ec.spec.size),
         i64::from(status.ready_members),
-        observed.observation.leader().is_some(),
+        observed.observation.answering_leader().is_some(),
     );
     ctx.metrics.set_members(&namespace, &name, &member_figures(&observed.observation));
     report::write_status(ctx, ec, status).await?;

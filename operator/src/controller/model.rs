@@ -118,10 +118,15 @@ impl Observation {
         self.members.iter().find(|m| m.is_leader(leader_id))
     }
 
+    /// The leader, when it answered itself: a member that others name as leader may be cut off from them.
+    pub fn answering_leader(&self) -> Option<&Member> {
+        let EtcdView::Reachable { cluster_id, .. } = self.etcd else { return None };
+        self.leader().filter(|m| m.answers(cluster_id))
+    }
+
     /// Where membership changes are sent: the leader, when it answered itself.
     pub fn leader_endpoint(&self) -> Option<&str> {
-        let EtcdView::Reachable { cluster_id, .. } = self.etcd else { return None };
-        self.leader().filter(|m| m.answers(cluster_id))?.pod.as_ref()?.endpoint.as_deref()
+        self.answering_leader()?.pod.as_ref()?.endpoint.as_deref()
     }
 }
 
@@ -201,6 +206,28 @@ pub struct PodView {
     pub endpoint: Option<String>,
     /// The backend quota etcd runs with in this pod.
     pub quota_bytes: u64,
+    /// How often etcd's container has been restarted in this pod.
+    pub restarts: u32,
+}
+
+impl PodView {
+    /// What keeps the pod from running etcd: what Kubernetes names, or else a crash history. Between the
+    /// back-offs of a crash loop the container runs or has just exited, and Kubernetes names nothing.
+    pub fn trouble_or_crashes(&self) -> Option<PodTrouble> {
+        self.trouble.clone().or_else(|| {
+            (!self.ready && self.restarts > 0).then(|| PodTrouble {
+                kind: TroubleKind::CrashLoop,
+                message: format!("etcd exited {} times", self.restarts),
+            })
+        })
+    }
+
+    /// The trouble will not pass by itself: an image that cannot be pulled, a container that cannot be
+    /// created, or any trouble that has lasted as long as a rollout waits for a member.
+    pub fn trouble_lasts(&self, trouble: &PodTrouble, bound_secs: u64) -> bool {
+        matches!(trouble.kind, TroubleKind::ImagePull | TroubleKind::ContainerConfig)
+            || self.not_ready_for_secs >= bound_secs
+    }
 }
 
 /// What keeps a member's pod from running etcd, as Kubernetes reports it.

@@ -378,5 +378,6 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
         not_ready_for_secs,
         endpoint: None,
         quota_bytes: quota_of_pod(pod),
+        restarts: etcd.map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0)),
     }
 }

@@ -8,7 +8,7 @@
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.
 
-use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, TroubleKind, Version, quorum};
+use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, Version, quorum};
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
 /// promotion of a learner that is not in sync; this keeps the operator from asking too early.
@@ -400,7 +400,12 @@ fn rollout_is_what_fails(obs: &Observation) -> bool {
         return false;
     };
     let mut sick = obs.members.iter().filter(|m| !m.is_healthy(cluster_id)).peekable();
-    let learner_in_trouble = |m: &Member| m.is_learner() && m.pod.as_ref().is_some_and(|p| p.trouble.is_some());
+    let learner_in_trouble = |m: &Member| {
+        m.is_learner()
+            && m.pod
+                .as_ref()
+                .is_some_and(|p| p.trouble_or_crashes().is_some_and(|t| p.trouble_lasts(&t, ROLLOUT_STUCK_AFTER_SECS)))
+    };
     sick.peek().is_some() && sick.all(|m| changed_by_rollout(obs, cluster_id, m) || learner_in_trouble(m))
 }
 
@@ -574,12 +579,11 @@ impl Cluster<'_> {
         }
         // A learner whose pod Kubernetes cannot run would be followed by a replacement with the same image and
         // settings, and the same fate: adding members halts and says why, until the spec changes.
-        if let Some((pod, trouble)) = pod.and_then(|p| Some((p, p.trouble.as_ref()?)))
+        if let Some((pod, trouble)) = pod.and_then(|p| Some((p, p.trouble_or_crashes()?)))
             && !healthy
             && !m.lost_data()
         {
-            let lasting = matches!(trouble.kind, TroubleKind::ImagePull | TroubleKind::ContainerConfig);
-            if lasting || pod.not_ready_for_secs >= ROLLOUT_STUCK_AFTER_SECS {
+            if pod.trouble_lasts(&trouble, ROLLOUT_STUCK_AFTER_SECS) {
                 let reason = format!(
                     "learner {} cannot start: {} ({}): adding members is halted and it is not replaced; correct \
                      spec.version or the pod template, or set spec.size back to {}",

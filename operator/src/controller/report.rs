@@ -115,7 +115,7 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             (None, Step::BootstrapMembers { .. }) => None,
             (None, _) => previous.cluster_id.clone(),
         },
-        leader: obs.leader().map(|m| m.name.clone()),
+        leader: obs.answering_leader().map(|m| m.name.clone()),
         members,
         selector: Some(selector_string(&cluster)),
         target: Some(ClusterTarget {
