@@ -1145,3 +1145,25 @@ fn a_learner_that_cannot_start_halts_the_scale_up_instead_of_being_replaced_agai
     obs.members[3].pod.as_mut().unwrap().trouble = None;
     assert!(matches!(plan(&obs).step, Step::RemoveMember { ref name, .. } if name == "demo-3"));
 }
+
+#[test]
+fn a_learner_added_just_before_a_crash_is_finished_though_the_recorded_target_is_older() {
+    // The operator stopped right after MemberAdd: status.target was never written and still says 3.
+    let mut obs = healthy_cluster(3, V36);
+    obs.desired = target(4, V36);
+    obs.committed = Some(target(3, V36));
+    let mut learner = healthy_member(3, 4, true, V36, 0);
+    learner.etcd.as_mut().unwrap().health = None;
+    learner.etcd.as_mut().unwrap().client_urls.clear();
+    learner.pod = None;
+    learner.pvc = None;
+    obs.members.push(learner);
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-3".into() });
+
+    // Its pod starting: waited for, not removed as a surplus of the older target.
+    let pod = PodView { ready: false, not_ready_for_secs: 5, ..ready_pod() };
+    obs.members[3].pod = Some(pod);
+    obs.members[3].pvc = Some(PvcView::default());
+    let p = plan(&obs);
+    assert_eq!((p.step.clone(), p.activity), (Step::Wait, Activity::Scaling), "{}", p.reason);
+}

@@ -559,10 +559,12 @@ impl Cluster<'_> {
                 format!("learner {} has caught up with the leader: promoting it to a voter", m.name),
             ));
         }
-        // A learner holds no vote and no data anyone depends on: when the target no longer needs it, it leaves,
-        // and when it waits on a version or template the spec no longer asks for, its pod is made again.
+        // A learner holds no vote and no data anyone depends on: when neither the target nor the spec needs it,
+        // it leaves, and when it waits on a version or template the spec no longer asks for, its pod is made
+        // again. The spec counts too: after a crash between MemberAdd and the status write, the recorded target
+        // still has the old size, and the learner is the step under way, not a surplus.
         let members = self.members().filter(|o| o.etcd.is_some()).count();
-        if !healthy && members > target.size {
+        if !healthy && members > target.size && members > self.obs.desired.size {
             return Some((
                 Step::RemoveMember { name: m.name.clone(), id: e.id },
                 Activity::Scaling,
