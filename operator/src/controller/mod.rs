@@ -175,6 +175,14 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         // something else does not count towards the next one.
         ctx.forget_refusal(&act::refusal_key(ec));
     }
+    // The target is committed before the first step towards it: an operator that stops right after the step
+    // must find, on restart, the target the step was taken for, or it would undo the step as a surplus.
+    let committed = ec.status.as_ref().and_then(|s| s.target.as_ref());
+    let target_moves = committed.is_none_or(|t| report::target_of(&plan) != *t);
+    if target_moves && !matches!(plan.step, Step::Nothing | Step::Wait) {
+        let status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
+        report::write_status(ctx, ec, status).await?;
+    }
     let outcome = act::act(ctx, ec, &observed.observation, &plan).await;
     match &outcome {
         Err(error) if error.is_transient() => {

@@ -118,11 +118,16 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
         leader: obs.answering_leader().map(|m| m.name.clone()),
         members,
         selector: Some(selector_string(&cluster)),
-        target: Some(ClusterTarget {
-            size: i32::try_from(plan.target.size).unwrap_or(i32::MAX),
-            version: plan.target.version.to_string(),
-        }),
+        target: Some(target_of(plan)),
         next_step: Some(NextStep { action: plan.step.action().to_string(), reason: plan.reason.clone() }),
+    }
+}
+
+/// The plan's target as status records it.
+pub fn target_of(plan: &Plan) -> ClusterTarget {
+    ClusterTarget {
+        size: i32::try_from(plan.target.size).unwrap_or(i32::MAX),
+        version: plan.target.version.to_string(),
     }
 }
 
