@@ -28,10 +28,7 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, obs: &Observation, plan: &Plan
                 None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
             };
             let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token };
-            let created = |name: &String| {
-                obs.member(name).is_some_and(|m| m.pod.is_some() && (obs.ephemeral_storage || m.pvc.is_some()))
-            };
-            for (made, name) in members.iter().filter(|name| !created(name)).enumerate() {
+            for (made, name) in members.iter().filter(|name| !obs.is_created(name)).enumerate() {
                 if made > 0 {
                     crash_point("mid-bootstrap", ec);
                 }

@@ -177,11 +177,13 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     }
     // The target is committed before the first step towards it: an operator that stops right after the step
     // must find, on restart, the target the step was taken for, or it would undo the step as a surplus.
+    // The status depends only on the observation and the plan, so the one written here is the one written
+    // after the step.
+    let status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
     let committed = ec.status.as_ref().and_then(|s| s.target.as_ref());
-    let target_moves = committed.is_none_or(|t| report::target_of(&plan) != *t);
-    if target_moves && !matches!(plan.step, Step::Nothing | Step::Wait) {
-        let status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
-        report::write_status(ctx, ec, status).await?;
+    let commit_first = !matches!(plan.step, Step::Nothing | Step::Wait) && committed != status.target.as_ref();
+    if commit_first {
+        report::write_status(ctx, ec, &status).await?;
     }
     let outcome = act::act(ctx, ec, &observed.observation, &plan).await;
     match &outcome {
@@ -202,7 +204,6 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         }
     }
 
-    let status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
     let newly_degraded = status.conditions.iter().find(|c| c.type_ == report::DEGRADED).filter(|c| {
         c.status == "True"
             && !ec.status.as_ref().is_some_and(|s| {
@@ -220,7 +221,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         observed.observation.answering_leader().is_some(),
     );
     ctx.metrics.set_members(&namespace, &name, &member_figures(&observed.observation));
-    report::write_status(ctx, ec, status).await?;
+    if !commit_first {
+        report::write_status(ctx, ec, &status).await?;
+    }
     if outcome.as_ref().is_err_and(Error::is_transient) {
         return Ok(Action::requeue(AFTER_STEP));
     }

@@ -112,6 +112,11 @@ impl Observation {
         self.members.iter().find(|m| m.name == name)
     }
 
+    /// Whether the member's objects exist: its pod and, unless storage is emptyDir, its volume.
+    pub fn is_created(&self, name: &str) -> bool {
+        self.member(name).is_some_and(|m| m.pod.is_some() && (self.ephemeral_storage || m.pvc.is_some()))
+    }
+
     /// The member etcd names as its leader.
     pub fn leader(&self) -> Option<&Member> {
         let EtcdView::Reachable { leader_id, .. } = self.etcd else { return None };

@@ -172,10 +172,7 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
             });
             Some(Member {
                 ordinal,
-                pod: pods.get(&name).map(|p| PodView {
-                    endpoint: endpoints.get(&name).cloned(),
-                    ..pod_view(p, now, lost_by_log.contains(&name))
-                }),
+                pod: pods.get(&name).map(|p| pod_view(p, now, lost_by_log.contains(&name), endpoints.get(&name))),
                 pvc: pvcs.get(&name).map(|p| PvcView {
                     terminating: p.metadata.deletion_timestamp.is_some(),
                     quota_bytes: recorded_quota(p),
@@ -339,7 +336,7 @@ fn last_words(message: &str) -> String {
     text[start..].to_string()
 }
 
-fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
+fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool, endpoint: Option<&String>) -> PodView {
     let status = pod.status.as_ref();
     let ready_condition =
         status.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
@@ -376,7 +373,7 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool) -> PodView {
         version: image.and_then(version_of_image),
         template_hash: pod.annotations().get(ANNOTATION_TEMPLATE_HASH).cloned().unwrap_or_default(),
         not_ready_for_secs,
-        endpoint: None,
+        endpoint: endpoint.cloned(),
         quota_bytes: quota_of_pod(pod),
         restarts: etcd.map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0)),
     }

@@ -179,17 +179,18 @@ impl Counts {
 
 pub fn plan(obs: &Observation) -> Plan {
     let (target, refusal) = choose_target(obs);
-    let (step, activity, reason) = needs_storage_class(obs, decide(obs, &target));
+    let counts = Counts::of(obs);
+    let (step, activity, reason) = needs_storage_class(obs, decide(obs, &target, counts));
     let activity = match (&refusal, activity) {
         (Some((blocker, _)), Activity::Idle) => Activity::Blocked(*blocker),
         (_, activity) => activity,
     };
-    Plan { step, activity, reason, target, refusal, counts: Counts::of(obs) }
+    Plan { step, activity, reason, target, refusal, counts }
 }
 
 type Decision = (Step, Activity, String);
 
-fn decide(obs: &Observation, target: &Target) -> Decision {
+fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
     if obs.paused {
         return (Step::Nothing, Activity::Paused, "spec.paused is true: observing only".into());
     }
@@ -210,7 +211,7 @@ fn decide(obs: &Observation, target: &Target) -> Decision {
             let Some(leader_id) = leader_id else {
                 return without_leader(obs, cluster_id);
             };
-            let cluster = Cluster { obs, cluster_id, leader_id };
+            let cluster = Cluster { obs, cluster_id, leader_id, counts };
             let decision = cluster
                 .repair_drift()
                 .or_else(|| cluster.heed_alarms())
@@ -296,10 +297,7 @@ fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
     if !strangers.is_empty() {
         return None;
     }
-    let created = |name: &String| {
-        obs.members.iter().any(|m| &m.name == name && m.pod.is_some() && (obs.ephemeral_storage || m.pvc.is_some()))
-    };
-    let missing = initial.iter().filter(|n| !created(n)).count();
+    let missing = initial.iter().filter(|n| !obs.is_created(n)).count();
     if missing == 0 {
         return Some((
             Step::Wait,
@@ -434,6 +432,7 @@ struct Cluster<'a> {
     obs: &'a Observation,
     cluster_id: u64,
     leader_id: u64,
+    counts: Counts,
 }
 
 impl Cluster<'_> {
@@ -442,11 +441,11 @@ impl Cluster<'_> {
     }
 
     fn voters(&self) -> usize {
-        self.members().filter(|m| m.is_voter()).count()
+        self.counts.voters
     }
 
     fn healthy_voters(&self) -> usize {
-        self.members().filter(|m| m.is_voter() && m.is_healthy(self.cluster_id)).count()
+        self.counts.healthy_voters
     }
 
     fn is_leader(&self, m: &Member) -> bool {

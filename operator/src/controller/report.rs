@@ -38,18 +38,11 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
         .map(|m| MemberStatus {
             name: m.name.clone(),
             id: m.id().map(|id| format!("{id:x}")),
-            peer_urls: m
-                .etcd
-                .as_ref()
-                .map(|e| e.peer_urls.clone())
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| vec![peer_url(&cluster, &namespace, &m.name)]),
-            client_urls: m
-                .etcd
-                .as_ref()
-                .map(|e| e.client_urls.clone())
-                .filter(|u| !u.is_empty())
-                .unwrap_or_else(|| vec![client_url(&cluster, &namespace, &m.name)]),
+            // What etcd lists, else the stable DNS name the member is (or will be) reached by.
+            peer_urls: listed_or(m.etcd.as_ref().map(|e| &e.peer_urls), || peer_url(&cluster, &namespace, &m.name)),
+            client_urls: listed_or(m.etcd.as_ref().map(|e| &e.client_urls), || {
+                client_url(&cluster, &namespace, &m.name)
+            }),
             version: m.etcd.as_ref().and_then(|e| e.health.as_ref()?.version).map(|v| v.to_string()),
             learner: m.is_learner(),
             healthy: healthy(m),
@@ -118,17 +111,16 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
         leader: obs.answering_leader().map(|m| m.name.clone()),
         members,
         selector: Some(selector_string(&cluster)),
-        target: Some(target_of(plan)),
+        target: Some(ClusterTarget {
+            size: i32::try_from(plan.target.size).unwrap_or(i32::MAX),
+            version: plan.target.version.to_string(),
+        }),
         next_step: Some(NextStep { action: plan.step.action().to_string(), reason: plan.reason.clone() }),
     }
 }
 
-/// The plan's target as status records it.
-pub fn target_of(plan: &Plan) -> ClusterTarget {
-    ClusterTarget {
-        size: i32::try_from(plan.target.size).unwrap_or(i32::MAX),
-        version: plan.target.version.to_string(),
-    }
+fn listed_or(listed: Option<&Vec<String>>, fallback: impl FnOnce() -> String) -> Vec<String> {
+    listed.filter(|urls| !urls.is_empty()).cloned().unwrap_or_else(|| vec![fallback()])
 }
 
 fn activity_name(activity: Activity) -> &'static str {
@@ -183,8 +175,8 @@ fn condition(
 }
 
 /// Writes the status if it differs from the one the object carries.
-pub async fn write_status(ctx: &Context, ec: &EtcdCluster, status: EtcdClusterStatus) -> Result<bool, Error> {
-    if ec.status.as_ref() == Some(&status) {
+pub async fn write_status(ctx: &Context, ec: &EtcdCluster, status: &EtcdClusterStatus) -> Result<bool, Error> {
+    if ec.status.as_ref() == Some(status) {
         return Ok(false);
     }
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
