@@ -87,6 +87,11 @@ pub struct ManagerArgs {
     /// Clusters reconciled at once.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
     pub max_concurrent_reconciles: u16,
+
+    /// DNS domain of the Kubernetes cluster, named in the members' certificates: etcd checks a peer's
+    /// certificate against the name its address resolves to, which ends in this domain.
+    #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local", value_name = "DOMAIN")]
+    pub cluster_domain: String,
 }
 
 impl ManagerArgs {

@@ -6,4 +6,5 @@ pub mod etcd;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod pki;
 pub mod telemetry;

@@ -134,6 +134,7 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
             unhealthy_threshold: args.unhealthy_threshold(),
             concurrency: args.max_concurrent_reconciles,
             namespace: args.namespace.clone(),
+            cluster_domain: args.cluster_domain.clone(),
         },
         refusals: Default::default(),
         last_words: Default::default(),

@@ -66,6 +66,13 @@ pub struct MemberFigures {
 pub const ALARMS: [&str; 2] = ["NOSPACE", "CORRUPT"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub namespace: String,
+    pub cluster: String,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StepLabels {
     pub step: String,
 }
@@ -90,6 +97,9 @@ pub struct Metrics {
     member_db_size_in_use: Family<MemberLabels, Gauge>,
     member_quota: Family<MemberLabels, Gauge>,
     member_alarm: Family<AlarmLabels, Gauge>,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
+    /// The certificate Secrets each cluster's expiry gauges were last set for.
+    certificates_seen: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
     /// The members each cluster's gauges were last set for, so series of members that left are removed.
     members_seen: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
     resident_memory: Gauge,
@@ -174,6 +184,13 @@ impl Default for Metrics {
             "1 while etcd has raised this alarm for the member",
             member_alarm.clone(),
         );
+        let certificate_expiry = Family::<CertificateLabels, Gauge>::default();
+        registry.register_with_unit(
+            "etcd_op_certificate_expiry",
+            "Time until a cluster's certificate expires, by the Secret that holds it",
+            prometheus_client::registry::Unit::Seconds,
+            certificate_expiry.clone(),
+        );
         let resident_memory = Gauge::default();
         let virtual_memory = Gauge::default();
         let cpu_seconds = Counter::<f64, AtomicU64>::default();
@@ -226,6 +243,8 @@ impl Default for Metrics {
             member_db_size_in_use,
             member_quota,
             member_alarm,
+            certificate_expiry,
+            certificates_seen: std::sync::Mutex::default(),
             members_seen: std::sync::Mutex::default(),
             resident_memory,
             virtual_memory,
@@ -268,6 +287,36 @@ impl Metrics {
         self.ready_members.remove(&labels);
         self.leader_present.remove(&labels);
         self.set_members(namespace, name, &[]);
+        self.set_certificates(namespace, name, &[], 0);
+    }
+
+    /// Sets the seconds until each of a cluster's certificates expires (negative once it has), and removes the
+    /// series of certificates it no longer has. Set on each reconcile, which comes at least once a minute.
+    pub fn set_certificates(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        certificates: &[crate::controller::model::CertificateLife],
+        now: i64,
+    ) {
+        let labels = |secret: &str| CertificateLabels {
+            namespace: namespace.to_string(),
+            cluster: cluster.to_string(),
+            secret: secret.to_string(),
+        };
+        for c in certificates {
+            self.certificate_expiry.get_or_create(&labels(&c.secret)).set(c.validity.not_after - now);
+        }
+        let current: Vec<String> = certificates.iter().map(|c| c.secret.clone()).collect();
+        let key = (namespace.to_string(), cluster.to_string());
+        let before = match self.certificates_seen.lock() {
+            Ok(mut seen) if current.is_empty() => seen.remove(&key).unwrap_or_default(),
+            Ok(mut seen) => seen.insert(key, current.clone()).unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        for gone in before.iter().filter(|s| !current.contains(s)) {
+            self.certificate_expiry.remove(&labels(gone));
+        }
     }
 
     /// Sets the per-member gauges of one cluster to `members` (the members that answered), and removes the

@@ -38,6 +38,9 @@ pub const MAX_SIZE: i32 = 9;
     // that cannot progress (an image that does not exist, a release that crashes).
     validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) >= int(oldSelf.spec.version.split('.')[1]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older minor release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
     validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) != int(oldSelf.spec.version.split('.')[1]) || int(self.spec.version.split('.')[2]) >= int(oldSelf.spec.version.split('.')[2]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older patch release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
+    // TLS is chosen at creation: turning it on or off for a running cluster takes a member-by-member
+    // migration the operator does not do yet, and a half-changed cluster would stop talking to itself.
+    validation = Rule::new("(has(self.spec.tls) ? self.spec.tls.peer.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.peer.enabled : true) && (has(self.spec.tls) ? self.spec.tls.client.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.client.enabled : true)").message("spec.tls: TLS cannot be turned on or off for a running cluster yet; create a new cluster with the TLS settings you want").reason(Reason::FieldValueForbidden),
     validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
     scale(
         spec_replicas_path = ".spec.size",
@@ -109,6 +112,57 @@ pub struct EtcdClusterSpec {
     /// data. `StartEmpty` starts a new, empty cluster under the same name.
     #[serde(default)]
     pub on_data_loss: DataLossPolicy,
+
+    /// Transport security of the members. Unset, a new cluster gets mutual TLS on both ports, with
+    /// certificates from a certificate authority the operator creates for the cluster: members accept only
+    /// peers and clients that present a certificate it signed. The client certificate for your applications
+    /// is in the Secret `<name>-client-tls` (`tls.crt`, `tls.key`, `ca.crt`). Clusters created before
+    /// etcd-op managed TLS keep running in plaintext. TLS cannot yet be turned on or off for a running
+    /// cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTls>,
+}
+
+/// Mutual TLS for the peer port (member to member) and the client port.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterTls {
+    /// TLS between members, on the peer port. Enabled unless set to false. The peer certificates come from
+    /// their own authority, so a client certificate can never act as a peer.
+    #[serde(default)]
+    pub peer: TlsChannel,
+
+    /// TLS for clients, on the client port: clients must present a certificate signed by the cluster's
+    /// client authority. Enabled unless set to false.
+    #[serde(default)]
+    pub client: TlsChannel,
+
+    /// Lifetime of the certificates the operator issues to members and clients, as a number followed by
+    /// `m`, `h` or `d` (for example 2160h or 90d). Defaults to 90d. Each is renewed when two thirds of its
+    /// life have passed, without restarting etcd: it reads its certificate again on each new connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{1,5}(m|h|d)$"))]
+    #[x_kube(validation = Rule::new("int(self.substring(0, self.size() - 1)) * (self.endsWith('d') ? 1440 : self.endsWith('h') ? 60 : 1) >= 3").message("spec.tls.certificateLifetime: at least 3 minutes"))]
+    pub certificate_lifetime: Option<String>,
+}
+
+/// One side of the cluster's transport security.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsChannel {
+    /// Whether this port speaks mutual TLS. Chosen at creation.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+impl Default for TlsChannel {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+fn enabled() -> bool {
+    true
 }
 
 /// What happens when every member of a formed cluster has lost its data.
@@ -287,6 +341,38 @@ pub struct EtcdClusterStatus {
     /// What the operator does next, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step: Option<NextStep>,
+
+    /// Transport security as the members run it, and when their certificates expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsStatus>,
+}
+
+/// Transport security as the members run it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsStatus {
+    /// Members speak mutual TLS with each other.
+    pub peer: bool,
+    /// Clients must present a certificate.
+    pub client: bool,
+    /// The certificates the cluster uses, by Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["secret".into()]))]
+    #[schemars(length(max = 16))]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// One certificate and its life.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// The Secret that holds it.
+    pub secret: String,
+    /// When it expires, in RFC 3339.
+    pub not_after: String,
+    /// When the operator renews it, in RFC 3339; unset for certificate authorities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_after: Option<String>,
 }
 
 /// One-word summary of a cluster's state.

@@ -10,24 +10,33 @@ use super::Context;
 use super::error::Error;
 use super::model::Observation;
 use super::plan::{Plan, Step};
+use crate::etcd::EtcdApi;
 use super::resources::{Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url, quota_backend_bytes};
 
-pub async fn act(ctx: &Context, ec: &EtcdCluster, obs: &Observation, plan: &Plan) -> Result<(), Error> {
+/// `etcd` reaches this cluster's members (over TLS when their client port speaks it).
+pub async fn act(
+    ctx: &Context,
+    etcd: &dyn EtcdApi,
+    ec: &EtcdCluster,
+    obs: &Observation,
+    plan: &Plan,
+) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let cluster = ec.name_any();
     let version = plan.target.version;
+    let transport = obs.transport;
     match &plan.step {
         Step::Nothing | Step::Wait => Ok(()),
         Step::BootstrapMembers { members } => {
             let peers: Vec<String> =
-                members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name))).collect();
+                members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name, transport))).collect();
             // A bootstrap cut short is finished with the token its first members were created with.
             let started = members.iter().find_map(|name| obs.member(name)?.bootstrap.clone());
             let token = match started {
                 Some(recorded) => recorded.token,
                 None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
             };
-            let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token };
+            let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token, transport };
             for (made, name) in members.iter().filter(|name| !obs.is_created(name)).enumerate() {
                 if made > 0 {
                     crash_point("mid-bootstrap", ec);
@@ -38,8 +47,8 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, obs: &Observation, plan: &Plan
         }
         Step::AddLearner { name } => {
             let leader = leader_endpoint(obs, "add a learner")?;
-            let url = peer_url(&cluster, &namespace, name);
-            membership_change(ctx, ec, "AddLearner", ctx.etcd.add_learner(leader, &url)).await?;
+            let url = peer_url(&cluster, &namespace, name, transport);
+            membership_change(ctx, ec, "AddLearner", etcd.add_learner(leader, &url)).await?;
             crash_point("after-member-add", ec);
             let bootstrap = joining_bootstrap(obs, &cluster, &namespace, name);
             create_member(ctx, ec, obs, name, version, &bootstrap).await
@@ -53,17 +62,17 @@ pub async fn act(ctx: &Context, ec: &EtcdCluster, obs: &Observation, plan: &Plan
         }
         Step::PromoteLearner { id, .. } => {
             let leader = leader_endpoint(obs, "promote a learner")?;
-            membership_change(ctx, ec, "PromoteLearner", ctx.etcd.promote(leader, *id)).await
+            membership_change(ctx, ec, "PromoteLearner", etcd.promote(leader, *id)).await
         }
         Step::MoveLeader { to_id, .. } => {
-            ctx.etcd.move_leader(leader_endpoint(obs, "move leadership")?, *to_id).await?;
+            etcd.move_leader(leader_endpoint(obs, "move leadership")?, *to_id).await?;
             // A new leader dials its peers afresh: refusals before it say nothing about it.
             ctx.forget_refusal(&refusal_key(ec));
             Ok(())
         }
         Step::RemoveMember { id, .. } => {
             let leader = leader_endpoint(obs, "remove a member")?;
-            membership_change(ctx, ec, "RemoveMember", ctx.etcd.remove(leader, *id)).await
+            membership_change(ctx, ec, "RemoveMember", etcd.remove(leader, *id)).await
         }
         Step::DeleteMemberResources { name } => {
             delete_if_present::<Pod>(ctx, &namespace, name).await?;
@@ -130,9 +139,9 @@ fn joining_bootstrap(obs: &Observation, cluster: &str, namespace: &str, name: &s
         .filter(|m| m.name != name)
         .filter_map(|m| Some(format!("{}={}", m.name, m.etcd.as_ref()?.peer_urls.first()?)))
         .collect();
-    peers.push(format!("{name}={}", peer_url(cluster, namespace, name)));
+    peers.push(format!("{name}={}", peer_url(cluster, namespace, name, obs.transport)));
     peers.sort();
-    Bootstrap { initial_cluster: peers.join(","), state: InitialState::Existing, token: None }
+    Bootstrap { initial_cluster: peers.join(","), state: InitialState::Existing, token: None, transport: obs.transport }
 }
 
 /// Creates the member's PVC (unless it uses emptyDir) and pod; either may already exist.

@@ -23,6 +23,8 @@ pub enum Error {
     /// or a learner not yet in sync. Not a failure; the step is retried soon.
     #[error("etcd is not ready for {step} yet: {why}")]
     EtcdNotReady { step: &'static str, why: String },
+    #[error("certificates: {0}")]
+    Certificates(String),
 }
 
 impl Error {
@@ -37,6 +39,7 @@ impl Error {
             Error::MissingNamespace => "MissingNamespace",
             Error::StepNotPossible { .. } => "StepNotPossible",
             Error::EtcdNotReady { .. } => "EtcdNotReady",
+            Error::Certificates(_) => "CertificatesFailed",
         }
     }
 

@@ -1,6 +1,7 @@
 //! The EtcdCluster controller: a thin driver over observe → plan → act → report.
 
 pub mod act;
+pub mod certificates;
 pub mod children;
 pub mod error;
 pub mod last_words;
@@ -49,6 +50,8 @@ pub struct Settings {
     pub unhealthy_threshold: Duration,
     pub concurrency: u16,
     pub namespace: Option<String>,
+    /// The Kubernetes cluster's DNS domain, named in the members' certificates.
+    pub cluster_domain: String,
 }
 
 pub struct Context {
@@ -158,7 +161,22 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         );
         report::publish_warning(ctx, ec, "EvenSize", &note).await;
     }
-    let observed = observe::observe(ctx, ec).await?;
+    let objects = observe::list_objects(ctx, ec).await?;
+    let transport = objects.transport(ec);
+    if new_generation && ec.spec.tls.is_some() && transport != observe::wanted_transport(ec) {
+        let note = format!(
+            "spec.tls asks for TLS on {}, but the members run with TLS on {}: TLS is chosen when a cluster is created",
+            observe::wanted_transport(ec).as_str(),
+            transport.as_str()
+        );
+        report::publish_warning(ctx, ec, "TLSChangeNotSupported", &note).await;
+    }
+    let certificates = certificates::ensure(ctx, ec, transport, Timestamp::now().as_second()).await?;
+    let etcd = match &certificates.operator_tls {
+        Some(tls) => ctx.etcd.with_tls(tls),
+        None => ctx.etcd.clone(),
+    };
+    let observed = observe::observe(ctx, etcd.as_ref(), ec, objects, certificates.lives).await?;
     let plan = plan::plan(&observed.observation);
     let previous_step = ec.status.as_ref().and_then(|s| s.next_step.as_ref());
     let decision_changed = previous_step.is_none_or(|p| p.action != plan.step.action() || p.reason != plan.reason);
@@ -185,7 +203,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     if commit_first {
         report::write_status(ctx, ec, &status).await?;
     }
-    let outcome = act::act(ctx, ec, &observed.observation, &plan).await;
+    let outcome = act::act(ctx, etcd.as_ref(), ec, &observed.observation, &plan).await;
     match &outcome {
         Err(error) if error.is_transient() => {
             info!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "retrying soon");
@@ -204,14 +222,16 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         }
     }
 
-    let newly_degraded = status.conditions.iter().find(|c| c.type_ == report::DEGRADED).filter(|c| {
-        c.status == "True"
+    // A Warning event when a condition that needs attention turns true, or changes its reason.
+    let newly_true = status.conditions.iter().filter(|c| {
+        [report::DEGRADED, report::CERTIFICATES_EXPIRING].contains(&c.type_.as_str())
+            && c.status == "True"
             && !ec.status.as_ref().is_some_and(|s| {
-                s.conditions.iter().any(|p| p.type_ == report::DEGRADED && p.status == "True" && p.reason == c.reason)
+                s.conditions.iter().any(|p| p.type_ == c.type_ && p.status == "True" && p.reason == c.reason)
             })
     });
-    if let Some(degraded) = newly_degraded {
-        report::publish_warning(ctx, ec, &degraded.reason, &degraded.message).await;
+    for condition in newly_true {
+        report::publish_warning(ctx, ec, &condition.reason, &condition.message).await;
     }
     ctx.metrics.set_cluster(
         &namespace,
@@ -221,6 +241,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         observed.observation.answering_leader().is_some(),
     );
     ctx.metrics.set_members(&namespace, &name, &member_figures(&observed.observation));
+    ctx.metrics.set_certificates(&namespace, &name, &observed.observation.certificates, Timestamp::now().as_second());
     if !commit_first {
         report::write_status(ctx, ec, &status).await?;
     }

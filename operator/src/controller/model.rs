@@ -105,6 +105,11 @@ pub struct Observation {
     pub alarms: Vec<MemberAlarm>,
     /// The StorageClass the members' volumes name, when it does not exist: no volume can be provisioned.
     pub missing_storage_class: Option<String>,
+    /// Which ports the members speak TLS on: as recorded with the members, or for a cluster not created yet,
+    /// as its spec asks.
+    pub transport: Transport,
+    /// The cluster's certificates, when it uses TLS.
+    pub certificates: Vec<CertificateLife>,
 }
 
 impl Observation {
@@ -404,6 +409,63 @@ pub struct Bootstrap {
     /// member of the old one can be taken for one of it. `None` on members created before tokens were
     /// recorded, which used `resources::legacy_token`.
     pub token: Option<String>,
+    /// Which ports speak TLS; plaintext on members created before etcd-op managed TLS.
+    pub transport: Transport,
+}
+
+/// One of the cluster's certificates and its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateLife {
+    /// The Secret that holds it.
+    pub secret: String,
+    pub validity: crate::pki::Validity,
+    /// The operator renews it (a leaf); an authority is not renewed but rotated.
+    pub renews: bool,
+}
+
+/// Which of a member's ports speak mutual TLS. Chosen when the cluster is created, recorded with each member,
+/// and the same for every member of a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transport {
+    pub peer_tls: bool,
+    pub client_tls: bool,
+}
+
+impl Transport {
+    pub const PLAINTEXT: Transport = Transport { peer_tls: false, client_tls: false };
+    pub const MUTUAL_TLS: Transport = Transport { peer_tls: true, client_tls: true };
+
+    pub fn any_tls(self) -> bool {
+        self.peer_tls || self.client_tls
+    }
+
+    pub fn peer_scheme(self) -> &'static str {
+        if self.peer_tls { "https" } else { "http" }
+    }
+
+    pub fn client_scheme(self) -> &'static str {
+        if self.client_tls { "https" } else { "http" }
+    }
+
+    /// The recorded form: the TLS ports, comma-separated, or `none`.
+    pub fn as_str(self) -> &'static str {
+        match (self.peer_tls, self.client_tls) {
+            (true, true) => "peer,client",
+            (true, false) => "peer",
+            (false, true) => "client",
+            (false, false) => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "peer,client" => Some(Self::MUTUAL_TLS),
+            "peer" => Some(Transport { peer_tls: true, client_tls: false }),
+            "client" => Some(Transport { peer_tls: false, client_tls: true }),
+            "none" => Some(Self::PLAINTEXT),
+            _ => None,
+        }
+    }
 }
 
 impl Bootstrap {

@@ -17,8 +17,8 @@ use super::Context;
 use super::error::Error;
 use super::last_words::{current_termination, etcd_status, says_data_lost};
 use super::model::{
-    EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
-    TroubleKind, Version,
+    CertificateLife, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
+    Transport, TroubleKind, Version,
 };
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
@@ -53,7 +53,13 @@ fn committed_target(ec: &EtcdCluster, desired: &Target) -> Option<Target> {
     })
 }
 
-pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error> {
+/// The cluster's pods and volume claims, as Kubernetes lists them.
+pub struct Objects {
+    pods: Vec<Pod>,
+    pvcs: Vec<PersistentVolumeClaim>,
+}
+
+pub async fn list_objects(ctx: &Context, ec: &EtcdCluster) -> Result<Objects, Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let cluster = ec.name_any();
     let selector = ListParams::default().labels(&selector_string(&cluster));
@@ -61,18 +67,61 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
     let (pods, pvcs) = futures::try_join!(pod_api.list(&selector), pvc_api.list(&selector))
         .map_err(|source| Error::KubeRead { what: format!("pods and PVCs of {namespace}/{cluster}"), source })?;
+    Ok(Objects { pods: pods.items, pvcs: pvcs.items })
+}
+
+/// Owned by an earlier EtcdCluster of this name (deleted, then created again): not this cluster's.
+fn of_earlier_cluster(ec: &EtcdCluster, owners: &[OwnerReference]) -> bool {
+    let uid = ec.uid();
+    owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) != uid.as_ref())
+}
+
+/// The ports the spec asks TLS for: both unless it says otherwise.
+pub fn wanted_transport(ec: &EtcdCluster) -> Transport {
+    ec.spec.tls.as_ref().map_or(Transport::MUTUAL_TLS, |tls| Transport {
+        peer_tls: tls.peer.enabled,
+        client_tls: tls.client.enabled,
+    })
+}
+
+impl Objects {
+    /// Which ports the members speak TLS on: as recorded with the members (their volumes, else their pods),
+    /// or, for a cluster that has none, as its spec asks. A running cluster keeps what it was created with.
+    pub fn transport(&self, ec: &EtcdCluster) -> Transport {
+        let recorded = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            let owners = meta.owner_references.as_deref().unwrap_or_default();
+            if of_earlier_cluster(ec, owners) {
+                return None;
+            }
+            Bootstrap::recorded(meta.annotations.as_ref()?).map(|b| b.transport)
+        };
+        self.pvcs
+            .iter()
+            .find_map(|p| recorded(&p.metadata))
+            .or_else(|| self.pods.iter().find_map(|p| recorded(&p.metadata)))
+            .unwrap_or_else(|| wanted_transport(ec))
+    }
+}
+
+pub async fn observe(
+    ctx: &Context,
+    etcd: &dyn EtcdApi,
+    ec: &EtcdCluster,
+    objects: Objects,
+    certificates: Vec<CertificateLife>,
+) -> Result<Observed, Error> {
+    let cluster = ec.name_any();
+    let transport = objects.transport(ec);
+    let Objects { pods, pvcs } = objects;
     // Objects owned by an earlier EtcdCluster of this name (deleted, then created again) are not this
     // cluster's: they are on their way out, and using them would mix two clusters.
     let uid = ec.uid();
-    let earlier = |owners: &[OwnerReference]| {
-        owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) != uid.as_ref())
-    };
+    let earlier = |owners: &[OwnerReference]| of_earlier_cluster(ec, owners);
     let leftovers: Vec<String> = pods
-        .items
         .iter()
         .filter(|p| earlier(p.owner_references()))
         .map(|p| format!("pod {}", p.name_any()))
-        .chain(pvcs.items.iter().filter(|p| earlier(p.owner_references())).map(|p| format!("PVC {}", p.name_any())))
+        .chain(pvcs.iter().filter(|p| earlier(p.owner_references())).map(|p| format!("PVC {}", p.name_any())))
         .collect();
     // A member's pod always carries this cluster's owner reference. A labelled pod without one was made by
     // someone else: it is never taken for a member, never asked for etcd's state, and it is reported.
@@ -81,20 +130,18 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) == uid.as_ref())
     };
     let foreign_pods: Vec<String> = pods
-        .items
         .iter()
         .filter(|p| !ours(p.owner_references()) && !earlier(p.owner_references()))
         .map(|p| p.name_any())
         .collect();
     let by_member = |labels: &BTreeMap<String, String>| labels.get(LABEL_MEMBER).cloned();
     let pods: BTreeMap<String, Pod> = pods
-        .items
         .into_iter()
         .filter(|p| ours(p.owner_references()))
         .filter_map(|p| Some((by_member(p.labels())?, p)))
         .collect();
     let pvcs: BTreeMap<String, PersistentVolumeClaim> =
-        pvcs.items.into_iter().filter_map(|p| Some((by_member(p.labels())?, p))).collect();
+        pvcs.into_iter().filter_map(|p| Some((by_member(p.labels())?, p))).collect();
 
     let endpoints: BTreeMap<String, String> = pods
         .iter()
@@ -102,23 +149,23 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
         .filter_map(|(name, p)| {
             let ip = p.status.as_ref()?.pod_ip.as_ref()?;
             let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
-            Some((name.clone(), format!("http://{host}:{CLIENT_PORT}")))
+            Some((name.clone(), format!("{}://{host}:{CLIENT_PORT}", transport.client_scheme())))
         })
         .collect();
     let answers =
-        join_all(endpoints.iter().map(|(name, url)| async move { (name.clone(), ctx.etcd.status(url).await) })).await;
+        join_all(endpoints.iter().map(|(name, url)| async move { (name.clone(), etcd.status(url).await) })).await;
     let statuses: BTreeMap<String, EndpointStatus> =
         answers.into_iter().filter_map(|(name, answer)| Some((name, answer.ok()?))).collect();
 
     let Membership { view: etcd_view, members: etcd_members, leader, current: membership_is_current } =
-        read_membership(ctx.etcd.as_ref(), &endpoints, &statuses).await?;
+        read_membership(etcd, &endpoints, &statuses).await?;
 
     // Every member reports the cluster's alarms among its errors; which member each is for, and what it is,
     // the alarm list says. It is asked only when something is reported, and only through a leader (etcd
     // serves it through raft).
     let alarms = match (&etcd_view, leader.as_ref().and_then(|l| endpoints.get(l))) {
         (EtcdView::Reachable { .. }, Some(endpoint)) if statuses.values().any(|s| !s.errors.is_empty()) => {
-            ctx.etcd.alarms(endpoint).await.map_err(|e| {
+            etcd.alarms(endpoint).await.map_err(|e| {
                 Error::IncompleteObservation(format!("members report errors, but the alarm list did not come: {e}"))
             })?
         }
@@ -221,6 +268,8 @@ pub async fn observe(ctx: &Context, ec: &EtcdCluster) -> Result<Observed, Error>
             .unwrap_or(ctx.config.unhealthy_threshold.as_secs()),
         alarms,
         missing_storage_class: if volumes_wanted { missing_storage_class(ctx, ec).await? } else { None },
+        transport,
+        certificates,
     };
     Ok(Observed { observation, pvcs })
 }

@@ -1,7 +1,9 @@
 //! Report: status (members, conditions, phase, next step) computed from what was observed and planned, and
 //! an event per step taken. Status is written only when it changed, so a quiet cluster costs no writes.
 
-use etcd_op_api::v1::{ClusterTarget, EtcdCluster, EtcdClusterStatus, MemberStatus, NextStep, Phase};
+use etcd_op_api::v1::{
+    CertificateStatus, ClusterTarget, EtcdCluster, EtcdClusterStatus, MemberStatus, NextStep, Phase, TlsStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -18,6 +20,7 @@ use super::resources::{client_url, peer_url, selector_string};
 pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const CERTIFICATES_EXPIRING: &str = "CertificatesExpiring";
 
 /// The status this observation and plan call for, keeping the transition times of unchanged conditions.
 pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Timestamp) -> EtcdClusterStatus {
@@ -39,9 +42,9 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             name: m.name.clone(),
             id: m.id().map(|id| format!("{id:x}")),
             // What etcd lists, else the stable DNS name the member is (or will be) reached by.
-            peer_urls: listed_or(m.etcd.as_ref().map(|e| &e.peer_urls), || peer_url(&cluster, &namespace, &m.name)),
+            peer_urls: listed_or(m.etcd.as_ref().map(|e| &e.peer_urls), || peer_url(&cluster, &namespace, &m.name, obs.transport)),
             client_urls: listed_or(m.etcd.as_ref().map(|e| &e.client_urls), || {
-                client_url(&cluster, &namespace, &m.name)
+                client_url(&cluster, &namespace, &m.name, obs.transport)
             }),
             version: m.etcd.as_ref().and_then(|e| e.health.as_ref()?.version).map(|v| v.to_string()),
             learner: m.is_learner(),
@@ -87,9 +90,11 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
         ),
         _ => (false, "AsExpected", "all members are healthy".to_string()),
     };
+    let certificates_condition = obs.transport.any_tls().then(|| certificates_condition(obs, now));
     let conditions =
         [(AVAILABLE, available_condition), (PROGRESSING, progressing_condition), (DEGRADED, degraded_condition)]
             .into_iter()
+            .chain(certificates_condition.map(|c| (CERTIFICATES_EXPIRING, c)))
             .map(|(type_, (status, reason, message))| {
                 condition(&previous.conditions, type_, status, reason, message, generation, now)
             })
@@ -116,7 +121,41 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             version: plan.target.version.to_string(),
         }),
         next_step: Some(NextStep { action: plan.step.action().to_string(), reason: plan.reason.clone() }),
+        tls: Some(TlsStatus {
+            peer: obs.transport.peer_tls,
+            client: obs.transport.client_tls,
+            certificates: obs
+                .certificates
+                .iter()
+                .map(|c| CertificateStatus {
+                    secret: c.secret.clone(),
+                    not_after: rfc3339(c.validity.not_after),
+                    renew_after: c.renews.then(|| rfc3339(c.validity.renew_at())),
+                })
+                .collect(),
+        }),
     }
+}
+
+/// True while a certificate has less than a sixth of its life left: a leaf whose renewal keeps failing, or
+/// an authority due for rotation.
+fn certificates_condition(obs: &Observation, now: Timestamp) -> (bool, &'static str, String) {
+    let now = now.as_second();
+    let expiring: Vec<String> = obs
+        .certificates
+        .iter()
+        .filter(|c| c.validity.expiring(now))
+        .map(|c| format!("{} (expires {})", c.secret, rfc3339(c.validity.not_after)))
+        .collect();
+    if expiring.is_empty() {
+        (false, "CertificatesValid", "every certificate has more than a sixth of its life left".to_string())
+    } else {
+        (true, "CertificatesExpiring", format!("certificates near their expiry: {}", expiring.join(", ")))
+    }
+}
+
+fn rfc3339(seconds: i64) -> String {
+    Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
 }
 
 fn listed_or(listed: Option<&Vec<String>>, fallback: impl FnOnce() -> String) -> Vec<String> {

@@ -9,8 +9,8 @@ use etcd_op_api::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-pub use super::model::{Bootstrap, InitialState};
+pub use super::model::{Bootstrap, InitialState, Transport};
 use super::model::{Version, quorum};
 
 pub const CLIENT_PORT: i32 = 2379;
@@ -42,6 +42,12 @@ pub const ANNOTATION_INITIAL_TOKEN: &str = "etcd.cloud.io/initial-cluster-token"
 /// volume, whatever the spec says later.
 pub const ANNOTATION_QUOTA: &str = "etcd.cloud.io/quota-backend-bytes";
 pub const ANNOTATION_TEMPLATE_HASH: &str = "etcd.cloud.io/template-hash";
+/// Which of the member's ports speak TLS (`Transport::as_str`), recorded with its bootstrap.
+pub const ANNOTATION_TLS: &str = "etcd.cloud.io/tls";
+/// Where a member finds its peer certificate, and its serving certificate for clients: whole Secret
+/// volumes, never `subPath` mounts, so a renewed certificate reaches the running member.
+pub const PEER_TLS_MOUNT: &str = "/etc/etcd/tls/peer";
+pub const SERVER_TLS_MOUNT: &str = "/etc/etcd/tls/server";
 pub const MANAGER: &str = "etcd-op";
 
 impl Bootstrap {
@@ -51,15 +57,18 @@ impl Bootstrap {
             (ANNOTATION_INITIAL_STATE.to_string(), self.state.as_str().to_string()),
         ];
         annotations.extend(self.token.iter().map(|t| (ANNOTATION_INITIAL_TOKEN.to_string(), t.clone())));
+        annotations.push((ANNOTATION_TLS.to_string(), self.transport.as_str().to_string()));
         annotations
     }
 
     /// What was recorded on a member's object, if anything.
+    /// Members created before TLS was recorded ran in plaintext.
     pub fn recorded(annotations: &BTreeMap<String, String>) -> Option<Self> {
         Some(Bootstrap {
             initial_cluster: annotations.get(ANNOTATION_INITIAL_CLUSTER)?.clone(),
             state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
             token: annotations.get(ANNOTATION_INITIAL_TOKEN).cloned(),
+            transport: annotations.get(ANNOTATION_TLS).and_then(|t| Transport::parse(t)).unwrap_or(Transport::PLAINTEXT),
         })
     }
 }
@@ -91,12 +100,54 @@ fn member_labels(cluster: &str, member: &str) -> BTreeMap<String, String> {
 }
 
 /// The headless Service gives each member the DNS name `<member>.<cluster>.<namespace>.svc`.
-pub fn peer_url(cluster: &str, namespace: &str, member: &str) -> String {
-    format!("http://{member}.{cluster}.{namespace}.svc:{PEER_PORT}")
+pub fn peer_url(cluster: &str, namespace: &str, member: &str, transport: Transport) -> String {
+    format!("{}://{member}.{cluster}.{namespace}.svc:{PEER_PORT}", transport.peer_scheme())
 }
 
-pub fn client_url(cluster: &str, namespace: &str, member: &str) -> String {
-    format!("http://{member}.{cluster}.{namespace}.svc:{CLIENT_PORT}")
+pub fn client_url(cluster: &str, namespace: &str, member: &str, transport: Transport) -> String {
+    format!("{}://{member}.{cluster}.{namespace}.svc:{CLIENT_PORT}", transport.client_scheme())
+}
+
+/// The Secrets that hold a cluster's certificates, each in the `kubernetes.io/tls` shape plus `ca.crt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertificateSecret {
+    /// The authority of peer certificates (it holds its private key).
+    PeerAuthority,
+    /// The authority of the client port: it signs the members' serving certificate and client certificates.
+    ClientAuthority,
+    /// The members' peer certificate.
+    Peer,
+    /// The members' serving certificate on the client port.
+    Server,
+    /// The operator's own client certificate.
+    OperatorClient,
+    /// The client certificate for users and their applications.
+    Client,
+}
+
+impl CertificateSecret {
+    pub fn name(self, cluster: &str) -> String {
+        let suffix = match self {
+            CertificateSecret::PeerAuthority => "peer-ca",
+            CertificateSecret::ClientAuthority => "client-ca",
+            CertificateSecret::Peer => "peer-tls",
+            CertificateSecret::Server => "server-tls",
+            CertificateSecret::OperatorClient => "operator-client-tls",
+            CertificateSecret::Client => "client-tls",
+        };
+        format!("{cluster}-{suffix}")
+    }
+}
+
+/// A Secret of a cluster's certificate, owned by the cluster so it goes with it.
+pub fn certificate_secret(ec: &EtcdCluster, which: CertificateSecret, data: BTreeMap<String, String>) -> Secret {
+    let cluster = ec.name_any();
+    Secret {
+        metadata: meta(ec, which.name(&cluster), object_labels(&cluster)),
+        type_: Some("kubernetes.io/tls".to_string()),
+        string_data: Some(data),
+        ..Secret::default()
+    }
 }
 
 /// The member name a peer URL belongs to: its first DNS label. etcd lists members that never started with an
@@ -244,14 +295,33 @@ fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap, quota: Optio
     let cluster = ec.name_any();
     let namespace = ec.namespace().unwrap_or_default();
     let token = bootstrap.token.clone().unwrap_or_else(|| legacy_token(ec));
+    let transport = bootstrap.transport;
+    // Both ports check the other side's certificate against their own authority. The metrics port stays
+    // plaintext: it serves health and figures, never data, and the kubelet's probes need it.
+    let peer_tls = transport.peer_tls.then(|| {
+        [
+            format!("--peer-cert-file={PEER_TLS_MOUNT}/tls.crt"),
+            format!("--peer-key-file={PEER_TLS_MOUNT}/tls.key"),
+            format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt"),
+            "--peer-client-cert-auth=true".to_string(),
+        ]
+    });
+    let client_tls = transport.client_tls.then(|| {
+        [
+            format!("--cert-file={SERVER_TLS_MOUNT}/tls.crt"),
+            format!("--key-file={SERVER_TLS_MOUNT}/tls.key"),
+            format!("--trusted-ca-file={SERVER_TLS_MOUNT}/ca.crt"),
+            "--client-cert-auth=true".to_string(),
+        ]
+    });
     [
         format!("--name={member}"),
         format!("--data-dir={DATA_MOUNT}/data"),
-        format!("--listen-peer-urls=http://0.0.0.0:{PEER_PORT}"),
-        format!("--listen-client-urls=http://0.0.0.0:{CLIENT_PORT}"),
+        format!("--listen-peer-urls={}://0.0.0.0:{PEER_PORT}", transport.peer_scheme()),
+        format!("--listen-client-urls={}://0.0.0.0:{CLIENT_PORT}", transport.client_scheme()),
         format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
-        format!("--advertise-client-urls={}", client_url(&cluster, &namespace, member)),
-        format!("--initial-advertise-peer-urls={}", peer_url(&cluster, &namespace, member)),
+        format!("--advertise-client-urls={}", client_url(&cluster, &namespace, member, transport)),
+        format!("--initial-advertise-peer-urls={}", peer_url(&cluster, &namespace, member, transport)),
         format!("--initial-cluster={}", bootstrap.initial_cluster),
         format!("--initial-cluster-state={}", bootstrap.state.as_str()),
         format!("--initial-cluster-token={token}"),
@@ -260,7 +330,41 @@ fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap, quota: Optio
     ]
     .into_iter()
     .chain(quota.map(|bytes| format!("--quota-backend-bytes={bytes}")))
+    .chain(peer_tls.into_iter().flatten())
+    .chain(client_tls.into_iter().flatten())
     .collect()
+}
+
+/// The member's certificate volumes and where they are mounted.
+fn certificate_volumes(cluster: &str, transport: Transport) -> Vec<(Volume, VolumeMount)> {
+    let volume = |name: &str, secret: CertificateSecret, path: &str| {
+        (
+            Volume {
+                name: name.to_string(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(secret.name(cluster)),
+                    // Readable by the member's group only (the pod's fsGroup), never by others.
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            VolumeMount {
+                name: name.to_string(),
+                mount_path: path.to_string(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+        )
+    };
+    let mut volumes = Vec::new();
+    if transport.peer_tls {
+        volumes.push(volume("peer-tls", CertificateSecret::Peer, PEER_TLS_MOUNT));
+    }
+    if transport.client_tls {
+        volumes.push(volume("server-tls", CertificateSecret::Server, SERVER_TLS_MOUNT));
+    }
+    volumes
 }
 
 /// etcd's quota when none is given.
@@ -377,6 +481,13 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
             ..Volume::default()
         },
     };
+    let (tls_volumes, tls_mounts): (Vec<Volume>, Vec<VolumeMount>) =
+        certificate_volumes(&cluster, bootstrap.transport).into_iter().unzip();
+    let mut mounts =
+        vec![VolumeMount { name: "data".to_string(), mount_path: DATA_MOUNT.to_string(), ..VolumeMount::default() }];
+    mounts.extend(tls_mounts);
+    let mut volumes = vec![data_volume];
+    volumes.extend(tls_volumes);
     let container = Container {
         name: "etcd".to_string(),
         image: Some(image(ec, version)),
@@ -399,11 +510,7 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         // etcd's last words when it exits, for the operator to tell a member that lost its data.
         termination_message_policy: Some("FallbackToLogsOnError".to_string()),
         resources: tpl.resources.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".to_string(),
-            mount_path: DATA_MOUNT.to_string(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(mounts),
         // Fit for a namespace that enforces the `restricted` Pod Security Standard: etcd writes only its data
         // directory.
         security_context: Some(SecurityContext {
@@ -421,7 +528,7 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
             hostname: Some(member.to_string()),
             subdomain: Some(cluster),
             containers: vec![container],
-            volumes: Some(vec![data_volume]),
+            volumes: Some(volumes),
             affinity: tpl.affinity,
             tolerations: tpl.tolerations,
             node_selector: tpl.node_selector,

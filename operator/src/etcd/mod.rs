@@ -1,9 +1,13 @@
 //! Every call the operator makes to etcd, behind one small interface. Each call opens a connection to one
 //! member's client URL with a deadline, so a dead member costs a bounded wait and never a hang.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{AlarmAction, AlarmType, Client, ConnectOptions, GetOptions, Member, MemberAddOptions};
+use etcd_client::{
+    AlarmAction, AlarmType, Certificate, Client, ConnectOptions, GetOptions, Identity, Member, MemberAddOptions,
+    TlsOptions,
+};
 use futures::future::BoxFuture;
 
 pub use crate::controller::model::Alarm;
@@ -60,6 +64,33 @@ pub trait EtcdApi: Send + Sync {
     fn remove<'a>(&'a self, endpoint: &'a str, id: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
     fn alarms<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<(u64, Alarm)>, EtcdError>>;
     fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
+    /// The same calls, to the members of a cluster whose client port speaks mutual TLS.
+    fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi>;
+}
+
+/// Mutual TLS towards one cluster's members: the authority that signed their serving certificates, the name
+/// every one of those certificates carries, and the operator's own client certificate. No secret in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+    pub server_name: String,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl ClientTls {
+    fn options(&self) -> TlsOptions {
+        TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(&self.ca_pem))
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .domain_name(self.server_name.clone())
+    }
 }
 
 impl EtcdApi for Etcd {
@@ -87,22 +118,26 @@ impl EtcdApi for Etcd {
     fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>> {
         Box::pin(Etcd::move_leader(self, leader_endpoint, to))
     }
+    fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi> {
+        Arc::new(Etcd { timeout: self.timeout, tls: Some(tls.options()) })
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Etcd {
     timeout: Duration,
+    tls: Option<TlsOptions>,
 }
 
 impl Default for Etcd {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(3) }
+        Self { timeout: Duration::from_secs(3), tls: None }
     }
 }
 
 impl Etcd {
     pub fn with_timeout(timeout: Duration) -> Self {
-        Self { timeout }
+        Self { timeout, tls: None }
     }
 
     async fn call<T, F, Fut>(&self, endpoint: &str, op: F) -> Result<T, EtcdError>
@@ -110,7 +145,10 @@ impl Etcd {
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let options = ConnectOptions::new().with_connect_timeout(self.timeout).with_timeout(self.timeout);
+        let mut options = ConnectOptions::new().with_connect_timeout(self.timeout).with_timeout(self.timeout);
+        if let Some(tls) = &self.tls {
+            options = options.with_tls(tls.clone());
+        }
         let work = async {
             let client = Client::connect([endpoint], Some(options)).await?;
             op(client).await

@@ -1,0 +1,252 @@
+//! Certificate authorities and the certificates they issue to a cluster's members, the operator and users.
+//! Issuance uses rcgen; when to renew is a pure function of a certificate's validity, tested without a clock.
+
+use std::time::Duration;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// Leaf certificates live this long unless `spec.tls.certificateLifetime` says otherwise.
+pub const DEFAULT_LEAF_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+/// A cluster's authorities live ten years; their rotation is a deliberate act, not a renewal.
+pub const AUTHORITY_LIFETIME: Duration = Duration::from_secs(3650 * 24 * 3600);
+/// Certificates are dated this far back, so a member whose clock is slightly behind accepts them at once.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("issuing a certificate: {0}")]
+    Issue(#[from] rcgen::Error),
+    #[error("reading a certificate: {0}")]
+    Read(String),
+    #[error("a certificate's validity is outside what can be written: {0}")]
+    Time(String),
+}
+
+/// A certificate and its private key, in PEM.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyedCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// What a leaf certificate is for, which decides its extended key usages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Usage {
+    /// A member's certificate: it serves, and it is also a client, of its peers or (through etcd's gateway)
+    /// of its own client port.
+    ServerAndClient,
+    /// A client's certificate: it can never serve.
+    Client,
+}
+
+/// A leaf certificate to issue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeafRequest {
+    pub common_name: String,
+    /// DNS names and IP addresses; rcgen tells them apart.
+    pub subject_alt_names: Vec<String>,
+    pub usage: Usage,
+}
+
+/// The span a certificate is valid for, in seconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+impl Validity {
+    /// When a leaf is renewed: two thirds into its life, so a failed renewal has a third of it to succeed.
+    pub fn renew_at(self) -> i64 {
+        self.not_before + (self.not_after - self.not_before) * 2 / 3
+    }
+
+    /// Less than a sixth of its life is left: renewal should have happened long ago, or (for an authority)
+    /// rotation is due.
+    pub fn expiring(self, now: i64) -> bool {
+        self.not_after - now < (self.not_after - self.not_before) / 6
+    }
+}
+
+/// A lifetime written as a number and a unit: `m` (minutes), `h` (hours) or `d` (days).
+pub fn parse_lifetime(text: &str) -> Option<Duration> {
+    let unit = match text.chars().last()? {
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    let number: u64 = text[..text.len() - 1].parse().ok()?;
+    Some(Duration::from_secs(number.checked_mul(unit)?)).filter(|d| !d.is_zero())
+}
+
+fn subject(common_name: &str) -> DistinguishedName {
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    name.push(DnType::OrganizationName, "etcd-op");
+    name
+}
+
+fn validity_params(params: &mut CertificateParams, now: i64, lifetime: Duration) -> Result<(), PkiError> {
+    let at = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PkiError::Time(format!("{secs}: {e}")))
+    };
+    let lifetime = i64::try_from(lifetime.as_secs()).map_err(|e| PkiError::Time(e.to_string()))?;
+    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(0);
+    params.not_before = at(now - skew)?;
+    params.not_after = at(now + lifetime)?;
+    Ok(())
+}
+
+/// A new self-signed certificate authority.
+pub fn new_authority(common_name: &str, now: i64, lifetime: Duration) -> Result<KeyedCertificate, PkiError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name = subject(common_name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    validity_params(&mut params, now, lifetime)?;
+    let key = KeyPair::generate()?;
+    let cert = params.self_signed(&key)?;
+    Ok(KeyedCertificate { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// A leaf certificate signed by `authority`.
+pub fn issue(
+    authority: &KeyedCertificate,
+    request: &LeafRequest,
+    now: i64,
+    lifetime: Duration,
+) -> Result<KeyedCertificate, PkiError> {
+    let authority_key = KeyPair::from_pem(&authority.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&authority.cert_pem, authority_key)?;
+    let mut params = CertificateParams::new(request.subject_alt_names.clone())?;
+    params.distinguished_name = subject(&request.common_name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.extended_key_usages = match request.usage {
+        Usage::ServerAndClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+    };
+    params.use_authority_key_identifier_extension = true;
+    validity_params(&mut params, now, lifetime)?;
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(KeyedCertificate { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+}
+
+/// When the first certificate in `pem` is valid.
+pub fn validity(pem: &str) -> Result<Validity, PkiError> {
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::Read(format!("not PEM: {e}")))?;
+    let cert = block.parse_x509().map_err(|e| PkiError::Read(format!("not an X.509 certificate: {e}")))?;
+    let span = cert.validity();
+    Ok(Validity { not_before: span.not_before.timestamp(), not_after: span.not_after.timestamp() })
+}
+
+/// The DNS names and addresses in the first certificate in `pem`.
+pub fn subject_alt_names(pem: &str) -> Result<Vec<String>, PkiError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, block) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::Read(format!("not PEM: {e}")))?;
+    let cert = block.parse_x509().map_err(|e| PkiError::Read(format!("not an X.509 certificate: {e}")))?;
+    let names = cert.subject_alternative_name().map_err(|e| PkiError::Read(e.to_string()))?;
+    Ok(names
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_string()),
+                    GeneralName::IPAddress(bytes) => ip_text(bytes),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(|b| std::net::Ipv4Addr::from(b).to_string()),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(|b| std::net::Ipv6Addr::from(b).to_string()),
+        _ => None,
+    }
+}
+
+/// Every name a member is reached by: its stable DNS name with and without the cluster domain (etcd checks a
+/// peer's certificate against the reverse-DNS name of the peer's address, which carries the domain), the
+/// client Service's names, and loopback.
+pub fn member_names(cluster: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
+    let client = format!("{cluster}-client");
+    vec![
+        format!("*.{cluster}.{namespace}.svc"),
+        format!("*.{cluster}.{namespace}.svc.{cluster_domain}"),
+        client.clone(),
+        format!("{client}.{namespace}"),
+        format!("{client}.{namespace}.svc"),
+        format!("{client}.{namespace}.svc.{cluster_domain}"),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ]
+}
+
+/// The name the operator checks every member's serving certificate against: members are dialled at their
+/// pod addresses, which no certificate names, and all of them carry the client Service's name.
+pub fn server_name(cluster: &str, namespace: &str) -> String {
+    format!("{cluster}-client.{namespace}.svc")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn lifetimes_read_in_minutes_hours_and_days() {
+        assert_eq!(parse_lifetime("90d"), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_lifetime("2160h"), Some(Duration::from_secs(2160 * 3600)));
+        assert_eq!(parse_lifetime("5m"), Some(Duration::from_secs(300)));
+        for bad in ["", "d", "0d", "10", "10s", "-1d", "1.5d"] {
+            assert_eq!(parse_lifetime(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn renewal_comes_at_two_thirds_and_the_warning_in_the_last_sixth() {
+        let v = Validity { not_before: 0, not_after: 90 };
+        assert_eq!(v.renew_at(), 60);
+        assert!(!v.expiring(74));
+        assert!(v.expiring(76));
+        assert!(v.expiring(100), "an expired certificate is expiring");
+    }
+
+    #[test]
+    fn a_leaf_is_signed_for_its_names_and_dated_as_asked() -> Result<(), PkiError> {
+        let ca = new_authority("demo-peer-ca", NOW, AUTHORITY_LIFETIME)?;
+        let names = member_names("demo", "prod", "cluster.local");
+        let request =
+            LeafRequest { common_name: "demo".into(), subject_alt_names: names.clone(), usage: Usage::ServerAndClient };
+        let leaf = issue(&ca, &request, NOW, Duration::from_secs(3600))?;
+        let validity = validity(&leaf.cert_pem)?;
+        assert_eq!(validity.not_after, NOW + 3600);
+        assert_eq!(validity.not_before, NOW - 300);
+        assert_eq!(subject_alt_names(&leaf.cert_pem)?, names);
+        assert!(names.contains(&"*.demo.prod.svc.cluster.local".to_string()));
+        assert!(names.contains(&"demo-client.prod.svc".to_string()));
+        assert_eq!(validity_of_authority(&ca)?, NOW + i64::try_from(AUTHORITY_LIFETIME.as_secs()).unwrap_or(0));
+        Ok(())
+    }
+
+    fn validity_of_authority(ca: &KeyedCertificate) -> Result<i64, PkiError> {
+        Ok(validity(&ca.cert_pem)?.not_after)
+    }
+
+    #[test]
+    fn garbage_is_not_a_certificate() {
+        assert!(validity("not a certificate").is_err());
+        assert!(validity("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err());
+    }
+}
