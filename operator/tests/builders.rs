@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use etcd_op::controller::model::Version;
 use etcd_op::controller::resources::{
     ANNOTATION_INITIAL_CLUSTER, ANNOTATION_INITIAL_STATE, ANNOTATION_INITIAL_TOKEN, ANNOTATION_QUOTA,
-    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, DATA_MOUNT, ETCD_DEFAULT_QUOTA, InitialState, LABEL_CLUSTER,
-    LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MEMBER, LABEL_NAME, MEMBER_UID, METRICS_PORT, PEER_PORT, client_service,
+    ANNOTATION_TEMPLATE_HASH, ANNOTATION_TLS, Bootstrap, CLIENT_PORT, CertificateSecret, DATA_MOUNT,
+    ETCD_DEFAULT_QUOTA, InitialState, LABEL_CLUSTER, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MEMBER, LABEL_NAME,
+    MEMBER_UID, METRICS_PORT, PEER_PORT, PEER_TLS_MOUNT, SERVER_TLS_MOUNT, Transport, client_service,
     client_service_name, disruption_budget, headless_service, image, legacy_token, member_pod, member_pvc, peer_url,
     quota_backend_bytes, quota_for_volume, quota_of_pod, recorded_quota, selector_labels, selector_string,
     template_hash,
@@ -63,7 +64,12 @@ fn empty_dir(size_limit: Option<&str>, medium: Option<&str>) -> StorageSpec {
 const INITIAL: &str = "demo-0=http://demo-0.demo.prod.svc:2380,demo-1=http://demo-1.demo.prod.svc:2380,demo-2=http://demo-2.demo.prod.svc:2380";
 
 fn new_bootstrap(token: Option<&str>) -> Bootstrap {
-    Bootstrap { initial_cluster: INITIAL.into(), state: InitialState::New, token: token.map(Into::into) }
+    Bootstrap {
+        initial_cluster: INITIAL.into(),
+        state: InitialState::New,
+        token: token.map(Into::into),
+        transport: Transport::PLAINTEXT,
+    }
 }
 
 fn existing_bootstrap(token: Option<&str>) -> Bootstrap {
@@ -71,6 +77,7 @@ fn existing_bootstrap(token: Option<&str>) -> Bootstrap {
         initial_cluster: format!("{INITIAL},demo-3=http://demo-3.demo.prod.svc:2380"),
         state: InitialState::Existing,
         token: token.map(Into::into),
+        transport: Transport::PLAINTEXT,
     }
 }
 
@@ -320,7 +327,8 @@ fn the_advertised_names_are_the_ones_the_headless_service_gives_the_pod() {
     let args = args_of(&pod);
     assert!(args.contains(&format!("--initial-advertise-peer-urls=http://{dns}:{PEER_PORT}")), "{args:?}");
     assert!(args.contains(&format!("--advertise-client-urls=http://{dns}:{CLIENT_PORT}")), "{args:?}");
-    assert_eq!(peer_url("demo", NAMESPACE, "demo-1"), format!("http://{dns}:{PEER_PORT}"));
+    assert_eq!(peer_url("demo", NAMESPACE, "demo-1", Transport::PLAINTEXT), format!("http://{dns}:{PEER_PORT}"));
+    assert_eq!(peer_url("demo", NAMESPACE, "demo-1", Transport::MUTUAL_TLS), format!("https://{dns}:{PEER_PORT}"));
 }
 
 #[test]
@@ -587,7 +595,8 @@ fn member_volumes_follow_the_claim_template_and_record_bootstrap_and_quota() {
         },
     ];
     for case in cases {
-        for bootstrap in [new_bootstrap(Some("demo-7f3a")), existing_bootstrap(None)] {
+        let with_tls = Bootstrap { transport: Transport::MUTUAL_TLS, ..new_bootstrap(Some("demo-7f3b")) };
+        for bootstrap in [new_bootstrap(Some("demo-7f3a")), existing_bootstrap(None), with_tls] {
             let ec = with_storage(case.storage.clone());
             let pvc = member_pvc(&ec, "demo-1", &bootstrap);
             let spec = pvc.spec.clone().expect("spec");
@@ -606,6 +615,7 @@ fn member_volumes_follow_the_claim_template_and_record_bootstrap_and_quota() {
             let mut want = BTreeMap::from([
                 (ANNOTATION_INITIAL_CLUSTER.to_string(), bootstrap.initial_cluster.clone()),
                 (ANNOTATION_INITIAL_STATE.to_string(), bootstrap.state.as_str().to_string()),
+                (ANNOTATION_TLS.to_string(), bootstrap.transport.as_str().to_string()),
             ]);
             want.extend(bootstrap.token.clone().map(|t| (ANNOTATION_INITIAL_TOKEN.to_string(), t)));
             want.extend(case.quota.map(|q| (ANNOTATION_QUOTA.to_string(), q.to_string())));
@@ -800,4 +810,74 @@ fn the_template_hash_is_stable_across_builds() {
     // FNV-1a of `null`, the JSON of no template. Every operator build must compute this: a different value
     // would restart every member of every cluster without a template on an operator upgrade.
     assert_eq!(template_hash(&cluster()), "5b9bc4ba528108e4");
+}
+
+#[test]
+fn members_recorded_before_tls_was_recorded_ran_in_plaintext() {
+    let annotations = BTreeMap::from([
+        (ANNOTATION_INITIAL_CLUSTER.to_string(), INITIAL.to_string()),
+        (ANNOTATION_INITIAL_STATE.to_string(), "new".to_string()),
+    ]);
+    let recorded = Bootstrap::recorded(&annotations).map(|b| b.transport);
+    assert_eq!(recorded, Some(Transport::PLAINTEXT));
+    for transport in [
+        Transport::PLAINTEXT,
+        Transport::MUTUAL_TLS,
+        Transport { peer_tls: true, client_tls: false },
+        Transport { peer_tls: false, client_tls: true },
+    ] {
+        assert_eq!(Transport::parse(transport.as_str()), Some(transport));
+    }
+    assert_eq!(Transport::parse("tls"), None);
+}
+
+#[test]
+fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
+    let rows = [
+        ("both", Transport::MUTUAL_TLS),
+        ("peer only", Transport { peer_tls: true, client_tls: false }),
+        ("client only", Transport { peer_tls: false, client_tls: true }),
+        ("neither", Transport::PLAINTEXT),
+    ];
+    let ec = cluster_of(spec());
+    for (what, transport) in rows {
+        let bootstrap = Bootstrap { transport, ..new_bootstrap(Some("tok-1")) };
+        let pod = member_pod(&ec, "demo-1", V36, &bootstrap, None);
+        let args = args_of(&pod);
+        let has = |arg: &str| args.iter().any(|a| a == arg);
+        let peer = if transport.peer_tls { "https" } else { "http" };
+        let client = if transport.client_tls { "https" } else { "http" };
+        assert!(has(&format!("--listen-peer-urls={peer}://0.0.0.0:{PEER_PORT}")), "{what}: {args:?}");
+        assert!(has(&format!("--listen-client-urls={client}://0.0.0.0:{CLIENT_PORT}")), "{what}: {args:?}");
+        assert!(
+            has(&format!("--advertise-client-urls={client}://demo-1.demo.{NAMESPACE}.svc:{CLIENT_PORT}")),
+            "{what}: {args:?}"
+        );
+        assert!(has(&format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}")), "{what}: probes stay plaintext");
+        assert_eq!(has("--peer-client-cert-auth=true"), transport.peer_tls, "{what}");
+        assert_eq!(has(&format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt")), transport.peer_tls, "{what}");
+        assert_eq!(has("--client-cert-auth=true"), transport.client_tls, "{what}");
+        assert_eq!(has(&format!("--cert-file={SERVER_TLS_MOUNT}/tls.crt")), transport.client_tls, "{what}");
+
+        let spec = pod.spec.clone().expect("spec");
+        let secrets: Vec<(String, Option<i32>)> = spec
+            .volumes
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| Some((v.secret.as_ref()?.secret_name.clone()?, v.secret.as_ref()?.default_mode)))
+            .collect();
+        let mut want = Vec::new();
+        if transport.peer_tls {
+            want.push((CertificateSecret::Peer.name("demo"), Some(0o440)));
+        }
+        if transport.client_tls {
+            want.push((CertificateSecret::Server.name("demo"), Some(0o440)));
+        }
+        assert_eq!(secrets, want, "{what}");
+        let mounts = spec.containers[0].volume_mounts.clone().unwrap_or_default();
+        assert!(mounts.iter().all(|m| m.sub_path.is_none()), "{what}: a subPath mount never sees a renewal");
+        let tls_mounts: Vec<&str> = mounts.iter().filter(|m| m.name != "data").map(|m| m.mount_path.as_str()).collect();
+        assert_eq!(tls_mounts.len(), want.len(), "{what}");
+        assert!(mounts.iter().filter(|m| m.name != "data").all(|m| m.read_only == Some(true)), "{what}");
+    }
 }

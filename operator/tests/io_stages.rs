@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_op::controller::model::{
-    Bootstrap, EtcdMember, EtcdView, InitialState, Member, MemberHealth, Observation, PodView, PvcView, Target, Version,
+    Bootstrap, EtcdMember, EtcdView, InitialState, Member, MemberHealth, Observation, PodView, PvcView, Target,
+    Transport, Version,
 };
 use etcd_op::controller::observe::read_membership;
 use etcd_op::controller::plan::{Plan, Step, plan};
 use etcd_op::controller::{Context, Error, Settings, act};
-use etcd_op::etcd::{Alarm, EndpointStatus, EtcdApi, EtcdError, MemberInfo};
+use etcd_op::etcd::{Alarm, ClientTls, EndpointStatus, EtcdApi, EtcdError, MemberInfo};
 use etcd_op::metrics::Metrics;
 use etcd_op_api::v1::EtcdCluster;
 use futures::future::BoxFuture;
@@ -73,6 +74,15 @@ impl FakeEtcd {
 }
 
 impl EtcdApi for FakeEtcd {
+    fn with_tls(&self, _tls: &ClientTls) -> Arc<dyn EtcdApi> {
+        Arc::new(FakeEtcd {
+            statuses: self.statuses.clone(),
+            members: self.members.clone(),
+            linearizable_fails: self.linearizable_fails,
+            refusal: self.refusal.clone(),
+            calls: Mutex::default(),
+        })
+    }
     fn status<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<EndpointStatus, EtcdError>> {
         self.record(format!("status {endpoint}"));
         Box::pin(async move { self.statuses.get(endpoint).cloned().ok_or_else(|| Self::silent(endpoint)) })
@@ -223,7 +233,12 @@ fn context(etcd: Arc<FakeEtcd>) -> (Context, ApiHandle) {
         recorder,
         metrics: Arc::new(Metrics::default()),
         etcd,
-        config: Settings { unhealthy_threshold: Duration::from_secs(300), concurrency: 1, namespace: None },
+        config: Settings {
+            unhealthy_threshold: Duration::from_secs(300),
+            concurrency: 1,
+            namespace: None,
+            cluster_domain: "cluster.local".into(),
+        },
         refusals: Default::default(),
         last_words: Default::default(),
     };
@@ -286,6 +301,8 @@ fn observation(size: usize) -> Observation {
         unhealthy_threshold_secs: 300,
         alarms: Vec::new(),
         missing_storage_class: None,
+        transport: Transport::PLAINTEXT,
+        certificates: Vec::new(),
     }
 }
 
@@ -339,7 +356,9 @@ async fn add_learner_asks_the_leader_then_creates_the_volume_and_pod_joining_the
     let (ctx, mut api) = context(etcd.clone());
     let obs = observation(4);
     let step = Step::AddLearner { name: "demo-3".into() };
-    let acting = tokio::spawn(async move { bounded(act::act(&ctx, &cluster(4), &obs, &plan_of(&obs, step))).await });
+    let acting = tokio::spawn(async move {
+        bounded(act::act(&ctx, ctx.etcd.as_ref(), &cluster(4), &obs, &plan_of(&obs, step))).await
+    });
 
     let pvc = answer(&mut api, "POST", "/api/v1/namespaces/ns/persistentvolumeclaims", 201, Value::clone).await;
     let pod = answer(&mut api, "POST", "/api/v1/namespaces/ns/pods", 201, Value::clone).await;
@@ -364,7 +383,7 @@ async fn a_refused_membership_change_creates_nothing_and_starts_the_refusal_cloc
     let (ctx, mut api) = context(etcd.clone());
     let obs = observation(4);
     let step = plan_of(&obs, Step::AddLearner { name: "demo-3".into() });
-    let outcome = bounded(act::act(&ctx, &cluster(4), &obs, &step)).await;
+    let outcome = bounded(act::act(&ctx, ctx.etcd.as_ref(), &cluster(4), &obs, &step)).await;
     let Err(error) = outcome else { panic!("a refused change is an error") };
     assert!(error.is_transient(), "etcd refuses while its leader settles: retried soon, {error}");
     assert!(ctx.refusals.lock().is_ok_and(|r| r.contains_key("ns/demo")), "the refusal clock runs");
@@ -380,9 +399,14 @@ async fn a_membership_change_needs_a_leader_that_answered() {
     if let Some(leader) = obs.members[0].etcd.as_mut() {
         leader.health = None;
     }
-    let outcome =
-        bounded(act::act(&ctx, &cluster(3), &obs, &plan_of(&obs, Step::RemoveMember { name: "demo-2".into(), id: 3 })))
-            .await;
+    let outcome = bounded(act::act(
+        &ctx,
+        ctx.etcd.as_ref(),
+        &cluster(3),
+        &obs,
+        &plan_of(&obs, Step::RemoveMember { name: "demo-2".into(), id: 3 }),
+    ))
+    .await;
     assert!(matches!(outcome, Err(Error::StepNotPossible { .. })), "{outcome:?}");
     assert!(etcd.calls().is_empty(), "{:?}", etcd.calls());
 }
@@ -394,7 +418,7 @@ async fn restart_deletes_only_the_pod_and_resource_deletion_takes_gone_for_done(
     let obs = observation(3);
     let ec = cluster(3);
     let restart = plan_of(&obs, Step::RestartMember { name: "demo-1".into() });
-    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, &ec, &obs, &restart)), async {
+    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &restart)), async {
         answer(
             &mut api,
             "DELETE",
@@ -407,7 +431,7 @@ async fn restart_deletes_only_the_pod_and_resource_deletion_takes_gone_for_done(
     assert!(outcome.is_ok(), "{outcome:?}");
 
     let delete = plan_of(&obs, Step::DeleteMemberResources { name: "demo-4".into() });
-    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, &ec, &obs, &delete)), async {
+    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &delete)), async {
         answer(&mut api, "DELETE", "/api/v1/namespaces/ns/pods/demo-4", 404, |_| api_status(404, "NotFound")).await;
         answer(&mut api, "DELETE", "/api/v1/namespaces/ns/persistentvolumeclaims/demo-4", 404, |_| {
             api_status(404, "NotFound")
@@ -427,13 +451,14 @@ async fn a_pod_recreated_for_its_volume_starts_as_recorded_with_the_volumes_quot
         initial_cluster: "demo-0=http://demo-0.demo.ns.svc:2380,demo-1=http://demo-1.demo.ns.svc:2380".into(),
         state: InitialState::New,
         token: Some("demo-ns-1700000000".into()),
+        transport: Transport::PLAINTEXT,
     };
     obs.members[1].pod = None;
     obs.members[1].bootstrap = Some(recorded.clone());
     obs.members[1].pvc = Some(PvcView { terminating: false, quota_bytes: Some(100 << 20) });
     let ec = cluster(3);
     let step = plan_of(&obs, Step::CreateMemberPod { name: "demo-1".into() });
-    let (outcome, (_, pod)) = tokio::join!(bounded(act::act(&ctx, &ec, &obs, &step)), async {
+    let (outcome, (_, pod)) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &step)), async {
         let pvc = answer(&mut api, "POST", "/api/v1/namespaces/ns/persistentvolumeclaims", 409, |_| {
             api_status(409, "AlreadyExists")
         })

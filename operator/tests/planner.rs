@@ -197,6 +197,8 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     unhealthy_threshold_secs: THRESHOLD,
                     alarms: alarm.map_or_else(Vec::new, |alarm| vec![MemberAlarm { member: "demo-0".into(), alarm }]),
                     missing_storage_class: None,
+                    transport: etcd_op::controller::model::Transport::MUTUAL_TLS,
+                    certificates: Vec::new(),
                 }
             },
         )

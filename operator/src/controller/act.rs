@@ -10,8 +10,8 @@ use super::Context;
 use super::error::Error;
 use super::model::Observation;
 use super::plan::{Plan, Step};
-use crate::etcd::EtcdApi;
 use super::resources::{Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url, quota_backend_bytes};
+use crate::etcd::EtcdApi;
 
 /// `etcd` reaches this cluster's members (over TLS when their client port speaks it).
 pub async fn act(
@@ -28,8 +28,10 @@ pub async fn act(
     match &plan.step {
         Step::Nothing | Step::Wait => Ok(()),
         Step::BootstrapMembers { members } => {
-            let peers: Vec<String> =
-                members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name, transport))).collect();
+            let peers: Vec<String> = members
+                .iter()
+                .map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name, transport)))
+                .collect();
             // A bootstrap cut short is finished with the token its first members were created with.
             let started = members.iter().find_map(|name| obs.member(name)?.bootstrap.clone());
             let token = match started {

@@ -173,7 +173,8 @@ impl Store<'_> {
             None => {
                 let leaf = pki::issue(authority, request, self.now, lifetime)
                     .map_err(|e| Error::Certificates(format!("{name}: {e}")))?;
-                let validity = pki::validity(&leaf.cert_pem).map_err(|e| Error::Certificates(format!("{name}: {e}")))?;
+                let validity =
+                    pki::validity(&leaf.cert_pem).map_err(|e| Error::Certificates(format!("{name}: {e}")))?;
                 let why = if stored.is_some() { "renewed" } else { "issued" };
                 info!(cluster = %self.ec.name_any(), namespace = %self.namespace, secret = %name, not_after = validity.not_after, "{why} a certificate");
                 self.write(which, stored.is_some(), certificate_data(&leaf, &authority.cert_pem)).await?;

@@ -17,8 +17,8 @@ use super::Context;
 use super::error::Error;
 use super::last_words::{current_termination, etcd_status, says_data_lost};
 use super::model::{
-    CertificateLife, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
-    Transport, TroubleKind, Version,
+    CertificateLife, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView,
+    PvcView, Target, Transport, TroubleKind, Version,
 };
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
@@ -78,10 +78,10 @@ fn of_earlier_cluster(ec: &EtcdCluster, owners: &[OwnerReference]) -> bool {
 
 /// The ports the spec asks TLS for: both unless it says otherwise.
 pub fn wanted_transport(ec: &EtcdCluster) -> Transport {
-    ec.spec.tls.as_ref().map_or(Transport::MUTUAL_TLS, |tls| Transport {
-        peer_tls: tls.peer.enabled,
-        client_tls: tls.client.enabled,
-    })
+    ec.spec
+        .tls
+        .as_ref()
+        .map_or(Transport::MUTUAL_TLS, |tls| Transport { peer_tls: tls.peer.enabled, client_tls: tls.client.enabled })
 }
 
 impl Objects {

@@ -42,7 +42,9 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             name: m.name.clone(),
             id: m.id().map(|id| format!("{id:x}")),
             // What etcd lists, else the stable DNS name the member is (or will be) reached by.
-            peer_urls: listed_or(m.etcd.as_ref().map(|e| &e.peer_urls), || peer_url(&cluster, &namespace, &m.name, obs.transport)),
+            peer_urls: listed_or(m.etcd.as_ref().map(|e| &e.peer_urls), || {
+                peer_url(&cluster, &namespace, &m.name, obs.transport)
+            }),
             client_urls: listed_or(m.etcd.as_ref().map(|e| &e.client_urls), || {
                 client_url(&cluster, &namespace, &m.name, obs.transport)
             }),

@@ -68,7 +68,10 @@ impl Bootstrap {
             initial_cluster: annotations.get(ANNOTATION_INITIAL_CLUSTER)?.clone(),
             state: InitialState::parse(annotations.get(ANNOTATION_INITIAL_STATE)?)?,
             token: annotations.get(ANNOTATION_INITIAL_TOKEN).cloned(),
-            transport: annotations.get(ANNOTATION_TLS).and_then(|t| Transport::parse(t)).unwrap_or(Transport::PLAINTEXT),
+            transport: annotations
+                .get(ANNOTATION_TLS)
+                .and_then(|t| Transport::parse(t))
+                .unwrap_or(Transport::PLAINTEXT),
         })
     }
 }

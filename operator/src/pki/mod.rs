@@ -91,9 +91,8 @@ fn subject(common_name: &str) -> DistinguishedName {
 }
 
 fn validity_params(params: &mut CertificateParams, now: i64, lifetime: Duration) -> Result<(), PkiError> {
-    let at = |secs: i64| {
-        time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PkiError::Time(format!("{secs}: {e}")))
-    };
+    let at =
+        |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PkiError::Time(format!("{secs}: {e}")));
     let lifetime = i64::try_from(lifetime.as_secs()).map_err(|e| PkiError::Time(e.to_string()))?;
     let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(0);
     params.not_before = at(now - skew)?;

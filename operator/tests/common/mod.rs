@@ -2,7 +2,7 @@
 #![allow(dead_code, reason = "each test file uses its own part of these")]
 
 use etcd_op::controller::model::{
-    EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Version,
+    EtcdMember, EtcdView, Member, MemberHealth, Observation, PodView, PvcView, Target, Transport, Version,
 };
 use etcd_op_api::v1::{DataLossPolicy, EtcdCluster, EtcdClusterSpec, PvcRetentionPolicy, StorageSpec};
 
@@ -63,6 +63,8 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         unhealthy_threshold_secs: THRESHOLD,
         alarms: Vec::new(),
         missing_storage_class: None,
+        transport: Transport::MUTUAL_TLS,
+        certificates: Vec::new(),
     }
 }
 
@@ -82,6 +84,7 @@ pub fn spec() -> EtcdClusterSpec {
         paused: false,
         member_unhealthy_threshold_seconds: None,
         on_data_loss: DataLossPolicy::Halt,
+        tls: None,
     }
 }
 
