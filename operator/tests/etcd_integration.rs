@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use etcd_op::etcd::{Alarm, Etcd};
+use etcd_op::etcd::{Alarm, ClientTls, Etcd, EtcdApi};
+use etcd_op::pki::{self, KeyedCertificate, LeafRequest, Usage};
 
 struct Member {
     name: String,
@@ -246,4 +247,111 @@ async fn integration_nospace_is_read_as_an_alarm_of_the_member() {
     assert!(!status.errors.is_empty(), "the member reports the alarm among its errors: {:?}", status.errors);
     drop(a);
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Writes a certificate and key where a member reads them, replacing the files at once (as the kubelet's
+/// atomic Secret update does), so etcd never reads half a file.
+fn install(dir: &std::path::Path, name: &str, certificate: &KeyedCertificate, authority: &KeyedCertificate) {
+    std::fs::create_dir_all(dir).expect("certificate dir");
+    for (file, text) in
+        [("tls.crt", &certificate.cert_pem), ("tls.key", &certificate.key_pem), ("ca.crt", &authority.cert_pem)]
+    {
+        let staged = dir.join(format!(".{name}-{file}"));
+        std::fs::write(&staged, text).expect("write certificate");
+        std::fs::rename(&staged, dir.join(file)).expect("install certificate");
+    }
+}
+
+fn tls_flags(peer: &std::path::Path, server: &std::path::Path) -> Vec<String> {
+    vec![
+        format!("--peer-cert-file={}/tls.crt", peer.display()),
+        format!("--peer-key-file={}/tls.key", peer.display()),
+        format!("--peer-trusted-ca-file={}/ca.crt", peer.display()),
+        "--peer-client-cert-auth=true".into(),
+        format!("--cert-file={}/tls.crt", server.display()),
+        format!("--key-file={}/tls.key", server.display()),
+        format!("--trusted-ca-file={}/ca.crt", server.display()),
+        "--client-cert-auth=true".into(),
+    ]
+}
+
+#[tokio::test]
+#[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
+async fn integration_mutual_tls_admits_only_the_clusters_clients_and_reloads_a_renewed_certificate() {
+    let root = scratch_dir("tls");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0);
+    let hour = Duration::from_secs(3600);
+    let names = pki::member_names("demo", "it", "cluster.local");
+    let member = |names: &[String]| LeafRequest {
+        common_name: "demo".into(),
+        subject_alt_names: names.to_vec(),
+        usage: Usage::ServerAndClient,
+    };
+    let client = |cn: &str| LeafRequest { common_name: cn.into(), subject_alt_names: vec![], usage: Usage::Client };
+    let peer_ca = pki::new_authority("demo-peer-ca", now, pki::AUTHORITY_LIFETIME).expect("peer authority");
+    let client_ca = pki::new_authority("demo-client-ca", now, pki::AUTHORITY_LIFETIME).expect("client authority");
+    let peer_leaf = pki::issue(&peer_ca, &member(&names), now, hour).expect("peer certificate");
+    // The first serving certificate lacks the name the operator checks: a connection that verifies it fails
+    // until the renewed one is in place.
+    let without_service: Vec<String> = names.iter().filter(|n| !n.starts_with("demo-client")).cloned().collect();
+    let first_server = pki::issue(&client_ca, &member(&without_service), now, hour).expect("server certificate");
+    let operator = pki::issue(&client_ca, &client("etcd-op"), now, hour).expect("operator certificate");
+    let impostor = pki::issue(&peer_ca, &client("impostor"), now, hour).expect("a peer-authority client");
+
+    let (peer_dir, server_dir) = (root.join("peer"), root.join("server"));
+    install(&peer_dir, "peer", &peer_leaf, &peer_ca);
+    install(&server_dir, "server", &first_server, &client_ca);
+    let mut a = Member::new("a", &root);
+    let mut b = Member::new("b", &root);
+    for m in [&mut a, &mut b] {
+        m.client = m.client.replace("http://", "https://");
+        m.peer = m.peer.replace("http://", "https://");
+    }
+    let initial = format!("{},{}", a.entry(), b.entry());
+    let flags = tls_flags(&peer_dir, &server_dir);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    a.start_with(&initial, "new", &flags);
+    b.start_with(&initial, "new", &flags);
+
+    let tls = |authority: &KeyedCertificate, identity: &KeyedCertificate| ClientTls {
+        ca_pem: authority.cert_pem.clone(),
+        cert_pem: identity.cert_pem.clone(),
+        key_pem: identity.key_pem.clone(),
+        server_name: pki::server_name("demo", "it"),
+    };
+    let as_operator = Etcd::with_timeout(Duration::from_secs(2)).with_tls(&tls(&client_ca, &operator));
+    // Checked against a name the first certificate carries, the members answer: they formed over peer TLS.
+    let by_loopback = Etcd::with_timeout(Duration::from_secs(2))
+        .with_tls(&ClientTls { server_name: "localhost".into(), ..tls(&client_ca, &operator) });
+    let status = eventually("the TLS members to elect a leader", WAIT, || async {
+        by_loopback.status(&a.client).await.ok().filter(|s| s.leader_id != 0)
+    })
+    .await;
+    assert_ne!(status.cluster_id, 0);
+    let listed = by_loopback.member_list(&b.client).await.expect("member list over TLS");
+    assert!(listed.iter().all(|m| m.peer_urls.iter().all(|u| u.starts_with("https://"))), "{listed:?}");
+
+    assert!(as_operator.status(&a.client).await.is_err(), "the first certificate does not name the client Service");
+    let plaintext = Etcd::with_timeout(Duration::from_secs(2));
+    assert!(plaintext.status(&a.client).await.is_err(), "a client without TLS is refused");
+    assert!(plaintext.status(&a.client.replace("https://", "http://")).await.is_err(), "plaintext is not served");
+    let with_impostor = Etcd::with_timeout(Duration::from_secs(2))
+        .with_tls(&ClientTls { server_name: "localhost".into(), ..tls(&client_ca, &impostor) });
+    assert!(with_impostor.status(&a.client).await.is_err(), "a certificate of the peer authority is no client");
+
+    // Renewed in place: the next connection gets the new certificate, and nothing restarted.
+    let renewed = pki::issue(&client_ca, &member(&names), now, hour).expect("renewed certificate");
+    install(&server_dir, "server", &renewed, &client_ca);
+    let renewed_status = eventually("a connection checked against the client Service name", WAIT, || async {
+        as_operator.status(&a.client).await.ok()
+    })
+    .await;
+    assert_eq!(renewed_status.member_id, status.member_id);
+    for m in [&mut a, &mut b] {
+        let exited = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        assert!(exited.is_none(), "member {} kept running through the renewal: {exited:?}", m.name);
+    }
 }
