@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use etcd_op_api::v1::EtcdCluster;
 use etcd_op_test_support::wait_for;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -92,18 +92,47 @@ pub async fn wait_settled(
     result
 }
 
-/// The client Service's address, reachable from the host through kube-proxy.
-pub async fn client_endpoint(client: &Client, namespace: &str, name: &str) -> Result<String> {
+/// Where a client reaches a cluster: its client Service, and for a cluster whose client port speaks TLS,
+/// the client certificate the operator issued for users.
+#[derive(Clone)]
+pub struct EtcdEndpoint {
+    pub url: String,
+    pub tls: Option<etcd_client::TlsOptions>,
+}
+
+/// The client Service's address, reachable from the host through kube-proxy, with the user's client
+/// certificate (the Secret `<name>-client-tls`) when the cluster's status says its client port speaks TLS.
+pub async fn client_endpoint(client: &Client, namespace: &str, name: &str) -> Result<EtcdEndpoint> {
     let services: Api<Service> = Api::namespaced(client.clone(), namespace);
     let service = services.get(&format!("{name}-client")).await?;
     let ip = service.spec.and_then(|s| s.cluster_ip).context("the client Service has no cluster IP")?;
-    Ok(format!("http://{ip}:2379"))
+    let ec = get_cluster(client, namespace, name).await?;
+    if !ec.status.as_ref().and_then(|s| s.tls.as_ref()).is_some_and(|t| t.client) {
+        return Ok(EtcdEndpoint { url: format!("http://{ip}:2379"), tls: None });
+    }
+    let tls = user_client_tls(client, namespace, name).await?;
+    Ok(EtcdEndpoint { url: format!("https://{ip}:2379"), tls: Some(tls) })
+}
+
+/// The user's client certificate from `<name>-client-tls`, checking the members against the client
+/// Service's name, as an application in the cluster would.
+pub async fn user_client_tls(client: &Client, namespace: &str, name: &str) -> Result<etcd_client::TlsOptions> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get(&format!("{name}-client-tls")).await?;
+    let data = secret.data.unwrap_or_default();
+    let field = |key: &str| -> Result<Vec<u8>> {
+        Ok(data.get(key).with_context(|| format!("{name}-client-tls has no {key}"))?.0.clone())
+    };
+    Ok(etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(field("ca.crt")?))
+        .identity(etcd_client::Identity::from_pem(field("tls.crt")?, field("tls.key")?))
+        .domain_name(format!("{name}-client.{namespace}.svc")))
 }
 
 /// Writes unique keys through the client Service for the whole scenario and reads them back at the end:
 /// every acknowledged write must be there with its value, and no key the checker never wrote may appear.
 pub struct WriteChecker {
-    endpoint: String,
+    endpoint: EtcdEndpoint,
     prefix: String,
     stop: Arc<AtomicBool>,
     acknowledged: Arc<Mutex<BTreeMap<String, String>>>,
@@ -116,13 +145,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 const WRITE_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_WRITES: u64 = 20_000;
 
-async fn connect(endpoint: &str) -> Result<etcd_client::Client> {
-    let options = etcd_client::ConnectOptions::new().with_connect_timeout(WRITE_TIMEOUT).with_timeout(WRITE_TIMEOUT);
-    Ok(etcd_client::Client::connect([endpoint], Some(options)).await?)
+pub async fn connect(endpoint: &EtcdEndpoint) -> Result<etcd_client::Client> {
+    let mut options =
+        etcd_client::ConnectOptions::new().with_connect_timeout(WRITE_TIMEOUT).with_timeout(WRITE_TIMEOUT);
+    if let Some(tls) = &endpoint.tls {
+        options = options.with_tls(tls.clone());
+    }
+    Ok(etcd_client::Client::connect([endpoint.url.as_str()], Some(options)).await?)
 }
 
 impl WriteChecker {
-    pub fn start(endpoint: String, scenario: &str) -> Self {
+    pub fn start(endpoint: EtcdEndpoint, scenario: &str) -> Self {
         let prefix = format!("/checker/{scenario}/");
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
@@ -197,7 +230,7 @@ pub struct Written {
 impl Written {
     /// Reads the keys back through `endpoint`: every acknowledged write must be there with its value, and
     /// no key that was never written. Returns the number of acknowledged writes verified.
-    pub async fn verify(&self, endpoint: &str) -> Result<usize> {
+    pub async fn verify(&self, endpoint: &EtcdEndpoint) -> Result<usize> {
         let (acknowledged, attempted) = (&self.acknowledged, &self.attempted);
         // The cluster may still be settling (a leader election after a restart): retry the read, bounded.
         let mut response = None;

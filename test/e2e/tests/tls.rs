@@ -1,0 +1,165 @@
+//! Transport security on the local cluster: a cluster created with the defaults speaks mutual TLS on both
+//! ports; only clients with a certificate of its client authority get in; the user's certificate works; and
+//! a leaf certificate renewed two thirds into its life reaches the running members without restarting them,
+//! while no acknowledged write is lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use etcd_op_e2e::{
+    CREATE_TIMEOUT, EtcdEndpoint, TestNamespace, WriteChecker, client, client_endpoint, connect, get_cluster,
+    wait_settled,
+};
+use etcd_op_test_support::wait_for;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use serde_json::json;
+
+const V36: &str = "3.6.16";
+/// Renewal comes at two thirds of this (4 minutes), which leaves the kubelet two minutes to bring the
+/// renewed Secret into the pods before the first certificate expires.
+const LIFETIME: &str = "6m";
+
+async fn secret_field(client: &kube::Client, ns: &str, secret: &str, key: &str) -> Result<Vec<u8>> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let data = secrets.get(secret).await?.data.unwrap_or_default();
+    Ok(data.get(key).with_context(|| format!("{secret} has no {key}"))?.0.clone())
+}
+
+/// The certificate the member serves on `address`, read from a handshake made with the user's client
+/// certificate.
+async fn served_certificate(client: &kube::Client, ns: &str, cluster: &str, address: &str) -> Result<Vec<u8>> {
+    let user = format!("{cluster}-client-tls");
+    let mut roots = rustls::RootCertStore::empty();
+    for authority in CertificateDer::pem_slice_iter(&secret_field(client, ns, &user, "ca.crt").await?) {
+        roots.add(authority?)?;
+    }
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&secret_field(client, ns, &user, "tls.crt").await?).collect::<Result<_, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(&secret_field(client, ns, &user, "tls.key").await?)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from(format!("{cluster}-client.{ns}.svc"))?;
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect(address).await?;
+        let stream = connector.connect(name, tcp).await?;
+        let (_, connection) = stream.get_ref();
+        let served = connection.peer_certificates().and_then(|c| c.first()).context("no certificate served")?;
+        Ok::<_, anyhow::Error>(served.as_ref().to_vec())
+    };
+    tokio::time::timeout(Duration::from_secs(5), handshake).await.context("TLS handshake timed out")?
+}
+
+fn der_of(pem: &[u8]) -> Result<Vec<u8>> {
+    Ok(CertificateDer::from_pem_slice(pem)?.as_ref().to_vec())
+}
+
+/// The member pods' UIDs and etcd restart counts.
+async fn members_as_running(client: &kube::Client, ns: &str) -> Result<Vec<(String, String, i32)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let list = pods.list(&ListParams::default().labels("etcd.cloud.io/cluster=demo")).await?;
+    let mut members: Vec<(String, String, i32)> = list
+        .items
+        .into_iter()
+        .map(|p| {
+            let restarts = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == "etcd"))
+                .map_or(0, |c| c.restart_count);
+            (p.metadata.name.unwrap_or_default(), p.metadata.uid.unwrap_or_default(), restarts)
+        })
+        .collect();
+    members.sort();
+    Ok(members)
+}
+
+/// One read with `endpoint`'s credentials; an error when the cluster refuses it.
+async fn read_with(endpoint: &EtcdEndpoint) -> Result<()> {
+    let mut etcd = connect(endpoint).await?;
+    tokio::time::timeout(Duration::from_secs(5), etcd.get("probe", None)).await.context("read timed out")??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_default_cluster_speaks_mutual_tls_and_renews_its_certificates_without_restarting() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-tls").await?;
+    let n = ns.name.as_str();
+    etcd_op_e2e::create_cluster(
+        &client,
+        n,
+        "demo",
+        json!({"size": 3, "version": V36, "tls": {"certificateLifetime": LIFETIME}}),
+    )
+    .await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let status = ec.status.clone().context("status")?;
+    let tls = status.tls.clone().context("status.tls")?;
+    assert!(tls.peer && tls.client, "both ports speak TLS by default: {tls:?}");
+    let secrets: Vec<&str> = tls.certificates.iter().map(|c| c.secret.as_str()).collect();
+    for wanted in ["demo-peer-ca", "demo-client-ca", "demo-peer-tls", "demo-server-tls", "demo-client-tls"] {
+        assert!(secrets.contains(&wanted), "{wanted} in status.tls.certificates: {secrets:?}");
+    }
+    assert!(status.members.iter().all(|m| m.peer_urls.iter().chain(&m.client_urls).all(|u| u.starts_with("https://"))));
+    let expiring = status.conditions.iter().find(|c| c.type_ == "CertificatesExpiring").context("condition")?;
+    assert_eq!(expiring.status, "False", "{expiring:?}");
+
+    // The user's certificate works; plaintext, no certificate, and a certificate of the peer authority do not.
+    let endpoint = client_endpoint(&client, n, "demo").await?;
+    let user_tls = endpoint.tls.clone().context("the client endpoint uses TLS")?;
+    read_with(&endpoint).await.context("the user's client certificate is admitted")?;
+    let plaintext = EtcdEndpoint { url: endpoint.url.replace("https://", "http://"), tls: None };
+    assert!(read_with(&plaintext).await.is_err(), "a plaintext client is refused");
+    let authority = secret_field(&client, n, "demo-client-tls", "ca.crt").await?;
+    let anonymous = EtcdEndpoint {
+        url: endpoint.url.clone(),
+        tls: Some(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(authority))
+                .domain_name(format!("demo-client.{n}.svc")),
+        ),
+    };
+    assert!(read_with(&anonymous).await.is_err(), "a client without a certificate is refused");
+    let peer_identity = etcd_client::Identity::from_pem(
+        secret_field(&client, n, "demo-peer-tls", "tls.crt").await?,
+        secret_field(&client, n, "demo-peer-tls", "tls.key").await?,
+    );
+    let as_peer = EtcdEndpoint { url: endpoint.url.clone(), tls: Some(user_tls.clone().identity(peer_identity)) };
+    assert!(read_with(&as_peer).await.is_err(), "a peer certificate is no client certificate");
+
+    // Renewal: the serving certificate is reissued two thirds into its life and served by the same etcd
+    // processes, with writes going on throughout.
+    let address = endpoint.url.trim_start_matches("https://").to_string();
+    let checker = WriteChecker::start(endpoint.clone(), "tls-renewal");
+    checker.wait_for_writes(20).await?;
+    let before = members_as_running(&client, n).await?;
+    let first = served_certificate(&client, n, "demo", &address).await?;
+    assert_eq!(first, der_of(&secret_field(&client, n, "demo-server-tls", "tls.crt").await?)?);
+    wait_for("the renewed serving certificate to be served", Duration::from_secs(330), || async {
+        let stored = der_of(&secret_field(&client, n, "demo-server-tls", "tls.crt").await?)?;
+        let served = served_certificate(&client, n, "demo", &address).await.ok();
+        Ok((stored != first && served.as_ref() == Some(&stored)).then_some(()))
+    })
+    .await?;
+    let after = members_as_running(&client, n).await?;
+    if before != after {
+        bail!("a member restarted or was replaced for the renewal: before {before:?}, after {after:?}");
+    }
+    let ec = get_cluster(&client, n, "demo").await?;
+    let expiring = ec.status.as_ref().and_then(|s| s.conditions.iter().find(|c| c.type_ == "CertificatesExpiring"));
+    assert_eq!(expiring.map(|c| c.status.as_str()), Some("False"), "renewed in time: {expiring:?}");
+    // Read back with the user's certificate as it is now: the one the checker started with was renewed too.
+    let verified = checker.stop().await?.verify(&client_endpoint(&client, n, "demo").await?).await?;
+    assert!(verified > 0);
+    ns.delete().await
+}
