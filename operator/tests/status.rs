@@ -1,9 +1,10 @@
 //! The status the report writes (conditions, phase, members, target, next step) for an observation and the
 //! plan made from it: checked as tables of cases, with no cluster.
 
-use etcd_op::controller::model::{Alarm, EtcdView, MemberAlarm, Observation, Version};
+use etcd_op::controller::model::{Alarm, CertificateLife, EtcdView, MemberAlarm, Observation, Transport, Version};
 use etcd_op::controller::plan::{Plan, plan};
-use etcd_op::controller::report::{AVAILABLE, DEGRADED, PROGRESSING, desired_status};
+use etcd_op::controller::report::{AVAILABLE, CERTIFICATES_EXPIRING, DEGRADED, PROGRESSING, desired_status};
+use etcd_op::pki::Validity;
 use etcd_op_api::v1::{ClusterTarget, EtcdCluster, EtcdClusterStatus, NextStep, Phase};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -624,4 +625,56 @@ fn an_outage_does_not_report_zero_voters() {
     let available = condition(&status, AVAILABLE);
     assert_eq!((available.status.as_str(), available.reason.as_str()), ("False", "NoQuorum"));
     assert!(!available.message.contains("of 0 voting members"), "{available:?}");
+}
+
+#[test]
+fn a_tls_cluster_reports_its_transport_its_certificates_and_their_expiry() {
+    let now_s = now().as_second();
+    let life = |secret: &str, not_before: i64, not_after: i64, renews: bool| CertificateLife {
+        secret: secret.into(),
+        validity: Validity { not_before, not_after },
+        renews,
+    };
+    let year = 365 * 86_400;
+    let rows = [
+        ("fresh", now_s - 100, now_s + 800, false),
+        ("past renewal, a third left", now_s - 600, now_s + 300, false),
+        ("a sixth left", now_s - 751, now_s + 149, true),
+        ("expired", now_s - 1000, now_s - 100, true),
+    ];
+    for (what, not_before, not_after, expiring) in rows {
+        let mut obs = healthy_cluster(3, V36);
+        obs.transport = Transport::MUTUAL_TLS;
+        for m in &mut obs.members {
+            if let Some(e) = m.etcd.as_mut() {
+                e.client_urls.clear();
+            }
+        }
+        obs.certificates = vec![
+            life("demo-client-ca", now_s - year, now_s + 9 * year, false),
+            life("demo-server-tls", not_before, not_after, true),
+        ];
+        let (_, status) = status_of(&obs);
+        let tls = status.tls.clone().expect("status.tls");
+        assert!(tls.peer && tls.client, "{what}");
+        let server = &tls.certificates[1];
+        assert_eq!(server.secret, "demo-server-tls");
+        assert_eq!(server.not_after, Timestamp::from_second(not_after).expect("time").to_string(), "{what}");
+        let renew_at = not_before + (not_after - not_before) * 2 / 3;
+        assert_eq!(server.renew_after, Some(Timestamp::from_second(renew_at).expect("time").to_string()), "{what}");
+        assert_eq!(tls.certificates[0].renew_after, None, "an authority is rotated, not renewed");
+        let condition = condition(&status, CERTIFICATES_EXPIRING);
+        assert_eq!(condition.status, if expiring { "True" } else { "False" }, "{what}: {condition:?}");
+        assert_eq!(condition.message.contains("demo-server-tls"), expiring, "{what}: {}", condition.message);
+        let url = &status.members[0].client_urls[0];
+        assert!(url.starts_with("https://"), "{what}: the DNS fallback has the TLS scheme: {url}");
+    }
+}
+
+#[test]
+fn a_plaintext_cluster_has_no_certificate_condition() {
+    let (_, status) = status_of(&healthy_cluster(3, V36));
+    assert!(status.conditions.iter().all(|c| c.type_ != CERTIFICATES_EXPIRING), "{:?}", status.conditions);
+    let tls = status.tls.expect("status.tls");
+    assert!(!tls.peer && !tls.client && tls.certificates.is_empty());
 }

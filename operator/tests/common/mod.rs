@@ -63,7 +63,7 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         unhealthy_threshold_secs: THRESHOLD,
         alarms: Vec::new(),
         missing_storage_class: None,
-        transport: Transport::MUTUAL_TLS,
+        transport: Transport::PLAINTEXT,
         certificates: Vec::new(),
     }
 }
