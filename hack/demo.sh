@@ -20,14 +20,21 @@ fi
 "${kubectl[@]}" get etcdcluster -o wide
 "${kubectl[@]}" get pods,pvc,svc -l app.kubernetes.io/instance=etcdcluster-sample
 endpoint=$("${kubectl[@]}" get svc etcdcluster-sample-client -o jsonpath='{.spec.clusterIP}')
-etcdctl="$("$HACK_DIR/build.sh" etcd)/etcdctl"
-"$etcdctl" --endpoints "http://$endpoint:2379" put /demo/hello world >/dev/null
-"$etcdctl" --endpoints "http://$endpoint:2379" -w table member list
+# The sample speaks mutual TLS: etcdctl presents the user's client certificate from the cluster's Secret.
+certs="$STATE/demo-client-tls"
+mkdir -p "$certs" && chmod 700 "$certs"
+for key in ca.crt tls.crt tls.key; do
+  "${kubectl[@]}" get secret etcdcluster-sample-client-tls -o jsonpath="{.data.${key//./\\.}}" | base64 -d >"$certs/$key"
+done
+etcdctl=("$("$HACK_DIR/build.sh" etcd)/etcdctl" --endpoints "https://$endpoint:2379" --cacert "$certs/ca.crt"
+  --cert "$certs/tls.crt" --key "$certs/tls.key")
+"${etcdctl[@]}" put /demo/hello world >/dev/null
+"${etcdctl[@]}" -w table member list
 cat <<TXT
 
-The sample cluster is Available. Try:
+The sample cluster is Available, with mutual TLS. Try:
   export KUBECONFIG=$STATE/kubeconfig
   kubectl get etcd
   kubectl scale etcdcluster/etcdcluster-sample --replicas=5
-  $etcdctl --endpoints http://$endpoint:2379 get /demo/hello
+  ${etcdctl[*]} get /demo/hello
 TXT

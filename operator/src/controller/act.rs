@@ -164,10 +164,11 @@ async fn create_member(
     if ec.spec.storage.empty_dir.is_none() {
         create_if_absent(ctx, &namespace, member_pvc(ec, name, bootstrap)).await?;
     }
-    create_if_absent(ctx, &namespace, member_pod(ec, name, version, bootstrap, quota)).await
+    create_if_absent(ctx, &namespace, member_pod(ec, name, version, bootstrap, quota)).await.map(drop)
 }
 
-pub async fn create_if_absent<K>(ctx: &Context, namespace: &str, object: K) -> Result<(), Error>
+/// Creates `object` and returns it as created; `None` when it already existed.
+pub async fn create_if_absent<K>(ctx: &Context, namespace: &str, object: K) -> Result<Option<K>, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -176,13 +177,14 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = object.name_any();
     match api
         .create(&PostParams { field_manager: Some(super::FIELD_MANAGER.into()), ..PostParams::default() }, &object)
         .await
     {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(source) => Err(Error::KubeWrite { what: format!("create {} {}", K::kind(&()), object.name_any()), source }),
+        Ok(created) => Ok(Some(created)),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(None),
+        Err(source) => Err(Error::KubeWrite { what: format!("create {} {name}", K::kind(&())), source }),
     }
 }
 

@@ -43,7 +43,14 @@ pub fn leaf_lifetime(ec: &EtcdCluster) -> Result<Duration, Error> {
     }
 }
 
-pub async fn ensure(ctx: &Context, ec: &EtcdCluster, transport: Transport, now: i64) -> Result<Certificates, Error> {
+/// `client_ips` are the client Service's cluster IPs, which the serving certificate names too.
+pub async fn ensure(
+    ctx: &Context,
+    ec: &EtcdCluster,
+    transport: Transport,
+    client_ips: &[String],
+    now: i64,
+) -> Result<Certificates, Error> {
     if !transport.any_tls() {
         return Ok(Certificates::default());
     }
@@ -51,7 +58,8 @@ pub async fn ensure(ctx: &Context, ec: &EtcdCluster, transport: Transport, now: 
     let cluster = ec.name_any();
     let store = Store { api: Api::namespaced(ctx.client.clone(), &namespace), ec, namespace: namespace.clone(), now };
     let lifetime = leaf_lifetime(ec)?;
-    let member_names = pki::member_names(&cluster, &namespace, &ctx.config.cluster_domain);
+    let mut member_names = pki::member_names(&cluster, &namespace, &ctx.config.cluster_domain);
+    member_names.extend(client_ips.iter().cloned());
     let member = |common_name: &str| LeafRequest {
         common_name: common_name.to_string(),
         subject_alt_names: member_names.clone(),

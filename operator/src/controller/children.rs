@@ -17,10 +17,14 @@ use super::act::create_if_absent;
 use super::error::Error;
 use super::resources::{client_service, client_service_name, disruption_budget, headless_service, owner_reference};
 
-pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), Error> {
+/// Creates the peer and client Services when missing (unless `create` is false: a paused cluster), and
+/// returns the client Service's cluster IPs: an address clients reach the members by, which the serving
+/// certificate carries.
+pub async fn ensure_services(ctx: &Context, ec: &EtcdCluster, create: bool) -> Result<Vec<String>, Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let name = ec.name_any();
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut client_ips = Vec::new();
     for (service_name, build) in
         [(name.clone(), headless_service as fn(&EtcdCluster) -> Service), (client_service_name(&name), client_service)]
     {
@@ -28,10 +32,24 @@ pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), 
             .get_opt(&service_name)
             .await
             .map_err(|source| Error::KubeRead { what: format!("service {namespace}/{service_name}"), source })?;
-        if existing.is_none() {
-            create_if_absent(ctx, &namespace, build(ec)).await?;
+        // Created by someone else meanwhile: its address comes on the next pass.
+        let service = match existing {
+            Some(service) => Some(service),
+            None if create => create_if_absent(ctx, &namespace, build(ec)).await?,
+            None => None,
+        };
+        if service_name == client_service_name(&name) {
+            client_ips = service.and_then(|s| s.spec?.cluster_ips).unwrap_or_default();
         }
     }
+    client_ips.retain(|ip| ip != "None");
+    Ok(client_ips)
+}
+
+/// Creates the PodDisruptionBudget when missing, and corrects it when the target size changes.
+pub async fn ensure_budget(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), Error> {
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let name = ec.name_any();
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(ctx.client.clone(), &namespace);
     let wanted = disruption_budget(ec, size);
     let existing = budgets
@@ -40,7 +58,7 @@ pub async fn ensure(ctx: &Context, ec: &EtcdCluster, size: usize) -> Result<(), 
         .map_err(|source| Error::KubeRead { what: format!("PodDisruptionBudget {namespace}/{name}"), source })?;
     let min_available = |b: &PodDisruptionBudget| b.spec.as_ref().and_then(|s| s.min_available.clone());
     match existing {
-        None => create_if_absent(ctx, &namespace, wanted).await,
+        None => create_if_absent(ctx, &namespace, wanted).await.map(drop),
         Some(current) if min_available(&current) != min_available(&wanted) => {
             let patch = serde_json::json!({"spec": {"minAvailable": min_available(&wanted)}});
             budgets.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(|source| {

@@ -171,7 +171,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         );
         report::publish_warning(ctx, ec, "TLSChangeNotSupported", &note).await;
     }
-    let certificates = certificates::ensure(ctx, ec, transport, Timestamp::now().as_second()).await?;
+    // The Services come first: the serving certificate names the client Service's address.
+    let client_ips = children::ensure_services(ctx, ec, !ec.spec.paused).await?;
+    let certificates = certificates::ensure(ctx, ec, transport, &client_ips, Timestamp::now().as_second()).await?;
     let etcd = match &certificates.operator_tls {
         Some(tls) => ctx.etcd.with_tls(tls),
         None => ctx.etcd.clone(),
@@ -185,7 +187,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     }
 
     if !observed.observation.paused {
-        children::ensure(ctx, ec, plan::disruption_budget_members(&observed.observation, &plan.target)).await?;
+        children::ensure_budget(ctx, ec, plan::disruption_budget_members(&observed.observation, &plan.target)).await?;
         children::ensure_volume_ownership(ctx, ec, &observed.pvcs).await?;
     }
     if !plan.step.changes_membership() {
