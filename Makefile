@@ -46,7 +46,7 @@ build: deps-build ## Build the manager binary (release).
 
 .PHONY: run
 run: install ## Run the manager against the current kubeconfig, from this machine.
-	$(CARGO) run -p etcd-op -- --health-probe-bind-address=:8081 --metrics-bind-address=:8080
+	$(CARGO) run -p etcd-op -- --health-probe-bind-address=:8081 --metrics-bind-address=:8443
 
 ##@ Tests
 

@@ -55,12 +55,13 @@ pub struct ManagerArgs {
     #[arg(long, env = "LEADER_ELECTION_LEASE_DURATION", default_value_t = 15, value_name = "SECONDS")]
     pub leader_election_lease_duration: u64,
 
-    /// Address of the Prometheus /metrics endpoint, as [HOST]:PORT; "0" turns it off.
+    /// Address of the Prometheus /metrics endpoint, as [HOST]:PORT; "0" turns it off. HTTPS unless
+    /// --metrics-secure=false.
     #[arg(
         long = "metrics-addr",
         visible_alias = "metrics-bind-address",
         env = "METRICS_BIND_ADDRESS",
-        default_value = ":8080"
+        default_value = ":8443"
     )]
     pub metrics_addr: String,
 
@@ -87,6 +88,16 @@ pub struct ManagerArgs {
     /// Clusters reconciled at once.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4)]
     pub max_concurrent_reconciles: u16,
+
+    /// Serve /metrics over HTTPS to authorized readers only (a bearer token that TokenReview accepts, for a
+    /// user allowed `get` on /metrics). `--metrics-secure=false` serves plain HTTP to anyone.
+    #[arg(long, env = "METRICS_SECURE", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub metrics_secure: bool,
+
+    /// Folder with tls.crt and tls.key for /metrics (cert-manager's Secret, mounted); without it the
+    /// manager makes a self-signed certificate at start.
+    #[arg(long, env = "METRICS_CERT_DIR", value_name = "DIR")]
+    pub metrics_cert_dir: Option<PathBuf>,
 
     /// DNS domain of the Kubernetes cluster, named in the members' certificates: etcd checks a peer's
     /// certificate against the name its address resolves to, which ends in this domain.

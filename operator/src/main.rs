@@ -110,12 +110,20 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
 
     let mut servers = Vec::new();
     if let Some(addr) = metrics_addr {
-        let router = etcd_op::http::metrics_router(metrics.clone());
-        servers.push(tokio::spawn(etcd_op::http::serve(addr, router, shutdown_future(stop_rx.clone()))));
+        let (reviewer, tls) = if args.metrics_secure {
+            let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+            let tls = etcd_op::http::tls::server_config(args.metrics_cert_dir.as_deref(), &names)
+                .map_err(|e| format!("--metrics-cert-dir: {e}"))?;
+            (Some(etcd_op::http::auth::Reviewer::new(client.clone(), "/metrics")), Some(tls))
+        } else {
+            (None, None)
+        };
+        let router = etcd_op::http::metrics_router(metrics.clone(), reviewer);
+        servers.push(tokio::spawn(etcd_op::http::serve(addr, router, tls, shutdown_future(stop_rx.clone()))));
     }
     if let Some(addr) = probe_addr {
         let router = etcd_op::http::probe_router(ready.clone());
-        servers.push(tokio::spawn(etcd_op::http::serve(addr, router, shutdown_future(stop_rx.clone()))));
+        servers.push(tokio::spawn(etcd_op::http::serve(addr, router, None, shutdown_future(stop_rx.clone()))));
     }
 
     let identity = std::env::var("POD_NAME")

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use etcd_op_e2e::{CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, client, create_cluster, get_cluster, wait_settled};
-use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kubectl, wait_for};
+use etcd_op_test_support::{
+    OPERATOR_NAMESPACE, delete_cluster_role_binding, delete_pod, https_get, kubectl, service_account_token, wait_for,
+};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
@@ -38,20 +40,12 @@ async fn operator_pod(client: &kube::Client) -> Result<Pod> {
         .context("no operator pod")
 }
 
-/// Reads the operator's own process metrics from its /metrics endpoint.
-async fn operator_process(client: &kube::Client) -> Result<(f64, f64)> {
+/// Reads the operator's own process metrics from its /metrics endpoint, with `token`.
+async fn operator_process(client: &kube::Client, token: &str) -> Result<(f64, f64)> {
     let pod = operator_pod(client).await?;
     let ip = pod.status.and_then(|s| s.pod_ip).context("operator pod IP")?;
-    let body = tokio::task::spawn_blocking(move || -> Result<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect_timeout(&format!("{ip}:8080").parse()?, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(stream, "GET /metrics HTTP/1.0\r\n\r\n")?;
-        let mut text = String::new();
-        stream.read_to_string(&mut text)?;
-        Ok(text)
-    })
-    .await??;
+    let (code, body) = https_get(&format!("{ip}:8443"), "/metrics", Some(token), Duration::from_secs(10)).await?;
+    anyhow::ensure!(code == 200, "/metrics answered {code}: {body}");
     let value = |name: &str| -> Option<f64> {
         body.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().last()?.parse().ok())
     };
@@ -94,9 +88,19 @@ async fn wait_unsettled_then_settled(client: &kube::Client, n: &str) -> Result<(
 async fn bench_create_heal_scale() -> Result<()> {
     let client = client().await?;
     let (mut create, mut heal, mut quorum, mut scale) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut create_plaintext = Vec::new();
     for run in 0..RUNS {
         let ns = TestNamespace::create(&client, "bench").await?;
         let n = ns.name.as_str();
+        // The plaintext figure is the one a TLS cluster is held to.
+        let started = Instant::now();
+        let plaintext =
+            json!({"size": 3, "version": VERSION, "tls": {"peer": {"enabled": false}, "client": {"enabled": false}}});
+        create_cluster(&client, n, "plain", plaintext).await?;
+        wait_settled(&client, n, "plain", 3, VERSION, CREATE_TIMEOUT).await?;
+        create_plaintext.push(started.elapsed());
+        kubectl(&["-n", n, "delete", "etcdcluster/plain", "--wait=false"])?;
+
         let started = Instant::now();
         create_cluster(&client, n, "b", json!({"size": 3, "version": VERSION})).await?;
         wait_settled(&client, n, "b", 3, VERSION, CREATE_TIMEOUT).await?;
@@ -132,12 +136,13 @@ async fn bench_create_heal_scale() -> Result<()> {
         wait_settled(&client, n, "b", 5, VERSION, CHANGE_TIMEOUT).await?;
         scale.push(started.elapsed());
         eprintln!(
-            "run {run}: create {:?}, heal {:?}, quorum back {:?}, scale {:?}",
-            create[run], heal[run], quorum[run], scale[run]
+            "run {run}: create plaintext {:?}, create TLS {:?}, heal {:?}, quorum back {:?}, scale {:?}",
+            create_plaintext[run], create[run], heal[run], quorum[run], scale[run]
         );
         ns.delete().await?;
     }
-    report("3-member cluster from kubectl apply to Available", &create);
+    report("3-member plaintext cluster from kubectl apply to Available", &create_plaintext);
+    report("3-member TLS cluster (the default) from kubectl apply to Available", &create);
     report("member pod deleted to cluster fully healthy", &heal);
     report("2 of 3 member pods (the leader among them) deleted to Available and fully healthy", &quorum);
     report("scale 3 -> 5", &scale);
@@ -145,11 +150,11 @@ async fn bench_create_heal_scale() -> Result<()> {
 }
 
 /// The operator's memory, CPU and the API writes over one quiet minute.
-async fn measure_idle(client: &kube::Client, label: &str) -> Result<()> {
-    let (_, cpu_before) = operator_process(client).await?;
+async fn measure_idle(client: &kube::Client, token: &str, label: &str) -> Result<()> {
+    let (_, cpu_before) = operator_process(client, token).await?;
     let writes_before = api_writes()?;
     tokio::time::sleep(Duration::from_secs(60)).await;
-    let (rss, cpu_after) = operator_process(client).await?;
+    let (rss, cpu_after) = operator_process(client, token).await?;
     let writes = api_writes()? - writes_before;
     println!(
         "BENCH idle, {label}: resident memory {:.1} MiB, CPU {:.3} s per minute, API writes per minute {writes}",
@@ -165,9 +170,10 @@ async fn bench_idle_cost() -> Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "bench-idle").await?;
     let n = ns.name.as_str();
+    let token = service_account_token(n, "scraper", Some("etcd-op-metrics-reader"))?;
     create_cluster(&client, n, "one", json!({"size": 1, "version": VERSION})).await?;
     wait_settled(&client, n, "one", 1, VERSION, CREATE_TIMEOUT).await?;
-    measure_idle(&client, "1 cluster").await?;
+    measure_idle(&client, &token, "1 cluster").await?;
 
     for i in 0..99 {
         create_cluster(&client, n, &format!("paused-{i:02}"), json!({"size": 3, "version": VERSION, "paused": true}))
@@ -184,6 +190,7 @@ async fn bench_idle_cost() -> Result<()> {
         Ok((paused == 99).then_some(()))
     })
     .await?;
-    measure_idle(&client, "100 clusters (99 paused)").await?;
+    measure_idle(&client, &token, "100 clusters (99 paused)").await?;
+    delete_cluster_role_binding(n, "scraper")?;
     ns.delete().await
 }

@@ -6,13 +6,19 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kubectl, wait_for};
+use etcd_op_test_support::{
+    OPERATOR_NAMESPACE, TestNamespace, delete_cluster_role_binding, delete_pod, https_get, kubectl,
+    service_account_token, wait_for,
+};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
 const LEASE: &str = "etcd-op.etcd.cloud.io";
 const DEPLOYMENT: &str = "etcd-op-controller-manager";
+const METRICS_PORT: u16 = 8443;
+/// config/rbac's metrics-reader role, with config/default's name prefix.
+const METRICS_READER_ROLE: &str = "etcd-op-metrics-reader";
 
 /// A plain HTTP/1.0 GET with a deadline; returns status code and body.
 fn http_get(address: &str, path: &str) -> Result<(u16, String)> {
@@ -61,8 +67,27 @@ async fn endpoints_serve_metrics_and_probes() -> Result<()> {
     assert_eq!((code, body.trim()), (200, "ok"));
     let (code, _) = http_get(&format!("{ip}:8081"), "/readyz")?;
     assert_eq!(code, 200);
-    let (code, metrics) = http_get(&format!("{ip}:8080"), "/metrics")?;
-    assert_eq!(code, 200);
+    // /metrics is HTTPS for authorized readers only: no token, a token the API server does not accept, and a
+    // service account without the metrics-reader role are each refused; one bound to it is served.
+    let metrics_address = format!("{ip}:{METRICS_PORT}");
+    let get = |token: Option<String>| {
+        let address = metrics_address.clone();
+        async move { https_get(&address, "/metrics", token.as_deref(), Duration::from_secs(10)).await }
+    };
+    assert!(http_get(&metrics_address, "/metrics").is_err(), "plain HTTP is not served on the metrics port");
+    let (code, _) = get(None).await?;
+    assert_eq!(code, 401, "no token");
+    let (code, _) = get(Some("not-a-token".into())).await?;
+    assert_eq!(code, 401, "a token the API server does not accept");
+    let ns = TestNamespace::create(&client, "e2e-metrics").await?;
+    let outsider = service_account_token(&ns.name, "outsider", None)?;
+    let (code, _) = get(Some(outsider)).await?;
+    assert_eq!(code, 403, "a service account without the metrics-reader role");
+    let reader = service_account_token(&ns.name, "scraper", Some(METRICS_READER_ROLE))?;
+    let served = get(Some(reader)).await;
+    delete_cluster_role_binding(&ns.name, "scraper")?;
+    let (code, metrics) = served?;
+    assert_eq!(code, 200, "a service account bound to the metrics-reader role: {metrics}");
     for name in [
         "controller_runtime_reconcile_total",
         "controller_runtime_reconcile_time_seconds",
@@ -73,7 +98,7 @@ async fn endpoints_serve_metrics_and_probes() -> Result<()> {
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
-    Ok(())
+    ns.delete().await
 }
 
 #[tokio::test]

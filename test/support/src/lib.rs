@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -498,6 +498,93 @@ pub async fn http_get(address: &str, path: &str, timeout: Duration) -> Result<St
         bail!("GET http://{address}{path}: {status}");
     }
     Ok(body.to_string())
+}
+
+/// Accepts whatever certificate the server shows: the manager's metrics certificate is self-signed unless
+/// cert-manager issues one, and Prometheus scrapes it with `insecureSkipVerify` the same way. The handshake
+/// signatures are still checked.
+#[derive(Debug)]
+struct AnyServerCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An HTTP/1.0 GET over TLS to `address` (`ip:port`) with an optional bearer token, bounded by `timeout`;
+/// returns the status code and the body, whatever the code.
+pub async fn https_get(address: &str, path: &str, token: Option<&str>, timeout: Duration) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServerCertificate(provider)))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(address).await?;
+        let name = rustls::pki_types::ServerName::try_from("localhost")?;
+        let mut stream = connector.connect(name, tcp).await?;
+        let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n{authorization}\r\n").as_bytes()).await?;
+        let mut response = Vec::new();
+        // A TLS server may close without a close_notify; what arrived is the answer.
+        let _ = stream.read_to_end(&mut response).await;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let response = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| anyhow!("GET https://{address}{path}: no answer within {timeout:?}"))??;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((response.as_str(), ""));
+    let code = head.split_whitespace().nth(1).context("no status line")?.parse()?;
+    Ok((code, body.to_string()))
+}
+
+/// A token of a new service account `name` in `namespace`, bound by the ClusterRoleBinding `<namespace>-<name>`
+/// to `cluster_role` when one is given (delete the binding with [`delete_cluster_role_binding`]).
+pub fn service_account_token(namespace: &str, name: &str, cluster_role: Option<&str>) -> Result<String> {
+    kubectl(&["-n", namespace, "create", "serviceaccount", name])?;
+    if let Some(role) = cluster_role {
+        let binding = format!("{namespace}-{name}");
+        let subject = format!("--serviceaccount={namespace}:{name}");
+        kubectl(&["create", "clusterrolebinding", &binding, &format!("--clusterrole={role}"), &subject])?;
+    }
+    Ok(kubectl(&["-n", namespace, "create", "token", name, "--duration=10m"])?.trim().to_string())
+}
+
+pub fn delete_cluster_role_binding(namespace: &str, name: &str) -> Result<()> {
+    kubectl(&["delete", "clusterrolebinding", &format!("{namespace}-{name}"), "--ignore-not-found"]).map(drop)
 }
 
 /// Creates a namespaced object from JSON in `namespace`.

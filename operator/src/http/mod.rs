@@ -1,5 +1,8 @@
-//! The manager's HTTP endpoints: `/metrics` on the metrics address, `/healthz` and `/readyz` on the probe
-//! address.
+//! The manager's HTTP endpoints: `/metrics` on the metrics address (HTTPS, for authorized readers only,
+//! unless the manager is told otherwise), `/healthz` and `/readyz` on the probe address.
+
+pub mod auth;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,21 +51,32 @@ async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
     if ready.get() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
 }
 
-pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
-    Router::new().route("/metrics", get(render_metrics)).with_state(metrics)
+/// `/metrics`; behind `reviewer` when given.
+pub fn metrics_router(metrics: Arc<Metrics>, reviewer: Option<auth::Reviewer>) -> Router {
+    let router = Router::new().route("/metrics", get(render_metrics)).with_state(metrics);
+    match reviewer {
+        Some(reviewer) => router.layer(axum::middleware::from_fn_with_state(reviewer, auth::require_access)),
+        None => router,
+    }
 }
 
 pub fn probe_router(ready: Readiness) -> Router {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(ready)
 }
 
-/// Binds `addr` and serves `router` until `shutdown` completes.
+/// Binds `addr` and serves `router`, over TLS when `tls` is given, until `shutdown` completes.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    match tls {
+        Some(config) => {
+            axum::serve(tls::TlsListener::new(listener, config), router).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+    }
 }
