@@ -66,6 +66,20 @@ async fn client(args: &ManagerArgs) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| format!("building the Kubernetes client: {e}"))
 }
 
+/// The manager's pods in `namespace`, as config/manager labels them.
+fn operator_peer(namespace: &str) -> k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let selector = |labels: &[(&str, &str)]| LabelSelector {
+        match_labels: Some(labels.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()),
+        ..LabelSelector::default()
+    };
+    k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+        namespace_selector: Some(selector(&[("kubernetes.io/metadata.name", namespace)])),
+        pod_selector: Some(selector(&[("app.kubernetes.io/name", "etcd-op"), ("control-plane", "controller-manager")])),
+        ip_block: None,
+    }
+}
+
 /// Resolves when SIGTERM or SIGINT arrives.
 async fn termination() {
     let terminate = async {
@@ -143,6 +157,7 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
             concurrency: args.max_concurrent_reconciles,
             namespace: args.namespace.clone(),
             cluster_domain: args.cluster_domain.clone(),
+            operator_peer: etcd_op::leader::own_namespace().map(|namespace| operator_peer(&namespace)),
         },
         refusals: Default::default(),
         last_words: Default::default(),

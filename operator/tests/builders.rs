@@ -9,9 +9,9 @@ use etcd_op::controller::resources::{
     ANNOTATION_TEMPLATE_HASH, ANNOTATION_TLS, Bootstrap, CLIENT_PORT, CertificateSecret, DATA_MOUNT,
     ETCD_DEFAULT_QUOTA, InitialState, LABEL_CLUSTER, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MEMBER, LABEL_NAME,
     MEMBER_UID, METRICS_PORT, PEER_PORT, PEER_TLS_MOUNT, SERVER_TLS_MOUNT, Transport, client_service,
-    client_service_name, disruption_budget, headless_service, image, legacy_token, member_pod, member_pvc, peer_url,
-    quota_backend_bytes, quota_for_volume, quota_of_pod, recorded_quota, selector_labels, selector_string,
-    template_hash,
+    client_service_name, disruption_budget, headless_service, image, legacy_token, member_pod, member_pvc,
+    network_policy, peer_url, quota_backend_bytes, quota_for_volume, quota_of_pod, recorded_quota, selector_labels,
+    selector_string, template_hash,
 };
 use etcd_op_api::v1::{
     EmptyDirStorage, EtcdCluster, EtcdClusterSpec, EtcdPodTemplate, PvcRetentionPolicy, StorageSpec,
@@ -879,5 +879,51 @@ fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
         let tls_mounts: Vec<&str> = mounts.iter().filter(|m| m.name != "data").map(|m| m.mount_path.as_str()).collect();
         assert_eq!(tls_mounts.len(), want.len(), "{what}");
         assert!(mounts.iter().filter(|m| m.name != "data").all(|m| m.read_only == Some(true)), "{what}");
+    }
+}
+
+#[test]
+fn the_network_policy_admits_peers_from_members_and_clients_from_the_operator_and_those_allowed() {
+    use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    let selector = |key: &str, value: &str| LabelSelector {
+        match_labels: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
+        ..LabelSelector::default()
+    };
+    let operator = NetworkPolicyPeer {
+        namespace_selector: Some(selector("kubernetes.io/metadata.name", "etcd-op-system")),
+        pod_selector: Some(selector("control-plane", "controller-manager")),
+        ip_block: None,
+    };
+    let app = NetworkPolicyPeer { pod_selector: Some(selector("app", "api")), ..NetworkPolicyPeer::default() };
+    let rows = [
+        ("unset: any source, the certificate is the gate", None, None),
+        ("set: the operator and the app", Some(vec![app.clone()]), Some(vec![operator.clone(), app.clone()])),
+        ("set to none: the operator alone", Some(vec![]), Some(vec![operator.clone()])),
+    ];
+    for (what, allowed, clients) in rows {
+        let ec = cluster_of(EtcdClusterSpec { allowed_clients: allowed, ..spec() });
+        let policy = network_policy(&ec, Some(&operator));
+        assert_eq!(policy.metadata.owner_references.map(|o| o.len()), Some(1), "{what}");
+        let spec = policy.spec.expect("spec");
+        assert_eq!(spec.pod_selector.and_then(|s| s.match_labels), Some(selector_labels("demo")), "{what}");
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]), "{what}");
+        let rules = spec.ingress.unwrap_or_default();
+        let on_port = |port: i32| {
+            rules
+                .iter()
+                .find(|r| r.ports.iter().flatten().any(|p| p.port == Some(IntOrString::Int(port))))
+                .unwrap_or_else(|| panic!("{what}: no rule for port {port}"))
+        };
+        let members = on_port(PEER_PORT).from.clone().unwrap_or_default();
+        assert_eq!(members.len(), 1, "{what}");
+        assert_eq!(
+            members[0].pod_selector.as_ref().and_then(|s| s.match_labels.clone()),
+            Some(selector_labels("demo"))
+        );
+        assert!(members[0].namespace_selector.is_none(), "{what}: peers from this namespace only");
+        assert_eq!(on_port(CLIENT_PORT).from, clients, "{what}");
+        assert_eq!(on_port(METRICS_PORT).from, None, "{what}: probes and scrapes from anywhere");
+        assert_eq!(rules.len(), 3, "{what}");
     }
 }

@@ -238,6 +238,7 @@ fn context(etcd: Arc<FakeEtcd>) -> (Context, ApiHandle) {
             concurrency: 1,
             namespace: None,
             cluster_domain: "cluster.local".into(),
+            operator_peer: None,
         },
         refusals: Default::default(),
         last_words: Default::default(),

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
@@ -121,6 +122,14 @@ pub struct EtcdClusterSpec {
     /// cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClusterTls>,
+
+    /// Who may reach the client port, besides the operator, as NetworkPolicy peers (pod and namespace
+    /// selectors, IP blocks). Unset, any source may connect, and the client certificate is the gate. The
+    /// cluster's NetworkPolicy always admits the peer port from its own members only, and the metrics port
+    /// (health and figures, no data) from anywhere. A NetworkPolicy takes effect only where the network
+    /// plugin enforces policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_clients: Option<Vec<NetworkPolicyPeer>>,
 }
 
 /// Mutual TLS for the peer port (member to member) and the client port.

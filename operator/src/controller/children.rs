@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use etcd_op_api::v1::{EtcdCluster, PvcRetentionPolicy};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
@@ -15,7 +16,9 @@ use kube::{Resource, ResourceExt};
 use super::Context;
 use super::act::create_if_absent;
 use super::error::Error;
-use super::resources::{client_service, client_service_name, disruption_budget, headless_service, owner_reference};
+use super::resources::{
+    client_service, client_service_name, disruption_budget, headless_service, network_policy, owner_reference,
+};
 
 /// Creates the peer and client Services when missing (unless `create` is false: a paused cluster), and
 /// returns the client Service's cluster IPs: an address clients reach the members by, which the serving
@@ -44,6 +47,30 @@ pub async fn ensure_services(ctx: &Context, ec: &EtcdCluster, create: bool) -> R
     }
     client_ips.retain(|ip| ip != "None");
     Ok(client_ips)
+}
+
+/// Creates the cluster's NetworkPolicy when missing, and brings its rules back in line with the spec.
+pub async fn ensure_network_policy(ctx: &Context, ec: &EtcdCluster) -> Result<(), Error> {
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let name = ec.name_any();
+    let policies: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
+    let wanted = network_policy(ec, ctx.config.operator_peer.as_ref());
+    let existing = policies
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("NetworkPolicy {namespace}/{name}"), source })?;
+    match existing {
+        None => create_if_absent(ctx, &namespace, wanted).await.map(drop),
+        Some(current) if current.spec != wanted.spec => {
+            let patch = serde_json::json!({ "spec": wanted.spec });
+            policies
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(|source| Error::KubeWrite { what: format!("NetworkPolicy {namespace}/{name}"), source })?;
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// Creates the PodDisruptionBudget when missing, and corrects it when the target size changes.

@@ -52,6 +52,10 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// The Kubernetes cluster's DNS domain, named in the members' certificates.
     pub cluster_domain: String,
+    /// The operator's pods, as a NetworkPolicy peer: admitted to every cluster's client port. `None` when
+    /// the operator runs outside the cluster (its traffic then comes from a host, which `allowedClients`
+    /// must admit where policies are enforced).
+    pub operator_peer: Option<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
 }
 
 pub struct Context {
@@ -188,6 +192,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
 
     if !observed.observation.paused {
         children::ensure_budget(ctx, ec, plan::disruption_budget_members(&observed.observation, &plan.target)).await?;
+        children::ensure_network_policy(ctx, ec).await?;
         children::ensure_volume_ownership(ctx, ec, &observed.pvcs).await?;
     }
     if !plan.step.changes_membership() {

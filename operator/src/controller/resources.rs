@@ -12,6 +12,9 @@ use k8s_openapi::api::core::v1::{
     SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
     VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -236,6 +239,40 @@ pub fn client_service(ec: &EtcdCluster) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+/// Who reaches the members: the peer port only from the cluster's own members; the client port from the
+/// operator and `spec.allowedClients` (from anywhere while that is unset); the metrics port, which serves
+/// no data, from anywhere (the kubelet's probes, Prometheus).
+pub fn network_policy(ec: &EtcdCluster, operator: Option<&NetworkPolicyPeer>) -> NetworkPolicy {
+    let name = ec.name_any();
+    let port = |number: i32| NetworkPolicyPort {
+        port: Some(IntOrString::Int(number)),
+        protocol: Some("TCP".to_string()),
+        end_port: None,
+    };
+    let members = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&name)), ..LabelSelector::default() }),
+        ..NetworkPolicyPeer::default()
+    };
+    let clients =
+        ec.spec.allowed_clients.as_ref().map(|allowed| operator.into_iter().chain(allowed).cloned().collect());
+    NetworkPolicy {
+        metadata: meta(ec, name.clone(), object_labels(&name)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&name)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_string()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { from: Some(vec![members]), ports: Some(vec![port(PEER_PORT)]) },
+                NetworkPolicyIngressRule { from: clients, ports: Some(vec![port(CLIENT_PORT)]) },
+                NetworkPolicyIngressRule { from: None, ports: Some(vec![port(METRICS_PORT)]) },
+            ]),
+            egress: None,
+        }),
     }
 }
 

@@ -85,6 +85,7 @@ pub fn spec() -> EtcdClusterSpec {
         member_unhealthy_threshold_seconds: None,
         on_data_loss: DataLossPolicy::Halt,
         tls: None,
+        allowed_clients: None,
     }
 }
 
