@@ -927,3 +927,20 @@ fn the_network_policy_admits_peers_from_members_and_clients_from_the_operator_an
         assert_eq!(rules.len(), 3, "{what}");
     }
 }
+
+#[test]
+fn no_two_clusters_derive_the_same_secret_name() {
+    let suffixes: Vec<String> =
+        CertificateSecret::ALL.iter().map(|s| s.name("x").trim_start_matches("x-").to_string()).collect();
+    for a in &suffixes {
+        for b in &suffixes {
+            // Cluster `x` and cluster `x-<p>` clash when `a` is `<p>-<b>`.
+            assert!(
+                !a.ends_with(&format!("-{b}")),
+                "{a} ends in -{b}: clusters x and x-{} would share a Secret",
+                a.trim_end_matches(&format!("-{b}"))
+            );
+        }
+    }
+    assert_eq!(suffixes.len(), 6);
+}

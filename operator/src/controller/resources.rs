@@ -132,13 +132,25 @@ pub enum CertificateSecret {
 }
 
 impl CertificateSecret {
+    pub const ALL: [CertificateSecret; 6] = [
+        CertificateSecret::PeerAuthority,
+        CertificateSecret::ClientAuthority,
+        CertificateSecret::Peer,
+        CertificateSecret::Server,
+        CertificateSecret::OperatorClient,
+        CertificateSecret::Client,
+    ];
+
+    /// `<cluster>-<suffix>`. No suffix ends in another one after a dash, so two clusters never derive the
+    /// same Secret name (cluster `a-peer`'s Secrets all start with `a-peer-`, and none of cluster `a`'s is
+    /// `a-peer-` followed by a suffix).
     pub fn name(self, cluster: &str) -> String {
         let suffix = match self {
             CertificateSecret::PeerAuthority => "peer-ca",
             CertificateSecret::ClientAuthority => "client-ca",
             CertificateSecret::Peer => "peer-tls",
             CertificateSecret::Server => "server-tls",
-            CertificateSecret::OperatorClient => "operator-client-tls",
+            CertificateSecret::OperatorClient => "etcd-op-tls",
             CertificateSecret::Client => "client-tls",
         };
         format!("{cluster}-{suffix}")
