@@ -102,12 +102,24 @@ struct Store<'a> {
 }
 
 impl Store<'_> {
+    /// The Secret's data. A Secret of that name that this cluster does not own is someone else's: it is
+    /// neither used nor overwritten.
     async fn read(&self, name: &str) -> Result<Option<BTreeMap<String, String>>, Error> {
         let secret = self
             .api
             .get_opt(name)
             .await
             .map_err(|source| Error::KubeRead { what: format!("Secret {}/{name}", self.namespace), source })?;
+        let uid = self.ec.uid();
+        if let Some(s) = &secret
+            && !s.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())
+        {
+            return Err(Error::Certificates(format!(
+                "Secret {}/{name} exists and does not belong to this EtcdCluster; it is left alone, and the cluster \
+                 cannot get its certificates until it is renamed or removed",
+                self.namespace
+            )));
+        }
         Ok(secret.map(|s| {
             s.data
                 .unwrap_or_default()
