@@ -12,7 +12,8 @@ use rcgen::{
 pub const DEFAULT_LEAF_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 /// A cluster's authorities live ten years; their rotation is a deliberate act, not a renewal.
 pub const AUTHORITY_LIFETIME: Duration = Duration::from_secs(3650 * 24 * 3600);
-/// Certificates are dated this far back, so a member whose clock is slightly behind accepts them at once.
+/// Certificates are dated this far back (at most a tenth of their life), so a member whose clock is slightly
+/// behind accepts them at once.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +95,8 @@ fn validity_params(params: &mut CertificateParams, now: i64, lifetime: Duration)
     let at =
         |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PkiError::Time(format!("{secs}: {e}")));
     let lifetime = i64::try_from(lifetime.as_secs()).map_err(|e| PkiError::Time(e.to_string()))?;
-    let skew = i64::try_from(CLOCK_SKEW.as_secs()).unwrap_or(0);
+    let skew = i64::try_from(CLOCK_SKEW.min(Duration::from_secs(u64::try_from(lifetime).unwrap_or(0) / 10)).as_secs())
+        .unwrap_or(0);
     params.not_before = at(now - skew)?;
     params.not_after = at(now + lifetime)?;
     Ok(())
@@ -235,8 +237,14 @@ mod tests {
         assert_eq!(subject_alt_names(&leaf.cert_pem)?, names);
         assert!(names.contains(&"*.demo.prod.svc.cluster.local".to_string()));
         assert!(names.contains(&"demo-client.prod.svc".to_string()));
+        let short = issue(&ca, &request, NOW, Duration::from_secs(600))?;
+        assert_eq!(pki_validity(&short)?.not_before, NOW - 60, "a short life is backdated by a tenth of it");
         assert_eq!(validity_of_authority(&ca)?, NOW + i64::try_from(AUTHORITY_LIFETIME.as_secs()).unwrap_or(0));
         Ok(())
+    }
+
+    fn pki_validity(certificate: &KeyedCertificate) -> Result<Validity, PkiError> {
+        validity(&certificate.cert_pem)
     }
 
     fn validity_of_authority(ca: &KeyedCertificate) -> Result<i64, PkiError> {

@@ -73,8 +73,25 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     assert!(message.contains("one minor release at a time"), "skipped minor: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"version": "4.0.0"})).await);
     assert!(message.contains("major"), "major change: {message}");
-    // Allowed: a patch upgrade and a resize.
-    patch_spec(&client, n, "valid", json!({"version": "3.6.17", "size": 3})).await?;
+    // TLS is chosen at creation: turning either port's TLS off (or on) is refused, a lifetime too short too.
+    let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"client": {"enabled": false}}})).await);
+    assert!(message.contains("spec.tls") && message.contains("running cluster"), "TLS off: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"certificateLifetime": "2m"}})).await);
+    assert!(message.contains("at least 3 minutes"), "a 2-minute lifetime: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"certificateLifetime": "90 days"}})).await);
+    assert!(message.contains("certificateLifetime"), "a lifetime in words: {message}");
+    create_cluster(
+        &client,
+        n,
+        "plain",
+        json!({"size": 1, "paused": true, "tls": {"peer": {"enabled": false}, "client": {"enabled": false}}}),
+    )
+    .await?;
+    let message = refusal(patch_spec(&client, n, "plain", json!({"tls": null})).await);
+    assert!(message.contains("spec.tls"), "removing spec.tls turns TLS on: {message}");
+    // Allowed: a patch upgrade, a resize and a new certificate lifetime.
+    patch_spec(&client, n, "valid", json!({"version": "3.6.17", "size": 3, "tls": {"certificateLifetime": "30d"}}))
+        .await?;
 
     ns.delete().await
 }
