@@ -94,9 +94,9 @@ fn subject(common_name: &str) -> DistinguishedName {
 fn validity_params(params: &mut CertificateParams, now: i64, lifetime: Duration) -> Result<(), PkiError> {
     let at =
         |secs: i64| time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| PkiError::Time(format!("{secs}: {e}")));
-    let lifetime = i64::try_from(lifetime.as_secs()).map_err(|e| PkiError::Time(e.to_string()))?;
-    let skew = i64::try_from(CLOCK_SKEW.min(Duration::from_secs(u64::try_from(lifetime).unwrap_or(0) / 10)).as_secs())
-        .unwrap_or(0);
+    let seconds = |d: Duration| i64::try_from(d.as_secs()).map_err(|e| PkiError::Time(e.to_string()));
+    let skew = seconds(CLOCK_SKEW.min(lifetime / 10))?;
+    let lifetime = seconds(lifetime)?;
     params.not_before = at(now - skew)?;
     params.not_after = at(now + lifetime)?;
     Ok(())
