@@ -99,9 +99,9 @@ pub struct Metrics {
     member_alarm: Family<AlarmLabels, Gauge>,
     certificate_expiry: Family<CertificateLabels, Gauge>,
     /// The certificate Secrets each cluster's expiry gauges were last set for.
-    certificates_seen: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
+    certificates_seen: Seen,
     /// The members each cluster's gauges were last set for, so series of members that left are removed.
-    members_seen: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>,
+    members_seen: Seen,
     resident_memory: Gauge,
     virtual_memory: Gauge,
     cpu_seconds: Counter<f64, AtomicU64>,
@@ -307,15 +307,9 @@ impl Metrics {
         for c in certificates {
             self.certificate_expiry.get_or_create(&labels(&c.secret)).set(c.validity.not_after - now);
         }
-        let current: Vec<String> = certificates.iter().map(|c| c.secret.clone()).collect();
-        let key = (namespace.to_string(), cluster.to_string());
-        let before = match self.certificates_seen.lock() {
-            Ok(mut seen) if current.is_empty() => seen.remove(&key).unwrap_or_default(),
-            Ok(mut seen) => seen.insert(key, current.clone()).unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        for gone in before.iter().filter(|s| !current.contains(s)) {
-            self.certificate_expiry.remove(&labels(gone));
+        let current = certificates.iter().map(|c| c.secret.clone()).collect();
+        for gone in no_longer_seen(&self.certificates_seen, namespace, cluster, current) {
+            self.certificate_expiry.remove(&labels(&gone));
         }
     }
 
@@ -343,20 +337,14 @@ impl Metrics {
                 self.member_alarm.get_or_create(&alarm_labels(&m.member, alarm)).set(i64::from(raised));
             }
         }
-        let now: Vec<String> = members.iter().map(|m| m.member.clone()).collect();
-        let key = (namespace.to_string(), cluster.to_string());
-        let before = match self.members_seen.lock() {
-            Ok(mut seen) if now.is_empty() => seen.remove(&key).unwrap_or_default(),
-            Ok(mut seen) => seen.insert(key, now.clone()).unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        for gone in before.iter().filter(|m| !now.contains(m)) {
-            let l = labels(gone);
+        let current = members.iter().map(|m| m.member.clone()).collect();
+        for gone in no_longer_seen(&self.members_seen, namespace, cluster, current) {
+            let l = labels(&gone);
             self.member_db_size.remove(&l);
             self.member_db_size_in_use.remove(&l);
             self.member_quota.remove(&l);
             for alarm in ALARMS {
-                self.member_alarm.remove(&alarm_labels(gone, alarm));
+                self.member_alarm.remove(&alarm_labels(&gone, alarm));
             }
         }
     }
@@ -378,6 +366,21 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
     }
+}
+
+/// Series names of one cluster, by (namespace, cluster).
+type Seen = std::sync::Mutex<std::collections::HashMap<(String, String), Vec<String>>>;
+
+/// Records `current` as what a cluster's gauges are set for, and returns what was set before but is not
+/// any more, whose series are to be removed.
+fn no_longer_seen(seen: &Seen, namespace: &str, cluster: &str, current: Vec<String>) -> Vec<String> {
+    let key = (namespace.to_string(), cluster.to_string());
+    let before = match seen.lock() {
+        Ok(mut seen) if current.is_empty() => seen.remove(&key).unwrap_or_default(),
+        Ok(mut seen) => seen.insert(key, current.clone()).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    before.into_iter().filter(|name| !current.contains(name)).collect()
 }
 
 struct ProcessStats {
