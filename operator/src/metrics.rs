@@ -415,3 +415,37 @@ fn read_process_stats() -> Option<ProcessStats> {
         start_time_seconds: boot_time + (start_ticks as f64 / CLOCK_TICKS) as i64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::model::CertificateLife;
+    use crate::pki::Validity;
+
+    fn life(secret: &str, not_after: i64) -> CertificateLife {
+        CertificateLife { secret: secret.into(), validity: Validity { not_before: 0, not_after }, renews: true }
+    }
+
+    #[test]
+    fn certificate_expiry_counts_down_and_series_of_gone_certificates_go() -> Result<(), std::fmt::Error> {
+        let metrics = Metrics::default();
+        metrics.set_certificates("prod", "demo", &[life("demo-peer-tls", 1_000), life("demo-client-tls", 500)], 400);
+        let text = metrics.render()?;
+        assert!(
+            text.contains(
+                r#"etcd_op_certificate_expiry_seconds{namespace="prod",cluster="demo",secret="demo-peer-tls"} 600"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"secret="demo-client-tls"} 100"#), "{text}");
+
+        metrics.set_certificates("prod", "demo", &[life("demo-peer-tls", 1_000)], 900);
+        let text = metrics.render()?;
+        assert!(text.contains(r#"secret="demo-peer-tls"} 100"#), "{text}");
+        assert!(!text.contains("demo-client-tls"), "{text}");
+
+        metrics.forget_cluster("prod", "demo");
+        assert!(!metrics.render()?.contains("demo-peer-tls"));
+        Ok(())
+    }
+}
