@@ -84,3 +84,28 @@ fn kustomize_samples_render() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("kind: EtcdCluster"));
 }
+
+#[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
+fn kustomize_namespaced_grants_the_manager_rights_in_one_namespace() {
+    let output = Command::new(kubectl())
+        .args(["kustomize", "config/namespaced"])
+        .current_dir(repo_root())
+        .output()
+        .expect("kubectl runs (set KUBECTL to its path)");
+    assert!(output.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&output.stderr));
+    let rendered = String::from_utf8_lossy(&output.stdout);
+    let documents: Vec<serde_json::Value> =
+        rendered.split("\n---\n").map(|d| serde_saphyr::from_str(d).expect("each rendered document is YAML")).collect();
+    let find = |kind: &str, name: &str| documents.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+    assert!(find("ClusterRoleBinding", "etcd-op-manager-rolebinding").is_none(), "no cluster-wide manager rights");
+    let binding = find("RoleBinding", "etcd-op-manager-rolebinding").expect("the manager's RoleBinding");
+    assert_eq!(binding["metadata"]["namespace"], "etcd");
+    assert_eq!(binding["roleRef"]["name"], "etcd-op-manager-role");
+    assert_eq!(binding["subjects"][0]["name"], "etcd-op-controller-manager");
+    assert_eq!(binding["subjects"][0]["namespace"], "etcd-op-system");
+    assert!(find("ClusterRoleBinding", "etcd-op-storageclass-reader").is_some());
+    let deployment = find("Deployment", "etcd-op-controller-manager").expect("the manager");
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.as_array().is_some_and(|a| a.iter().any(|v| v == "--namespace=etcd")), "{args}");
+}
