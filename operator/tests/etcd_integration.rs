@@ -268,6 +268,7 @@ fn tls_flags(peer: &std::path::Path, server: &std::path::Path) -> Vec<String> {
         format!("--peer-key-file={}/tls.key", peer.display()),
         format!("--peer-trusted-ca-file={}/ca.crt", peer.display()),
         "--peer-client-cert-auth=true".into(),
+        "--peer-skip-client-san-verification=true".into(),
         format!("--cert-file={}/tls.crt", server.display()),
         format!("--key-file={}/tls.key", server.display()),
         format!("--trusted-ca-file={}/ca.crt", server.display()),

@@ -350,12 +350,18 @@ fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap, quota: Optio
     let transport = bootstrap.transport;
     // Both ports check the other side's certificate against their own authority. The metrics port stays
     // plaintext: it serves health and figures, never data, and the kubelet's probes need it.
+    // A peer's certificate is not also matched against the reverse-DNS name of its address: every member
+    // holds the same peer certificate, so that check would only say the address is one of the cluster's
+    // pods (which the NetworkPolicy already requires), and a new pod's name resolves only some seconds
+    // after it starts, during which its peers refuse it: a heal took 8 s instead of 3, a scale-up 50 s
+    // instead of 19.
     let peer_tls = transport.peer_tls.then(|| {
         [
             format!("--peer-cert-file={PEER_TLS_MOUNT}/tls.crt"),
             format!("--peer-key-file={PEER_TLS_MOUNT}/tls.key"),
             format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt"),
             "--peer-client-cert-auth=true".to_string(),
+            "--peer-skip-client-san-verification=true".to_string(),
         ]
     });
     let client_tls = transport.client_tls.then(|| {
