@@ -856,6 +856,9 @@ fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
         assert!(has(&format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}")), "{what}: probes stay plaintext");
         assert_eq!(has("--peer-client-cert-auth=true"), transport.peer_tls, "{what}");
         assert_eq!(has("--peer-skip-client-san-verification=true"), transport.peer_tls, "{what}");
+        let on_3_5 = args_of(&member_pod(&ec, "demo-1", Version::new(3, 5, 26), &bootstrap, None));
+        let experimental = "--experimental-peer-skip-client-san-verification=true".to_string();
+        assert_eq!(on_3_5.contains(&experimental), transport.peer_tls, "{what}: 3.5 knows the experimental name only");
         assert_eq!(has(&format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt")), transport.peer_tls, "{what}");
         assert_eq!(has("--client-cert-auth=true"), transport.client_tls, "{what}");
         assert_eq!(has(&format!("--cert-file={SERVER_TLS_MOUNT}/tls.crt")), transport.client_tls, "{what}");

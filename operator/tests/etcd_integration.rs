@@ -262,13 +262,25 @@ fn install(dir: &std::path::Path, name: &str, certificate: &KeyedCertificate, au
     }
 }
 
+/// The name this etcd knows the flag by: 3.5 only the experimental one, 3.7 only the new one (as the operator
+/// chooses by version).
+fn peer_san_flag() -> &'static str {
+    let help = Command::new(etcd_bin()).arg("--help").output().expect("etcd --help runs");
+    let text = String::from_utf8_lossy(&help.stdout).into_owned() + &String::from_utf8_lossy(&help.stderr);
+    if text.lines().any(|l| l.trim_start().starts_with("--peer-skip-client-san-verification")) {
+        "peer-skip-client-san-verification"
+    } else {
+        "experimental-peer-skip-client-san-verification"
+    }
+}
+
 fn tls_flags(peer: &std::path::Path, server: &std::path::Path) -> Vec<String> {
     vec![
         format!("--peer-cert-file={}/tls.crt", peer.display()),
         format!("--peer-key-file={}/tls.key", peer.display()),
         format!("--peer-trusted-ca-file={}/ca.crt", peer.display()),
         "--peer-client-cert-auth=true".into(),
-        "--peer-skip-client-san-verification=true".into(),
+        format!("--{}=true", peer_san_flag()),
         format!("--cert-file={}/tls.crt", server.display()),
         format!("--key-file={}/tls.key", server.display()),
         format!("--trusted-ca-file={}/ca.crt", server.display()),

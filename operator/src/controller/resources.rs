@@ -343,7 +343,13 @@ pub fn recorded_quota(pvc: &PersistentVolumeClaim) -> Option<u64> {
     pvc.annotations().get(ANNOTATION_QUOTA)?.parse().ok()
 }
 
-fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap, quota: Option<u64>) -> Vec<String> {
+fn etcd_args(
+    ec: &EtcdCluster,
+    member: &str,
+    version: Version,
+    bootstrap: &Bootstrap,
+    quota: Option<u64>,
+) -> Vec<String> {
     let cluster = ec.name_any();
     let namespace = ec.namespace().unwrap_or_default();
     let token = bootstrap.token.clone().unwrap_or_else(|| legacy_token(ec));
@@ -361,7 +367,12 @@ fn etcd_args(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap, quota: Optio
             format!("--peer-key-file={PEER_TLS_MOUNT}/tls.key"),
             format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt"),
             "--peer-client-cert-auth=true".to_string(),
-            "--peer-skip-client-san-verification=true".to_string(),
+            // 3.5 knows the flag only under its experimental name, 3.7 only under its new one.
+            if (version.major, version.minor) < (3, 6) {
+                "--experimental-peer-skip-client-san-verification=true".to_string()
+            } else {
+                "--peer-skip-client-san-verification=true".to_string()
+            },
         ]
     });
     let client_tls = transport.client_tls.then(|| {
@@ -551,7 +562,7 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         image: Some(image(ec, version)),
         image_pull_policy: Some("IfNotPresent".to_string()),
         command: Some(vec!["/usr/local/bin/etcd".to_string()]),
-        args: Some(etcd_args(ec, member, bootstrap, quota)),
+        args: Some(etcd_args(ec, member, version, bootstrap, quota)),
         ports: Some(vec![
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..ContainerPort::default() },
             ContainerPort { name: Some("peer".into()), container_port: PEER_PORT, ..ContainerPort::default() },
