@@ -32,11 +32,14 @@ pub enum Decision {
     Forbidden,
 }
 
+/// Decisions by the SHA-256 of the token, with when they were made.
+type Remembered = Arc<Mutex<HashMap<[u8; 32], (Instant, Decision)>>>;
+
 #[derive(Clone)]
 pub struct Reviewer {
     client: Client,
     path: &'static str,
-    remembered: Arc<Mutex<HashMap<[u8; 32], (Instant, Decision)>>>,
+    remembered: Remembered,
 }
 
 impl Reviewer {
