@@ -47,16 +47,21 @@ fn kubectl() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string())
 }
 
-#[test]
-#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
-fn kustomize_default_renders_the_operator() {
+/// `kubectl kustomize <dir>`, run from the repository root; fails the test when it fails.
+fn kustomize(dir: &str) -> String {
     let output = Command::new(kubectl())
-        .args(["kustomize", "config/default"])
+        .args(["kustomize", dir])
         .current_dir(repo_root())
         .output()
         .expect("kubectl runs (set KUBECTL to its path)");
-    assert!(output.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&output.stderr));
-    let rendered = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "kubectl kustomize {dir} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
+fn kustomize_default_renders_the_operator() {
+    let rendered = kustomize("config/default");
     for expected in [
         "kind: CustomResourceDefinition",
         "name: etcdclusters.etcd.cloud.io",
@@ -76,25 +81,14 @@ fn kustomize_default_renders_the_operator() {
 #[test]
 #[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
 fn kustomize_samples_render() {
-    let output = Command::new(kubectl())
-        .args(["kustomize", "config/samples"])
-        .current_dir(repo_root())
-        .output()
-        .expect("kubectl runs (set KUBECTL to its path)");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("kind: EtcdCluster"));
+    let rendered = kustomize("config/samples");
+    assert!(rendered.contains("kind: EtcdCluster"));
 }
 
 #[test]
 #[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
 fn kustomize_namespaced_grants_the_manager_rights_in_one_namespace() {
-    let output = Command::new(kubectl())
-        .args(["kustomize", "config/namespaced"])
-        .current_dir(repo_root())
-        .output()
-        .expect("kubectl runs (set KUBECTL to its path)");
-    assert!(output.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&output.stderr));
-    let rendered = String::from_utf8_lossy(&output.stdout);
+    let rendered = kustomize("config/namespaced");
     let documents: Vec<serde_json::Value> =
         rendered.split("\n---\n").map(|d| serde_saphyr::from_str(d).expect("each rendered document is YAML")).collect();
     let find = |kind: &str, name: &str| documents.iter().find(|d| d["kind"] == kind && d["metadata"]["name"] == name);

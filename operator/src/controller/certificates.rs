@@ -240,11 +240,11 @@ fn usable_leaf(
     if *ca_pem != authority.cert_pem {
         return None;
     }
-    let validity = pki::validity(cert_pem).ok()?;
-    if now >= validity.renew_at() || pki::subject_alt_names(cert_pem).ok()? != request.subject_alt_names {
+    let inspected = pki::inspect(cert_pem).ok()?;
+    if now >= inspected.validity.renew_at() || inspected.subject_alt_names != request.subject_alt_names {
         return None;
     }
-    Some((KeyedCertificate { cert_pem: cert_pem.clone(), key_pem: key_pem.clone() }, validity))
+    Some((KeyedCertificate { cert_pem: cert_pem.clone(), key_pem: key_pem.clone() }, inspected.validity))
 }
 
 #[cfg(test)]

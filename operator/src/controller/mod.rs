@@ -166,7 +166,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         report::publish_warning(ctx, ec, "EvenSize", &note).await;
     }
     let objects = observe::list_objects(ctx, ec).await?;
-    let transport = objects.transport(ec);
+    let transport = objects.transport;
     if new_generation && ec.spec.tls.is_some() && transport != observe::wanted_transport(ec) {
         let note = format!(
             "spec.tls asks for TLS on {}, but the members run with TLS on {}: TLS is chosen when a cluster is created",

@@ -53,10 +53,12 @@ fn committed_target(ec: &EtcdCluster, desired: &Target) -> Option<Target> {
     })
 }
 
-/// The cluster's pods and volume claims, as Kubernetes lists them.
+/// The cluster's pods and volume claims, as Kubernetes lists them, and the transport they record.
 pub struct Objects {
     pods: Vec<Pod>,
     pvcs: Vec<PersistentVolumeClaim>,
+    /// Which ports the members speak TLS on (see [`Objects::recorded_transport`]).
+    pub transport: Transport,
 }
 
 pub async fn list_objects(ctx: &Context, ec: &EtcdCluster) -> Result<Objects, Error> {
@@ -67,7 +69,8 @@ pub async fn list_objects(ctx: &Context, ec: &EtcdCluster) -> Result<Objects, Er
     let pvc_api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
     let (pods, pvcs) = futures::try_join!(pod_api.list(&selector), pvc_api.list(&selector))
         .map_err(|source| Error::KubeRead { what: format!("pods and PVCs of {namespace}/{cluster}"), source })?;
-    Ok(Objects { pods: pods.items, pvcs: pvcs.items })
+    let transport = Objects::recorded_transport(ec, &pods.items, &pvcs.items);
+    Ok(Objects { pods: pods.items, pvcs: pvcs.items, transport })
 }
 
 /// Owned by an earlier EtcdCluster of this name (deleted, then created again): not this cluster's.
@@ -87,7 +90,7 @@ pub fn wanted_transport(ec: &EtcdCluster) -> Transport {
 impl Objects {
     /// Which ports the members speak TLS on: as recorded with the members (their volumes, else their pods),
     /// or, for a cluster that has none, as its spec asks. A running cluster keeps what it was created with.
-    pub fn transport(&self, ec: &EtcdCluster) -> Transport {
+    fn recorded_transport(ec: &EtcdCluster, pods: &[Pod], pvcs: &[PersistentVolumeClaim]) -> Transport {
         let recorded = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             let owners = meta.owner_references.as_deref().unwrap_or_default();
             if of_earlier_cluster(ec, owners) {
@@ -95,10 +98,9 @@ impl Objects {
             }
             Bootstrap::recorded(meta.annotations.as_ref()?).map(|b| b.transport)
         };
-        self.pvcs
-            .iter()
+        pvcs.iter()
             .find_map(|p| recorded(&p.metadata))
-            .or_else(|| self.pods.iter().find_map(|p| recorded(&p.metadata)))
+            .or_else(|| pods.iter().find_map(|p| recorded(&p.metadata)))
             .unwrap_or_else(|| wanted_transport(ec))
     }
 }
@@ -111,8 +113,7 @@ pub async fn observe(
     certificates: Vec<CertificateLife>,
 ) -> Result<Observed, Error> {
     let cluster = ec.name_any();
-    let transport = objects.transport(ec);
-    let Objects { pods, pvcs } = objects;
+    let Objects { pods, pvcs, transport } = objects;
     // Objects owned by an earlier EtcdCluster of this name (deleted, then created again) are not this
     // cluster's: they are on their way out, and using them would mix two clusters.
     let uid = ec.uid();

@@ -137,23 +137,24 @@ pub fn issue(
     Ok(KeyedCertificate { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }
 
-/// When the first certificate in `pem` is valid.
-pub fn validity(pem: &str) -> Result<Validity, PkiError> {
-    let (_, block) =
-        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::Read(format!("not PEM: {e}")))?;
-    let cert = block.parse_x509().map_err(|e| PkiError::Read(format!("not an X.509 certificate: {e}")))?;
-    let span = cert.validity();
-    Ok(Validity { not_before: span.not_before.timestamp(), not_after: span.not_after.timestamp() })
+/// What a certificate says of itself: when it is valid and which names it carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    pub validity: Validity,
+    /// DNS names and IP addresses, as text.
+    pub subject_alt_names: Vec<String>,
 }
 
-/// The DNS names and addresses in the first certificate in `pem`.
-pub fn subject_alt_names(pem: &str) -> Result<Vec<String>, PkiError> {
+/// Reads the first certificate in `pem`.
+pub fn inspect(pem: &str) -> Result<Inspected, PkiError> {
     use x509_parser::extensions::GeneralName;
     let (_, block) =
         x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| PkiError::Read(format!("not PEM: {e}")))?;
     let cert = block.parse_x509().map_err(|e| PkiError::Read(format!("not an X.509 certificate: {e}")))?;
+    let span = cert.validity();
+    let validity = Validity { not_before: span.not_before.timestamp(), not_after: span.not_after.timestamp() };
     let names = cert.subject_alternative_name().map_err(|e| PkiError::Read(e.to_string()))?;
-    Ok(names
+    let subject_alt_names = names
         .map(|ext| {
             ext.value
                 .general_names
@@ -165,7 +166,13 @@ pub fn subject_alt_names(pem: &str) -> Result<Vec<String>, PkiError> {
                 })
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok(Inspected { validity, subject_alt_names })
+}
+
+/// When the first certificate in `pem` is valid.
+pub fn validity(pem: &str) -> Result<Validity, PkiError> {
+    inspect(pem).map(|i| i.validity)
 }
 
 fn ip_text(bytes: &[u8]) -> Option<String> {
@@ -234,7 +241,7 @@ mod tests {
         let validity = validity(&leaf.cert_pem)?;
         assert_eq!(validity.not_after, NOW + 3600);
         assert_eq!(validity.not_before, NOW - 300);
-        assert_eq!(subject_alt_names(&leaf.cert_pem)?, names);
+        assert_eq!(inspect(&leaf.cert_pem)?.subject_alt_names, names);
         assert!(names.contains(&"*.demo.prod.svc.cluster.local".to_string()));
         assert!(names.contains(&"demo-client.prod.svc".to_string()));
         let short = issue(&ca, &request, NOW, Duration::from_secs(600))?;
