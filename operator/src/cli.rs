@@ -99,6 +99,35 @@ pub struct ManagerArgs {
     #[arg(long, env = "METRICS_CERT_DIR", value_name = "DIR")]
     pub metrics_cert_dir: Option<PathBuf>,
 
+    /// Address of the validating admission webhook (HTTPS), as [HOST]:PORT; "0" turns it off.
+    #[arg(long, env = "WEBHOOK_BIND_ADDRESS", default_value = ":9443")]
+    pub webhook_bind_address: String,
+
+    /// Folder with tls.crt and tls.key for the webhook (cert-manager's Secret, mounted), read again when they
+    /// change. Without it the manager keeps its own certificate in the Secret --webhook-secret-name and writes
+    /// its authority into the webhook configuration.
+    #[arg(long, env = "WEBHOOK_CERT_DIR", value_name = "DIR")]
+    pub webhook_cert_dir: Option<PathBuf>,
+
+    /// The Service the API server reaches the webhook through, in the manager's namespace: the serving
+    /// certificate names it.
+    #[arg(long, env = "WEBHOOK_SERVICE_NAME", default_value = "etcd-op-webhook-service", value_name = "NAME")]
+    pub webhook_service_name: String,
+
+    /// The ValidatingWebhookConfiguration whose trust bundle the manager writes (without --webhook-cert-dir).
+    #[arg(
+        long,
+        env = "WEBHOOK_CONFIGURATION_NAME",
+        default_value = "etcd-op-validating-webhook-configuration",
+        value_name = "NAME"
+    )]
+    pub webhook_configuration_name: String,
+
+    /// The Secret, in the manager's namespace, holding the webhook's own authority and certificate (without
+    /// --webhook-cert-dir).
+    #[arg(long, env = "WEBHOOK_SECRET_NAME", default_value = "etcd-op-webhook-server-cert", value_name = "NAME")]
+    pub webhook_secret_name: String,
+
     /// DNS domain of the Kubernetes cluster, named in the members' certificates: etcd checks a peer's
     /// certificate against the name its address resolves to, which ends in this domain.
     #[arg(long, env = "CLUSTER_DOMAIN", default_value = "cluster.local", value_name = "DOMAIN")]

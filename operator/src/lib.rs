@@ -8,3 +8,4 @@ pub mod leader;
 pub mod metrics;
 pub mod pki;
 pub mod telemetry;
+pub mod webhook;

@@ -66,6 +66,27 @@ async fn client(args: &ManagerArgs) -> Result<Client, String> {
     Client::try_from(config).map_err(|e| format!("building the Kubernetes client: {e}"))
 }
 
+/// Where the webhook's serving certificate comes from: the mounted files when given, else the manager's own
+/// Secret in its namespace. Outside a cluster, with neither, there is no webhook (nothing could call it).
+fn webhook_source(args: &ManagerArgs, client: &Client) -> Option<etcd_op::webhook::serving::Source> {
+    use etcd_op::webhook::serving::{Managed, Source};
+    if let Some(dir) = &args.webhook_cert_dir {
+        return Some(Source::Files(dir.clone()));
+    }
+    let Some(namespace) = etcd_op::leader::own_namespace() else {
+        warn!("not running in a cluster and no --webhook-cert-dir: the admission webhook is off");
+        return None;
+    };
+    Some(Source::Managed(Managed {
+        client: client.clone(),
+        namespace,
+        secret: args.webhook_secret_name.clone(),
+        service: args.webhook_service_name.clone(),
+        configuration: args.webhook_configuration_name.clone(),
+        cluster_domain: args.cluster_domain.clone(),
+    }))
+}
+
 /// The manager's pods in `namespace`, as config/manager labels them.
 fn operator_peer(namespace: &str) -> k8s_openapi::api::networking::v1::NetworkPolicyPeer {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -117,6 +138,8 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
     let metrics_addr = parse_bind_address(&args.metrics_addr).map_err(|e| format!("--metrics-addr: {e}"))?;
     let probe_addr =
         parse_bind_address(&args.health_probe_bind_address).map_err(|e| format!("--health-probe-bind-address: {e}"))?;
+    let webhook_addr =
+        parse_bind_address(&args.webhook_bind_address).map_err(|e| format!("--webhook-bind-address: {e}"))?;
     let client = client(&args).await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Readiness::default();
@@ -135,8 +158,23 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
         let router = etcd_op::http::metrics_router(metrics.clone(), reviewer);
         servers.push(tokio::spawn(etcd_op::http::serve(addr, router, tls, shutdown_future(stop_rx.clone()))));
     }
+    let mut readiness_checks = vec![ready.clone()];
+    if let Some(addr) = webhook_addr
+        && let Some(source) = webhook_source(&args, &client)
+    {
+        let webhook_ready = Readiness::default();
+        readiness_checks.push(webhook_ready.clone());
+        let router = etcd_op::webhook::router(client.clone());
+        let stop = stop_rx.clone();
+        servers.push(tokio::spawn(async move {
+            match etcd_op::webhook::serving_config(source, webhook_ready, stop.clone()).await {
+                Some(tls) => etcd_op::http::serve(addr, router, Some(tls), shutdown_future(stop)).await,
+                None => Ok(()),
+            }
+        }));
+    }
     if let Some(addr) = probe_addr {
-        let router = etcd_op::http::probe_router(ready.clone());
+        let router = etcd_op::http::probe_router(readiness_checks);
         servers.push(tokio::spawn(etcd_op::http::serve(addr, router, None, shutdown_future(stop_rx.clone()))));
     }
 

@@ -102,4 +102,85 @@ fn kustomize_namespaced_grants_the_manager_rights_in_one_namespace() {
     let deployment = find("Deployment", "etcd-op-controller-manager").expect("the manager");
     let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
     assert!(args.as_array().is_some_and(|a| a.iter().any(|v| v == "--namespace=etcd")), "{args}");
+    let webhook = find("ValidatingWebhookConfiguration", "etcd-op-validating-webhook-configuration")
+        .expect("the webhook configuration");
+    assert_eq!(webhook["webhooks"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "etcd");
+}
+
+fn documents(rendered: &str) -> Vec<serde_json::Value> {
+    rendered.split("\n---\n").map(|d| serde_saphyr::from_str(d).expect("each rendered document is YAML")).collect()
+}
+
+fn find<'a>(documents: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    documents
+        .iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} is rendered"))
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
+fn kustomize_default_registers_the_webhook_where_the_manager_serves_it() {
+    use clap::Parser;
+    let defaults = etcd_op::cli::Cli::try_parse_from(["etcd-op"]).expect("defaults parse").manager;
+    let documents = documents(&kustomize("config/default"));
+    let configuration = find(&documents, "ValidatingWebhookConfiguration", &defaults.webhook_configuration_name);
+    let webhook = &configuration["webhooks"][0];
+    let service = &webhook["clientConfig"]["service"];
+    assert_eq!(service["name"], defaults.webhook_service_name.as_str());
+    assert_eq!(service["namespace"], "etcd-op-system");
+    assert_eq!(service["path"], etcd_op::webhook::VALIDATE_PATH);
+    // Deletes never go through the webhook, so a manager that is down cannot block them.
+    assert_eq!(webhook["rules"][0]["operations"], serde_json::json!(["CREATE", "UPDATE"]));
+    let condition = webhook["matchConditions"][0]["expression"].as_str().unwrap_or_default();
+    assert!(condition.contains("object.spec != oldObject.spec"), "{condition}");
+    assert_eq!(webhook["failurePolicy"], "Fail");
+
+    let service = find(&documents, "Service", &defaults.webhook_service_name);
+    assert_eq!(service["metadata"]["namespace"], "etcd-op-system");
+    let deployment = find(&documents, "Deployment", "etcd-op-controller-manager");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let port = container["ports"].as_array().and_then(|ports| ports.iter().find(|p| p["name"] == "webhook-server"));
+    assert_eq!(port.map(|p| &p["containerPort"]), Some(&service["spec"]["ports"][0]["targetPort"]));
+
+    // The manager's rights over its certificate and the trust bundle name exactly what it writes.
+    let role = find(&documents, "Role", "etcd-op-webhook-cert-role");
+    assert_eq!(role["metadata"]["namespace"], "etcd-op-system");
+    assert_eq!(role["rules"][1]["resourceNames"], serde_json::json!([defaults.webhook_secret_name]));
+    let config_role = find(&documents, "ClusterRole", "etcd-op-webhook-config-role");
+    assert_eq!(config_role["rules"][0]["resourceNames"], serde_json::json!([defaults.webhook_configuration_name]));
+    for binding in ["etcd-op-webhook-cert-rolebinding", "etcd-op-webhook-config-rolebinding"] {
+        let kind = if binding.contains("cert") { "RoleBinding" } else { "ClusterRoleBinding" };
+        let subject = &find(&documents, kind, binding)["subjects"][0];
+        assert_eq!(subject["name"], "etcd-op-controller-manager");
+        assert_eq!(subject["namespace"], "etcd-op-system");
+    }
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
+fn kustomize_certmanager_component_hands_the_certificate_to_cert_manager() {
+    let overlay = repo_root().join("target/kustomize-certmanager");
+    std::fs::create_dir_all(&overlay).expect("a folder under target/");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        "resources:\n- ../../config/default\ncomponents:\n- ../../config/certmanager\n",
+    )
+    .expect("the overlay is written");
+    let documents = documents(&kustomize("target/kustomize-certmanager"));
+    let certificate = find(&documents, "Certificate", "etcd-op-serving-cert");
+    let service = find(&documents, "Service", "etcd-op-webhook-service");
+    let dns = format!("{}.{}.svc", "etcd-op-webhook-service", service["metadata"]["namespace"].as_str().unwrap_or(""));
+    assert!(certificate["spec"]["dnsNames"].as_array().is_some_and(|names| names.iter().any(|n| n == &dns)));
+    let configuration = find(&documents, "ValidatingWebhookConfiguration", "etcd-op-validating-webhook-configuration");
+    assert_eq!(
+        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "etcd-op-system/etcd-op-serving-cert"
+    );
+    let deployment = find(&documents, "Deployment", "etcd-op-controller-manager");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], certificate["spec"]["secretName"]);
+    let args = pod["containers"][0]["args"].as_array().cloned().unwrap_or_default();
+    let dir = pod["containers"][0]["volumeMounts"][0]["mountPath"].as_str().unwrap_or("?");
+    assert!(args.iter().any(|a| *a == format!("--webhook-cert-dir={dir}")), "{args:?}");
 }

@@ -141,6 +141,23 @@ impl CertificateSecret {
         CertificateSecret::Client,
     ];
 
+    /// The Secrets a cluster with `transport` keeps: an authority and its certificates per TLS channel.
+    pub fn wanted(transport: Transport) -> Vec<CertificateSecret> {
+        let mut wanted = Vec::new();
+        if transport.peer_tls {
+            wanted.extend([CertificateSecret::PeerAuthority, CertificateSecret::Peer]);
+        }
+        if transport.client_tls {
+            wanted.extend([
+                CertificateSecret::ClientAuthority,
+                CertificateSecret::Server,
+                CertificateSecret::OperatorClient,
+                CertificateSecret::Client,
+            ]);
+        }
+        wanted
+    }
+
     /// `<cluster>-<suffix>`. No suffix ends in another one after a dash, so two clusters never derive the
     /// same Secret name (cluster `a-peer`'s Secrets all start with `a-peer-`, and none of cluster `a`'s is
     /// `a-peer-` followed by a suffix).

@@ -1,5 +1,6 @@
 //! The manager's HTTP endpoints: `/metrics` on the metrics address (HTTPS, for authorized readers only,
-//! unless the manager is told otherwise), `/healthz` and `/readyz` on the probe address.
+//! unless the manager is told otherwise), `/healthz` and `/readyz` on the probe address. The admission
+//! webhook's route lives in `crate::webhook`.
 
 pub mod auth;
 pub mod tls;
@@ -47,8 +48,12 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
-    if ready.get() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+async fn readyz(State(checks): State<Arc<Vec<Readiness>>>) -> impl IntoResponse {
+    if checks.iter().all(Readiness::get) {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
 }
 
 /// `/metrics`; behind `reviewer` when given.
@@ -60,8 +65,9 @@ pub fn metrics_router(metrics: Arc<Metrics>, reviewer: Option<auth::Reviewer>) -
     }
 }
 
-pub fn probe_router(ready: Readiness) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(ready)
+/// `/readyz` answers ready once every one of `checks` is.
+pub fn probe_router(checks: Vec<Readiness>) -> Router {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Arc::new(checks))
 }
 
 /// Binds `addr` and serves `router`, over TLS when `tls` is given, until `shutdown` completes.

@@ -41,6 +41,8 @@ pub enum Usage {
     ServerAndClient,
     /// A client's certificate: it can never serve.
     Client,
+    /// A server's certificate only (the manager's webhook): it can never act as a client.
+    Server,
 }
 
 /// A leaf certificate to issue.
@@ -129,6 +131,7 @@ pub fn issue(
     params.extended_key_usages = match request.usage {
         Usage::ServerAndClient => vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
         Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+        Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
     };
     params.use_authority_key_identifier_extension = true;
     validity_params(&mut params, now, lifetime)?;
@@ -187,16 +190,20 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
 /// peer's certificate against the reverse-DNS name of the peer's address, which carries the domain), the
 /// client Service's names, and loopback.
 pub fn member_names(cluster: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
-    let client = format!("{cluster}-client");
+    let mut names =
+        vec![format!("*.{cluster}.{namespace}.svc"), format!("*.{cluster}.{namespace}.svc.{cluster_domain}")];
+    names.extend(service_names(&format!("{cluster}-client"), namespace, cluster_domain));
+    names.extend(["localhost".to_string(), "127.0.0.1".to_string()]);
+    names
+}
+
+/// The names a Service is reached by from inside the cluster, shortest first.
+pub fn service_names(service: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
     vec![
-        format!("*.{cluster}.{namespace}.svc"),
-        format!("*.{cluster}.{namespace}.svc.{cluster_domain}"),
-        client.clone(),
-        format!("{client}.{namespace}"),
-        format!("{client}.{namespace}.svc"),
-        format!("{client}.{namespace}.svc.{cluster_domain}"),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.{cluster_domain}"),
     ]
 }
 

@@ -10,10 +10,11 @@ use etcd_op_e2e::{
     CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster, get_cluster,
     leader, member_names, patch_spec, wait_settled,
 };
-use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kill_container, kubectl, wait_for};
+use etcd_op_test_support::{OPERATOR_NAMESPACE, TEST_LABEL, delete_pod, kill_container, kubectl, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 const V36: &str = "3.6.16";
@@ -654,15 +655,29 @@ async fn the_sample_cluster_runs_in_a_namespace_that_enforces_the_restricted_pod
 }
 
 #[tokio::test]
-async fn a_missing_storage_class_is_reported_by_name() -> Result<()> {
+async fn a_storage_class_deleted_after_creation_is_reported_by_name() -> Result<()> {
     let client = client().await?;
     let ns = TestNamespace::create(&client, "e2e-no-class").await?;
     let n = ns.name.as_str();
-    let spec =
-        json!({"size": 3, "version": V36, "storage": {"volumeClaimTemplate": {"storageClassName": "no-such-class"}}});
-    create_cluster(&client, n, "demo", spec).await?;
+    // The webhook refuses a class that does not exist at creation (tests/webhook.rs); one deleted later is
+    // the controller's to report.
+    let class = format!("{n}-class");
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let object: StorageClass = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": class, "labels": {TEST_LABEL: "true"}},
+        "provisioner": "etcd-op.local/hostpath",
+    }))?;
+    classes.create(&PostParams::default(), &object).await?;
+    let spec = json!({"size": 3, "version": V36, "paused": true,
+                      "storage": {"volumeClaimTemplate": {"storageClassName": class}}});
+    let created = create_cluster(&client, n, "demo", spec).await;
+    let deleted = classes.delete(&class, &DeleteParams::default()).await;
+    created?;
+    deleted?;
+    patch_spec(&client, n, "demo", json!({"paused": false})).await?;
     let message = wait_degraded(&client, n, "demo", "StorageClassMissing").await?;
-    assert!(message.contains("no-such-class"), "the class is named: {message}");
+    assert!(message.contains(&class), "the class is named: {message}");
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
     assert!(
         pvcs.list(&ListParams::default()).await?.items.is_empty(),

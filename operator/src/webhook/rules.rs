@@ -1,0 +1,292 @@
+//! What the validating webhook decides: plain data in (the request and what was looked up for it), refusals
+//! out. The lookups that CEL cannot make live in `lookup`; this module only judges.
+
+use etcd_op_api::v1::EtcdCluster;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+
+use crate::controller::observe::wanted_transport;
+use crate::controller::resources::{CertificateSecret, client_service_name};
+
+/// The admission operations the webhook is registered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+}
+
+/// The kinds of object a cluster creates under names derived from its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ChildKind {
+    Service,
+    Secret,
+    PodDisruptionBudget,
+    NetworkPolicy,
+}
+
+impl ChildKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChildKind::Service => "Service",
+            ChildKind::Secret => "Secret",
+            ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
+            ChildKind::NetworkPolicy => "NetworkPolicy",
+        }
+    }
+}
+
+/// An object the cluster would create, by kind and name, in its own namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DerivedName {
+    pub kind: ChildKind,
+    pub name: String,
+}
+
+/// The shared objects a cluster creates (its members' pods and volumes carry ordinals and are checked by
+/// the controller as they come): the two Services, the budget, the policy and, with TLS, its Secrets.
+pub fn derived_names(ec: &EtcdCluster) -> Vec<DerivedName> {
+    let cluster = ec.name_any();
+    let named = |kind, name: String| DerivedName { kind, name };
+    let mut names = vec![
+        named(ChildKind::Service, cluster.clone()),
+        named(ChildKind::Service, client_service_name(&cluster)),
+        named(ChildKind::PodDisruptionBudget, cluster.clone()),
+        named(ChildKind::NetworkPolicy, cluster.clone()),
+    ];
+    names.extend(
+        CertificateSecret::wanted(wanted_transport(ec))
+            .into_iter()
+            .map(|secret| named(ChildKind::Secret, secret.name(&cluster))),
+    );
+    names
+}
+
+/// What the webhook has to look up for a request: nothing for most updates.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Questions {
+    /// Does this StorageClass exist?
+    pub storage_class: Option<String>,
+    /// Are these names free?
+    pub names: Vec<DerivedName>,
+}
+
+/// A new cluster is checked whole. An update is checked only for what it changes, so an object whose
+/// surroundings changed after its creation (a StorageClass deleted later) can still be scaled or deleted.
+pub fn questions(operation: Operation, new: &EtcdCluster, old: Option<&EtcdCluster>) -> Questions {
+    let new_class = storage_class(new);
+    match operation {
+        Operation::Create => Questions { storage_class: new_class, names: derived_names(new) },
+        Operation::Update => {
+            let changed = old.is_none_or(|old| storage_class(old) != new_class);
+            Questions { storage_class: new_class.filter(|_| changed), names: Vec::new() }
+        }
+    }
+}
+
+/// The StorageClass the members' volume claims name; none for emptyDir storage or an unnamed class (a claim
+/// without a class may still bind to a volume made for it by hand).
+fn storage_class(ec: &EtcdCluster) -> Option<String> {
+    if ec.spec.storage.empty_dir.is_some() {
+        return None;
+    }
+    ec.spec.storage.volume_claim_template.as_ref().and_then(|t| t.storage_class_name.clone())
+}
+
+/// An object found under a derived name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Existing {
+    pub name: DerivedName,
+    pub owners: Vec<OwnerReference>,
+}
+
+/// What the lookups found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Answers {
+    /// The StorageClass asked about, when it does not exist.
+    pub missing_storage_class: Option<String>,
+    /// Objects that already exist under the names asked about.
+    pub existing: Vec<Existing>,
+}
+
+/// Left by an earlier cluster of the same name, which the garbage collector is removing: the controller tells
+/// an earlier cluster's objects from its own, so it does not stand in the new cluster's way.
+fn left_by_same_name(owners: &[OwnerReference], cluster: &str) -> bool {
+    owners.iter().any(|o| o.kind == "EtcdCluster" && o.api_version.starts_with("etcd.cloud.io/") && o.name == cluster)
+}
+
+/// Why the request is refused; empty when it is allowed.
+pub fn refusals(new: &EtcdCluster, answers: &Answers) -> Vec<String> {
+    let cluster = new.name_any();
+    let mut refusals = Vec::new();
+    if let Some(class) = &answers.missing_storage_class {
+        refusals.push(format!(
+            "spec.storage.volumeClaimTemplate.storageClassName: StorageClass {class:?} does not exist, so no member \
+             volume could be provisioned; create it first or name an existing class"
+        ));
+    }
+    let mut taken: Vec<&DerivedName> =
+        answers.existing.iter().filter(|e| !left_by_same_name(&e.owners, &cluster)).map(|e| &e.name).collect();
+    taken.sort();
+    if !taken.is_empty() {
+        let list: Vec<String> = taken.iter().map(|n| format!("{} {}", n.kind.as_str(), n.name)).collect();
+        refusals.push(format!(
+            "metadata.name: {} already exist{} in this namespace and {} not belong to an EtcdCluster named {cluster:?}; \
+             the cluster would have to use or replace {}: choose another name, or remove {}",
+            list.join(", "),
+            if list.len() == 1 { "s" } else { "" },
+            if list.len() == 1 { "does" } else { "do" },
+            if list.len() == 1 { "it" } else { "them" },
+            if list.len() == 1 { "it" } else { "them" },
+        ));
+    }
+    refusals
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcd_op_api::v1::{ClusterTls, EtcdClusterSpec, TlsChannel};
+    use serde_json::json;
+
+    fn cluster(spec: serde_json::Value) -> EtcdCluster {
+        let spec: EtcdClusterSpec = match serde_json::from_value(spec) {
+            Ok(spec) => spec,
+            Err(e) => panic!("test spec: {e}"),
+        };
+        let mut ec = EtcdCluster::new("demo", spec);
+        ec.metadata.namespace = Some("ns".into());
+        ec
+    }
+
+    fn with_class(class: &str) -> EtcdCluster {
+        cluster(
+            json!({"size": 3, "version": "3.6.16", "storage": {"volumeClaimTemplate": {"storageClassName": class}}}),
+        )
+    }
+
+    fn owner(kind: &str, api_version: &str, name: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name: name.into(),
+            uid: "u".into(),
+            ..OwnerReference::default()
+        }
+    }
+
+    fn existing(kind: ChildKind, name: &str, owners: Vec<OwnerReference>) -> Existing {
+        Existing { name: DerivedName { kind, name: name.into() }, owners }
+    }
+
+    #[test]
+    fn a_new_cluster_is_asked_about_its_class_and_every_name_it_would_take() {
+        let q = questions(Operation::Create, &with_class("fast"), None);
+        assert_eq!(q.storage_class.as_deref(), Some("fast"));
+        let names: Vec<String> = q.names.iter().map(|n| format!("{}/{}", n.kind.as_str(), n.name)).collect();
+        for wanted in [
+            "Service/demo",
+            "Service/demo-client",
+            "PodDisruptionBudget/demo",
+            "NetworkPolicy/demo",
+            "Secret/demo-peer-ca",
+            "Secret/demo-client-tls",
+        ] {
+            assert!(names.contains(&wanted.to_string()), "{wanted} in {names:?}");
+        }
+    }
+
+    #[test]
+    fn a_plaintext_cluster_takes_no_secret_names() {
+        let mut ec = with_class("fast");
+        ec.spec.tls = Some(ClusterTls {
+            peer: TlsChannel { enabled: false },
+            client: TlsChannel { enabled: false },
+            certificate_lifetime: None,
+        });
+        assert!(derived_names(&ec).iter().all(|n| n.kind != ChildKind::Secret));
+        ec.spec.tls = Some(ClusterTls {
+            peer: TlsChannel { enabled: true },
+            client: TlsChannel { enabled: false },
+            certificate_lifetime: None,
+        });
+        let secrets: Vec<String> =
+            derived_names(&ec).into_iter().filter(|n| n.kind == ChildKind::Secret).map(|n| n.name).collect();
+        assert_eq!(secrets, ["demo-peer-ca", "demo-peer-tls"]);
+    }
+
+    #[test]
+    fn emptydir_and_unnamed_classes_need_no_lookup() {
+        let empty = cluster(json!({"size": 1, "version": "3.6.16", "storage": {"emptyDir": {}}}));
+        assert_eq!(questions(Operation::Create, &empty, None).storage_class, None);
+        let unnamed = cluster(json!({"size": 1, "version": "3.6.16"}));
+        assert_eq!(questions(Operation::Create, &unnamed, None).storage_class, None);
+    }
+
+    #[test]
+    fn an_update_is_asked_only_about_what_it_changes() {
+        let old = with_class("fast");
+        let mut scaled = old.clone();
+        scaled.spec.size = 5;
+        assert_eq!(questions(Operation::Update, &scaled, Some(&old)), Questions::default());
+        let moved = with_class("slow");
+        let q = questions(Operation::Update, &moved, Some(&old));
+        assert_eq!(q.storage_class.as_deref(), Some("slow"));
+        assert!(q.names.is_empty(), "names are taken at creation only");
+    }
+
+    #[test]
+    fn nothing_found_means_allowed() {
+        assert!(refusals(&with_class("fast"), &Answers::default()).is_empty());
+    }
+
+    #[test]
+    fn a_missing_class_is_refused_by_name() {
+        let answers = Answers { missing_storage_class: Some("no-such-class".into()), existing: Vec::new() };
+        let refused = refusals(&with_class("no-such-class"), &answers);
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].contains("\"no-such-class\"") && refused[0].contains("storageClassName"), "{refused:?}");
+    }
+
+    #[test]
+    fn names_held_by_others_are_refused_and_listed() {
+        let answers = Answers {
+            missing_storage_class: None,
+            existing: vec![
+                existing(ChildKind::Service, "demo-client", Vec::new()),
+                existing(ChildKind::Secret, "demo-peer-ca", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "other")]),
+                existing(ChildKind::NetworkPolicy, "demo", vec![owner("Deployment", "apps/v1", "demo")]),
+            ],
+        };
+        let refused = refusals(&with_class("fast"), &answers);
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        for name in ["Service demo-client", "Secret demo-peer-ca", "NetworkPolicy demo"] {
+            assert!(refused[0].contains(name), "{name} in {refused:?}");
+        }
+    }
+
+    #[test]
+    fn leftovers_of_a_cluster_of_the_same_name_do_not_block_it() {
+        let answers = Answers {
+            missing_storage_class: None,
+            existing: vec![
+                existing(ChildKind::Service, "demo", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "demo")]),
+                existing(ChildKind::Secret, "demo-peer-ca", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "demo")]),
+            ],
+        };
+        assert!(refusals(&with_class("fast"), &answers).is_empty());
+        let impostor = Answers {
+            missing_storage_class: None,
+            existing: vec![existing(ChildKind::Service, "demo", vec![owner("EtcdCluster", "example.com/v1", "demo")])],
+        };
+        assert_eq!(refusals(&with_class("fast"), &impostor).len(), 1, "another group's EtcdCluster is not ours");
+    }
+
+    #[test]
+    fn both_problems_are_reported_together() {
+        let answers = Answers {
+            missing_storage_class: Some("gone".into()),
+            existing: vec![existing(ChildKind::PodDisruptionBudget, "demo", Vec::new())],
+        };
+        assert_eq!(refusals(&with_class("gone"), &answers).len(), 2);
+    }
+}
