@@ -42,6 +42,8 @@ pub const MAX_SIZE: i32 = 9;
     // TLS is chosen at creation: turning it on or off for a running cluster takes a member-by-member
     // migration the operator does not do yet, and a half-changed cluster would stop talking to itself.
     validation = Rule::new("(has(self.spec.tls) ? self.spec.tls.peer.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.peer.enabled : true) && (has(self.spec.tls) ? self.spec.tls.client.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.client.enabled : true)").message("spec.tls: TLS cannot be turned on or off for a running cluster yet; create a new cluster with the TLS settings you want").reason(Reason::FieldValueForbidden),
+    // Where certificates come from is chosen at creation too: members trust the authority they started with.
+    validation = Rule::new("(has(self.spec.tls) && has(self.spec.tls.secrets)) == (has(oldSelf.spec.tls) && has(oldSelf.spec.tls.secrets))").message("spec.tls.secrets: where a cluster's certificates come from (the operator's authorities or your Secrets) is chosen when it is created").reason(Reason::FieldValueForbidden),
     validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
     scale(
         spec_replicas_path = ".spec.size",
@@ -135,6 +137,8 @@ pub struct EtcdClusterSpec {
 /// Mutual TLS for the peer port (member to member) and the client port.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.secrets) || (has(self.secrets.peer) == (!has(self.peer) || self.peer.enabled))").message("spec.tls.secrets.peer: set it exactly when peer TLS is on"))]
+#[x_kube(validation = Rule::new("!has(self.secrets) || (has(self.secrets.server) == (!has(self.client) || self.client.enabled))").message("spec.tls.secrets.server and operator: set them exactly when client TLS is on"))]
 pub struct ClusterTls {
     /// TLS between members, on the peer port. Enabled unless set to false. The peer certificates come from
     /// their own authority, so a client certificate can never act as a peer.
@@ -153,6 +157,36 @@ pub struct ClusterTls {
     #[schemars(regex(pattern = r"^[0-9]{1,5}(m|h|d)$"))]
     #[x_kube(validation = Rule::new("int(self.substring(0, self.size() - 1)) * (self.endsWith('d') ? 1440 : self.endsWith('h') ? 60 : 1) >= 3").message("spec.tls.certificateLifetime: at least 3 minutes"))]
     pub certificate_lifetime: Option<String>,
+
+    /// Certificates from Secrets you manage (issued by cert-manager or your own authority) instead of the
+    /// operator's own authorities. Chosen at creation; the operator reads these Secrets and never writes
+    /// them, so renewing the certificates in them is yours (members pick a renewed certificate up without a
+    /// restart). certificateLifetime does not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.tls.secrets cannot change after creation: the members run with these Secrets").reason(Reason::FieldValueForbidden))]
+    pub secrets: Option<TlsSecrets>,
+}
+
+/// Secrets in the cluster's namespace, each in the `kubernetes.io/tls` shape with `ca.crt`: `tls.crt` and
+/// `tls.key` are the certificate and its key, `ca.crt` the authority the members trust on that port.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.peer) || has(self.server)").message("spec.tls.secrets: name the Secrets of the ports that speak TLS (peer; server and operator)"))]
+#[x_kube(validation = Rule::new("has(self.server) == has(self.operator)").message("spec.tls.secrets: server and operator go together: the operator's client certificate must be one the members' client port accepts"))]
+pub struct TlsSecrets {
+    /// The members' peer certificate (server and client use), for `*.<cluster>.<namespace>.svc`; its
+    /// `ca.crt` is the authority members accept peers from. Needed when peer TLS is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The members' serving certificate on the client port, for `*.<cluster>.<namespace>.svc` and
+    /// `<cluster>-client.<namespace>.svc`; its `ca.crt` is the authority client certificates must come from.
+    /// Needed when client TLS is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// The operator's client certificate, from the authority in the server Secret's `ca.crt`. Needed when
+    /// client TLS is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 /// One side of the cluster's transport security.

@@ -2,7 +2,8 @@
 //! certificate can never act as a peer) and the leaves they sign. Missing ones are created and leaves renewed
 //! two thirds into their life; etcd reads its certificate files again on each new connection, and the kubelet
 //! refreshes the mounted Secret, so a renewal restarts nothing. An authority that cannot be read is never
-//! replaced on the operator's own: every member trusts it.
+//! replaced on the operator's own: every member trusts it. A cluster with `spec.tls.secrets` takes the
+//! user's Secrets instead (`user_certificates`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub async fn ensure(
 ) -> Result<Certificates, Error> {
     if !transport.any_tls() {
         return Ok(Certificates::default());
+    }
+    if let Some(secrets) = ec.spec.tls.as_ref().and_then(|tls| tls.secrets.as_ref()) {
+        return super::user_certificates::load(ctx, ec, secrets, transport, now).await;
     }
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let cluster = ec.name_any();

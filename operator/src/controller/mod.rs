@@ -10,6 +10,7 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod resources;
+pub mod user_certificates;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -422,13 +422,25 @@ fn etcd_args(
 }
 
 /// The member's certificate volumes and where they are mounted.
-fn certificate_volumes(cluster: &str, transport: Transport) -> Vec<(Volume, VolumeMount)> {
-    let volume = |name: &str, secret: CertificateSecret, path: &str| {
+/// The Secrets the members mount for the peer and the client port: the user's (`spec.tls.secrets`), else the
+/// cluster's own.
+pub fn member_tls_secrets(ec: &EtcdCluster) -> (String, String) {
+    let cluster = ec.name_any();
+    let user = ec.spec.tls.as_ref().and_then(|tls| tls.secrets.as_ref());
+    (
+        user.and_then(|s| s.peer.clone()).unwrap_or_else(|| CertificateSecret::Peer.name(&cluster)),
+        user.and_then(|s| s.server.clone()).unwrap_or_else(|| CertificateSecret::Server.name(&cluster)),
+    )
+}
+
+fn certificate_volumes(ec: &EtcdCluster, transport: Transport) -> Vec<(Volume, VolumeMount)> {
+    let (peer_secret, server_secret) = member_tls_secrets(ec);
+    let volume = |name: &str, secret: &str, path: &str| {
         (
             Volume {
                 name: name.to_string(),
                 secret: Some(SecretVolumeSource {
-                    secret_name: Some(secret.name(cluster)),
+                    secret_name: Some(secret.to_string()),
                     // Readable by the member's group only (the pod's fsGroup), never by others.
                     default_mode: Some(0o440),
                     ..SecretVolumeSource::default()
@@ -445,10 +457,10 @@ fn certificate_volumes(cluster: &str, transport: Transport) -> Vec<(Volume, Volu
     };
     let mut volumes = Vec::new();
     if transport.peer_tls {
-        volumes.push(volume("peer-tls", CertificateSecret::Peer, PEER_TLS_MOUNT));
+        volumes.push(volume("peer-tls", &peer_secret, PEER_TLS_MOUNT));
     }
     if transport.client_tls {
-        volumes.push(volume("server-tls", CertificateSecret::Server, SERVER_TLS_MOUNT));
+        volumes.push(volume("server-tls", &server_secret, SERVER_TLS_MOUNT));
     }
     volumes
 }
@@ -568,7 +580,7 @@ pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &
         },
     };
     let (tls_volumes, tls_mounts): (Vec<Volume>, Vec<VolumeMount>) =
-        certificate_volumes(&cluster, bootstrap.transport).into_iter().unzip();
+        certificate_volumes(ec, bootstrap.transport).into_iter().unzip();
     let mut mounts =
         vec![VolumeMount { name: "data".to_string(), mount_path: DATA_MOUNT.to_string(), ..VolumeMount::default() }];
     mounts.extend(tls_mounts);

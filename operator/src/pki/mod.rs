@@ -197,6 +197,19 @@ pub fn member_names(cluster: &str, namespace: &str, cluster_domain: &str) -> Vec
     names
 }
 
+/// The names of `required` that a certificate naming `subject_alt_names` does not cover. A wildcard covers
+/// one leftmost label, as TLS clients match it; a required wildcard is covered only by the same wildcard.
+pub fn uncovered(subject_alt_names: &[String], required: &[String]) -> Vec<String> {
+    let covers = |san: &str, name: &str| {
+        san.eq_ignore_ascii_case(name)
+            || san.strip_prefix("*.").is_some_and(|domain| {
+                name.split_once('.')
+                    .is_some_and(|(label, rest)| !label.is_empty() && label != "*" && rest.eq_ignore_ascii_case(domain))
+            })
+    };
+    required.iter().filter(|name| !subject_alt_names.iter().any(|san| covers(san, name))).cloned().collect()
+}
+
 /// The names a Service is reached by from inside the cluster, shortest first.
 pub fn service_names(service: &str, namespace: &str, cluster_domain: &str) -> Vec<String> {
     vec![
@@ -218,6 +231,20 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn wildcards_cover_one_label_and_only_the_same_wildcard_covers_a_wildcard() {
+        let sans = |names: &[&str]| names.iter().map(|n| (*n).to_string()).collect::<Vec<_>>();
+        let cert = sans(&["*.demo.prod.svc", "demo-client.prod.svc"]);
+        assert!(
+            uncovered(&cert, &sans(&["*.demo.prod.svc", "demo-0.demo.prod.svc", "DEMO-client.prod.svc"])).is_empty()
+        );
+        assert_eq!(uncovered(&cert, &sans(&["a.b.demo.prod.svc"])), ["a.b.demo.prod.svc"]);
+        assert_eq!(uncovered(&cert, &sans(&["demo.prod.svc"])), ["demo.prod.svc"]);
+        let explicit = sans(&["demo-0.demo.prod.svc"]);
+        assert_eq!(uncovered(&explicit, &sans(&["*.demo.prod.svc"])), ["*.demo.prod.svc"]);
+        assert_eq!(uncovered(&[], &sans(&["x"])), ["x"]);
+    }
 
     #[test]
     fn lifetimes_read_in_minutes_hours_and_days() {

@@ -1,4 +1,5 @@
 //! The reads the webhook makes to answer `rules::Questions`: one GET per name, nothing listed or cached.
+//! Only the Secrets a cluster names as its certificates are read whole; for the others metadata suffices.
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -8,6 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client, Resource};
 
 use super::rules::{Answers, ChildKind, Existing, Questions};
+use crate::controller::user_certificates;
 
 /// A read the webhook could not make; the request is then refused, never allowed unchecked.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,14 @@ pub async fn answer(client: &Client, namespace: &str, questions: &Questions) -> 
         if let Some(meta) = meta {
             answers.existing.push(Existing { name: name.clone(), owners: meta.owner_references.unwrap_or_default() });
         }
+    }
+    for (purpose, name) in &questions.user_secrets {
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+        let secret = secrets
+            .get_opt(name)
+            .await
+            .map_err(|source| LookupError { what: format!("Secret {namespace}/{name}"), source })?;
+        answers.user_secrets.push((*purpose, name.clone(), secret.as_ref().map(user_certificates::secret_text)));
     }
     Ok(answers)
 }

@@ -77,7 +77,7 @@ async fn decide(client: &Client, request: &AdmissionRequest<DynamicObject>) -> R
     let namespace = request.namespace.clone().unwrap_or_default();
     let questions = rules::questions(operation, &new, old.as_ref());
     let answers = lookup::answer(client, &namespace, &questions).await.map_err(|e| e.to_string())?;
-    Ok(rules::refusals(&new, &answers))
+    Ok(rules::refusals(&new, &answers, now()))
 }
 
 /// The serving certificate from `source`, kept current while the manager runs, with `ready` set once it is

@@ -1,12 +1,15 @@
 //! What the validating webhook decides: plain data in (the request and what was looked up for it), refusals
 //! out. The lookups that CEL cannot make live in `lookup`; this module only judges.
 
-use etcd_op_api::v1::EtcdCluster;
+use std::collections::BTreeMap;
+
+use etcd_op_api::v1::{EtcdCluster, TlsSecrets};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 
 use crate::controller::observe::wanted_transport;
 use crate::controller::resources::{CertificateSecret, client_service_name};
+use crate::controller::user_certificates::{self, Purpose};
 
 /// The admission operations the webhook is registered for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,7 +46,8 @@ pub struct DerivedName {
 }
 
 /// The shared objects a cluster creates (its members' pods and volumes carry ordinals and are checked by
-/// the controller as they come): the two Services, the budget, the policy and, with TLS, its Secrets.
+/// the controller as they come): the two Services, the budget, the policy and, with TLS from the operator's
+/// own authorities, its Secrets.
 pub fn derived_names(ec: &EtcdCluster) -> Vec<DerivedName> {
     let cluster = ec.name_any();
     let named = |kind, name: String| DerivedName { kind, name };
@@ -53,12 +57,18 @@ pub fn derived_names(ec: &EtcdCluster) -> Vec<DerivedName> {
         named(ChildKind::PodDisruptionBudget, cluster.clone()),
         named(ChildKind::NetworkPolicy, cluster.clone()),
     ];
-    names.extend(
-        CertificateSecret::wanted(wanted_transport(ec))
-            .into_iter()
-            .map(|secret| named(ChildKind::Secret, secret.name(&cluster))),
-    );
+    if user_secrets(ec).is_none() {
+        names.extend(
+            CertificateSecret::wanted(wanted_transport(ec))
+                .into_iter()
+                .map(|secret| named(ChildKind::Secret, secret.name(&cluster))),
+        );
+    }
     names
+}
+
+fn user_secrets(ec: &EtcdCluster) -> Option<&TlsSecrets> {
+    ec.spec.tls.as_ref().and_then(|tls| tls.secrets.as_ref())
 }
 
 /// What the webhook has to look up for a request: nothing for most updates.
@@ -68,6 +78,8 @@ pub struct Questions {
     pub storage_class: Option<String>,
     /// Are these names free?
     pub names: Vec<DerivedName>,
+    /// What do the user's Secrets hold?
+    pub user_secrets: Vec<(Purpose, String)>,
 }
 
 /// A new cluster is checked whole. An update is checked only for what it changes, so an object whose
@@ -75,10 +87,16 @@ pub struct Questions {
 pub fn questions(operation: Operation, new: &EtcdCluster, old: Option<&EtcdCluster>) -> Questions {
     let new_class = storage_class(new);
     match operation {
-        Operation::Create => Questions { storage_class: new_class, names: derived_names(new) },
+        Operation::Create => Questions {
+            storage_class: new_class,
+            names: derived_names(new),
+            user_secrets: user_secrets(new)
+                .map(|secrets| user_certificates::wanted(secrets, wanted_transport(new)))
+                .unwrap_or_default(),
+        },
         Operation::Update => {
             let changed = old.is_none_or(|old| storage_class(old) != new_class);
-            Questions { storage_class: new_class.filter(|_| changed), names: Vec::new() }
+            Questions { storage_class: new_class.filter(|_| changed), ..Questions::default() }
         }
     }
 }
@@ -106,6 +124,8 @@ pub struct Answers {
     pub missing_storage_class: Option<String>,
     /// Objects that already exist under the names asked about.
     pub existing: Vec<Existing>,
+    /// The user's Secrets asked about, with their data when they exist.
+    pub user_secrets: Vec<(Purpose, String, Option<BTreeMap<String, String>>)>,
 }
 
 /// Left by an earlier cluster of the same name, which the garbage collector is removing: the controller tells
@@ -114,10 +134,16 @@ fn left_by_same_name(owners: &[OwnerReference], cluster: &str) -> bool {
     owners.iter().any(|o| o.kind == "EtcdCluster" && o.api_version.starts_with("etcd.cloud.io/") && o.name == cluster)
 }
 
-/// Why the request is refused; empty when it is allowed.
-pub fn refusals(new: &EtcdCluster, answers: &Answers) -> Vec<String> {
+/// Why the request is refused at `now`; empty when it is allowed.
+pub fn refusals(new: &EtcdCluster, answers: &Answers, now: i64) -> Vec<String> {
     let cluster = new.name_any();
+    let namespace = new.metadata.namespace.clone().unwrap_or_default();
     let mut refusals = Vec::new();
+    for (purpose, secret, data) in &answers.user_secrets {
+        if let Err(problem) = user_certificates::check(*purpose, secret, data.as_ref(), &cluster, &namespace, now) {
+            refusals.push(problem);
+        }
+    }
     if let Some(class) = &answers.missing_storage_class {
         refusals.push(format!(
             "spec.storage.volumeClaimTemplate.storageClassName: StorageClass {class:?} does not exist, so no member \
@@ -147,6 +173,8 @@ mod tests {
     use super::*;
     use etcd_op_api::v1::{ClusterTls, EtcdClusterSpec, TlsChannel};
     use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
 
     fn cluster(spec: serde_json::Value) -> EtcdCluster {
         let spec: EtcdClusterSpec = match serde_json::from_value(spec) {
@@ -202,12 +230,14 @@ mod tests {
             peer: TlsChannel { enabled: false },
             client: TlsChannel { enabled: false },
             certificate_lifetime: None,
+            secrets: None,
         });
         assert!(derived_names(&ec).iter().all(|n| n.kind != ChildKind::Secret));
         ec.spec.tls = Some(ClusterTls {
             peer: TlsChannel { enabled: true },
             client: TlsChannel { enabled: false },
             certificate_lifetime: None,
+            secrets: None,
         });
         let secrets: Vec<String> =
             derived_names(&ec).into_iter().filter(|n| n.kind == ChildKind::Secret).map(|n| n.name).collect();
@@ -236,13 +266,13 @@ mod tests {
 
     #[test]
     fn nothing_found_means_allowed() {
-        assert!(refusals(&with_class("fast"), &Answers::default()).is_empty());
+        assert!(refusals(&with_class("fast"), &Answers::default(), NOW).is_empty());
     }
 
     #[test]
     fn a_missing_class_is_refused_by_name() {
-        let answers = Answers { missing_storage_class: Some("no-such-class".into()), existing: Vec::new() };
-        let refused = refusals(&with_class("no-such-class"), &answers);
+        let answers = Answers { missing_storage_class: Some("no-such-class".into()), ..Answers::default() };
+        let refused = refusals(&with_class("no-such-class"), &answers, NOW);
         assert_eq!(refused.len(), 1);
         assert!(refused[0].contains("\"no-such-class\"") && refused[0].contains("storageClassName"), "{refused:?}");
     }
@@ -256,8 +286,9 @@ mod tests {
                 existing(ChildKind::Secret, "demo-peer-ca", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "other")]),
                 existing(ChildKind::NetworkPolicy, "demo", vec![owner("Deployment", "apps/v1", "demo")]),
             ],
+            user_secrets: Vec::new(),
         };
-        let refused = refusals(&with_class("fast"), &answers);
+        let refused = refusals(&with_class("fast"), &answers, NOW);
         assert_eq!(refused.len(), 1, "{refused:?}");
         for name in ["Service demo-client", "Secret demo-peer-ca", "NetworkPolicy demo"] {
             assert!(refused[0].contains(name), "{name} in {refused:?}");
@@ -272,13 +303,15 @@ mod tests {
                 existing(ChildKind::Service, "demo", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "demo")]),
                 existing(ChildKind::Secret, "demo-peer-ca", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "demo")]),
             ],
+            user_secrets: Vec::new(),
         };
-        assert!(refusals(&with_class("fast"), &answers).is_empty());
+        assert!(refusals(&with_class("fast"), &answers, NOW).is_empty());
         let impostor = Answers {
             missing_storage_class: None,
             existing: vec![existing(ChildKind::Service, "demo", vec![owner("EtcdCluster", "example.com/v1", "demo")])],
+            user_secrets: Vec::new(),
         };
-        assert_eq!(refusals(&with_class("fast"), &impostor).len(), 1, "another group's EtcdCluster is not ours");
+        assert_eq!(refusals(&with_class("fast"), &impostor, NOW).len(), 1, "another group's EtcdCluster is not ours");
     }
 
     #[test]
@@ -286,7 +319,25 @@ mod tests {
         let answers = Answers {
             missing_storage_class: Some("gone".into()),
             existing: vec![existing(ChildKind::PodDisruptionBudget, "demo", Vec::new())],
+            user_secrets: Vec::new(),
         };
-        assert_eq!(refusals(&with_class("gone"), &answers).len(), 2);
+        assert_eq!(refusals(&with_class("gone"), &answers, NOW).len(), 2);
+    }
+
+    #[test]
+    fn a_cluster_with_its_own_secrets_takes_no_secret_names_and_has_its_secrets_checked() {
+        let ec = cluster(json!({"size": 3, "version": "3.6.16",
+            "tls": {"secrets": {"peer": "my-peer", "server": "my-server", "operator": "my-operator"}}}));
+        let q = questions(Operation::Create, &ec, None);
+        assert!(q.names.iter().all(|n| n.kind != ChildKind::Secret), "{:?}", q.names);
+        let asked: Vec<&str> = q.user_secrets.iter().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(asked, ["my-peer", "my-server", "my-operator"]);
+        let answers = Answers {
+            user_secrets: q.user_secrets.iter().map(|(p, n)| (*p, n.clone(), None)).collect(),
+            ..Answers::default()
+        };
+        let refused = refusals(&ec, &answers, NOW);
+        assert_eq!(refused.len(), 3, "{refused:?}");
+        assert!(refused[0].contains("spec.tls.secrets.peer: Secret ns/my-peer does not exist"), "{refused:?}");
     }
 }

@@ -89,6 +89,17 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     .await?;
     let message = refusal(patch_spec(&client, n, "plain", json!({"tls": null})).await);
     assert!(message.contains("spec.tls"), "removing spec.tls turns TLS on: {message}");
+    // The user's Secrets as the certificates' source: complete for the ports that speak TLS, and chosen at
+    // creation.
+    let message = refusal(
+        create_cluster(&client, n, "half-secrets", json!({"tls": {"secrets": {"peer": "p", "server": "s"}}})).await,
+    );
+    assert!(message.contains("server and operator go together"), "no operator certificate: {message}");
+    let message = refusal(create_cluster(&client, n, "peer-only", json!({"tls": {"secrets": {"peer": "p"}}})).await);
+    assert!(message.contains("exactly when client TLS is on"), "client TLS without Secrets: {message}");
+    let message =
+        refusal(patch_spec(&client, n, "valid", json!({"tls": {"secrets": {"server": "s", "operator": "o"}}})).await);
+    assert!(message.contains("chosen when it is created"), "a source change: {message}");
     // Allowed: a patch upgrade, a resize and a new certificate lifetime.
     patch_spec(&client, n, "valid", json!({"version": "3.6.17", "size": 3, "tls": {"certificateLifetime": "30d"}}))
         .await?;
