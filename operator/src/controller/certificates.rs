@@ -17,7 +17,7 @@ use tracing::info;
 use super::Context;
 use super::error::Error;
 use super::model::{CertificateLife, Transport};
-use super::resources::{CertificateSecret, certificate_secret};
+use super::resources::{CertificateSecret, certificate_secret, secret_text};
 use crate::etcd::ClientTls;
 use crate::pki::{self, KeyedCertificate, LeafRequest, Usage, Validity};
 
@@ -124,13 +124,7 @@ impl Store<'_> {
                 self.namespace
             )));
         }
-        Ok(secret.map(|s| {
-            s.data
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(key, value)| Some((key, String::from_utf8(value.0).ok()?)))
-                .collect()
-        }))
+        Ok(secret.as_ref().map(secret_text))
     }
 
     async fn write(&self, which: CertificateSecret, exists: bool, data: BTreeMap<String, String>) -> Result<(), Error> {

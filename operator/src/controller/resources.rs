@@ -174,6 +174,16 @@ impl CertificateSecret {
     }
 }
 
+/// A Secret's data as text; values that are not UTF-8 (no PEM is) are left out.
+pub fn secret_text(secret: &Secret) -> BTreeMap<String, String> {
+    secret
+        .data
+        .iter()
+        .flatten()
+        .filter_map(|(key, value)| String::from_utf8(value.0.clone()).ok().map(|text| (key.clone(), text)))
+        .collect()
+}
+
 /// A Secret of a cluster's certificate, owned by the cluster so it goes with it.
 pub fn certificate_secret(ec: &EtcdCluster, which: CertificateSecret, data: BTreeMap<String, String>) -> Secret {
     let cluster = ec.name_any();

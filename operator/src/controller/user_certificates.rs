@@ -12,6 +12,7 @@ use kube::api::Api;
 use super::Context;
 use super::error::Error;
 use super::model::{CertificateLife, Transport};
+use super::resources::secret_text;
 use crate::etcd::ClientTls;
 use crate::pki::{self, Validity};
 
@@ -115,15 +116,6 @@ pub fn check(
         ca_pem: ca_pem.clone(),
         validity: inspected.validity,
     })
-}
-
-pub fn secret_text(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .iter()
-        .flatten()
-        .filter_map(|(key, value)| String::from_utf8(value.0.clone()).ok().map(|text| (key.clone(), text)))
-        .collect()
 }
 
 /// Reads and checks the user's Secrets; the operator's client certificate comes from the `operator` one.

@@ -8,8 +8,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Api, Client, Resource};
 
-use super::rules::{Answers, ChildKind, Existing, Questions};
-use crate::controller::user_certificates;
+use super::rules::{Answers, ChildKind, Existing, FoundSecret, Questions};
 
 /// A read the webhook could not make; the request is then refused, never allowed unchecked.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +49,8 @@ pub async fn answer(client: &Client, namespace: &str, questions: &Questions) -> 
             .get_opt(name)
             .await
             .map_err(|source| LookupError { what: format!("Secret {namespace}/{name}"), source })?;
-        answers.user_secrets.push((*purpose, name.clone(), secret.as_ref().map(user_certificates::secret_text)));
+        let data = secret.as_ref().map(crate::controller::resources::secret_text);
+        answers.user_secrets.push(FoundSecret { purpose: *purpose, name: name.clone(), data });
     }
     Ok(answers)
 }

@@ -125,7 +125,15 @@ pub struct Answers {
     /// Objects that already exist under the names asked about.
     pub existing: Vec<Existing>,
     /// The user's Secrets asked about, with their data when they exist.
-    pub user_secrets: Vec<(Purpose, String, Option<BTreeMap<String, String>>)>,
+    pub user_secrets: Vec<FoundSecret>,
+}
+
+/// A user's Secret looked up: its data, or `None` when it does not exist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoundSecret {
+    pub purpose: Purpose,
+    pub name: String,
+    pub data: Option<BTreeMap<String, String>>,
 }
 
 /// Left by an earlier cluster of the same name, which the garbage collector is removing: the controller tells
@@ -139,8 +147,10 @@ pub fn refusals(new: &EtcdCluster, answers: &Answers, now: i64) -> Vec<String> {
     let cluster = new.name_any();
     let namespace = new.metadata.namespace.clone().unwrap_or_default();
     let mut refusals = Vec::new();
-    for (purpose, secret, data) in &answers.user_secrets {
-        if let Err(problem) = user_certificates::check(*purpose, secret, data.as_ref(), &cluster, &namespace, now) {
+    for found in &answers.user_secrets {
+        let checked =
+            user_certificates::check(found.purpose, &found.name, found.data.as_ref(), &cluster, &namespace, now);
+        if let Err(problem) = checked {
             refusals.push(problem);
         }
     }
@@ -333,7 +343,11 @@ mod tests {
         let asked: Vec<&str> = q.user_secrets.iter().map(|(_, name)| name.as_str()).collect();
         assert_eq!(asked, ["my-peer", "my-server", "my-operator"]);
         let answers = Answers {
-            user_secrets: q.user_secrets.iter().map(|(p, n)| (*p, n.clone(), None)).collect(),
+            user_secrets: q
+                .user_secrets
+                .iter()
+                .map(|(purpose, name)| FoundSecret { purpose: *purpose, name: name.clone(), data: None })
+                .collect(),
             ..Answers::default()
         };
         let refused = refusals(&ec, &answers, NOW);

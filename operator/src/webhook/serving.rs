@@ -23,6 +23,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use crate::controller::resources::secret_text;
 use crate::pki::{self, KeyedCertificate, LeafRequest, Usage};
 
 /// The manager's own webhook certificate lives a year and is renewed at two thirds of it; its authority
@@ -232,15 +233,6 @@ impl Managed {
         tracing::info!(configuration = %self.configuration, webhooks = ?stale, "webhook trust bundle written");
         Ok(true)
     }
-}
-
-fn secret_text(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .iter()
-        .flatten()
-        .filter_map(|(key, value)| String::from_utf8(value.0.clone()).ok().map(|text| (key.clone(), text)))
-        .collect()
 }
 
 /// Where the serving certificate comes from.

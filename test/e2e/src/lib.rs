@@ -34,6 +34,20 @@ pub async fn create_cluster(client: &Client, namespace: &str, name: &str, spec: 
     Ok(api.create(&PostParams::default(), &object).await?)
 }
 
+/// A StorageClass of the local cluster's provisioner named after the test's namespace, for a test that
+/// deletes it while a cluster names it. Returns its name.
+pub async fn create_storage_class(client: &Client, namespace: &str) -> Result<String> {
+    let name = format!("{namespace}-class");
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(client.clone());
+    let object = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": name, "labels": {etcd_op_test_support::TEST_LABEL: "true"}},
+        "provisioner": "etcd-op.local/hostpath",
+    }))?;
+    classes.create(&PostParams::default(), &object).await?;
+    Ok(name)
+}
+
 pub async fn patch_spec(client: &Client, namespace: &str, name: &str, spec: Value) -> Result<EtcdCluster> {
     let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
     Ok(api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await?)

@@ -7,14 +7,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use etcd_op_api::v1::EtcdCluster;
 use etcd_op_e2e::{
-    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster, get_cluster,
-    leader, member_names, patch_spec, wait_settled,
+    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster,
+    create_storage_class, get_cluster, leader, member_names, patch_spec, wait_settled,
 };
-use etcd_op_test_support::{OPERATOR_NAMESPACE, TEST_LABEL, delete_pod, kill_container, kubectl, wait_for};
+use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kill_container, kubectl, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
 const V36: &str = "3.6.16";
@@ -661,14 +661,8 @@ async fn a_storage_class_deleted_after_creation_is_reported_by_name() -> Result<
     let n = ns.name.as_str();
     // The webhook refuses a class that does not exist at creation (tests/webhook.rs); one deleted later is
     // the controller's to report.
-    let class = format!("{n}-class");
+    let class = create_storage_class(&client, n).await?;
     let classes: Api<StorageClass> = Api::all(client.clone());
-    let object: StorageClass = serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": class, "labels": {TEST_LABEL: "true"}},
-        "provisioner": "etcd-op.local/hostpath",
-    }))?;
-    classes.create(&PostParams::default(), &object).await?;
     let spec = json!({"size": 3, "version": V36, "paused": true,
                       "storage": {"volumeClaimTemplate": {"storageClassName": class}}});
     let created = create_cluster(&client, n, "demo", spec).await;

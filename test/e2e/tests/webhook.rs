@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use etcd_op_api::v1::EtcdCluster;
-use etcd_op_e2e::{TestNamespace, client, create_cluster, patch_spec};
+use etcd_op_e2e::{TestNamespace, client, create_cluster, create_storage_class, patch_spec};
 use etcd_op_test_support::{TEST_LABEL, create, kubectl};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Service;
@@ -80,13 +80,7 @@ async fn a_cluster_whose_class_went_away_can_still_be_changed_and_deleted() -> R
     let ns = TestNamespace::create(&client, "e2e-webhook-later").await?;
     let n = ns.name.as_str();
     let classes: Api<StorageClass> = Api::all(client.clone());
-    let class_name = format!("{n}-class");
-    let class: StorageClass = serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-        "metadata": {"name": class_name, "labels": {TEST_LABEL: "true"}},
-        "provisioner": "etcd-op.local/hostpath",
-    }))?;
-    classes.create(&PostParams::default(), &class).await?;
+    let class_name = create_storage_class(&client, n).await?;
     let _class = Cleanup { kind: "storageclass", name: class_name.clone() };
     create_cluster(
         &client,
