@@ -48,6 +48,28 @@ pub async fn create_storage_class(client: &Client, namespace: &str) -> Result<St
     Ok(name)
 }
 
+/// Repeats `write` (bounded) while the API server cannot reach the operator's admission webhook: for
+/// scenarios that crash or restart the operator, whose webhook is away until its pod is back, as a user's
+/// retry would. Any other error, and a refusal by the webhook, is returned at once.
+pub async fn while_webhook_away<T, F, Fut>(what: &str, mut write: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        match write().await {
+            Err(error) if format!("{error:#}").contains("failed calling webhook") => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(error.context(format!("{what}: the operator's webhook stayed away for 180 s")));
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 pub async fn patch_spec(client: &Client, namespace: &str, name: &str, spec: Value) -> Result<EtcdCluster> {
     let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
     Ok(api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await?)

@@ -134,6 +134,7 @@ async fn a_standby_takes_over_when_the_leader_dies() -> Result<()> {
     }
     .await;
     kubectl(&["-n", OPERATOR_NAMESPACE, "scale", &format!("deployment/{DEPLOYMENT}"), "--replicas=1"])?;
+    kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", &format!("deployment/{DEPLOYMENT}"), "--timeout=180s"])?;
     outcome
 }
 
@@ -150,9 +151,7 @@ async fn graceful_shutdown_releases_the_lease() -> Result<()> {
     })
     .await;
     kubectl(&["-n", OPERATOR_NAMESPACE, "scale", &format!("deployment/{DEPLOYMENT}"), "--replicas=1"])?;
-    wait_for("the operator back", Duration::from_secs(120), || async {
-        Ok((!running_operator_pods(&client).await?.is_empty()).then_some(()))
-    })
-    .await?;
+    // Ready, not just running: the scenarios after this one need its admission webhook.
+    kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", &format!("deployment/{DEPLOYMENT}"), "--timeout=180s"])?;
     released
 }
