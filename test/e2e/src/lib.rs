@@ -23,7 +23,14 @@ pub const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// Time for one change (scale step, heal, upgrade) to settle.
 pub const CHANGE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Creates the cluster, waiting out (bounded) an operator whose webhook is not reachable yet.
 pub async fn create_cluster(client: &Client, namespace: &str, name: &str, spec: Value) -> Result<EtcdCluster> {
+    while_webhook_away(&format!("create {namespace}/{name}"), || try_create_cluster(client, namespace, name, &spec))
+        .await
+}
+
+/// Creates the cluster once: for scenarios about the webhook's own failures.
+pub async fn try_create_cluster(client: &Client, namespace: &str, name: &str, spec: &Value) -> Result<EtcdCluster> {
     let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
     let object: EtcdCluster = serde_json::from_value(json!({
         "apiVersion": "etcd.cloud.io/v1",
@@ -48,9 +55,10 @@ pub async fn create_storage_class(client: &Client, namespace: &str) -> Result<St
     Ok(name)
 }
 
-/// Repeats `write` (bounded) while the API server cannot reach the operator's admission webhook: for
-/// scenarios that crash or restart the operator, whose webhook is away until its pod is back, as a user's
-/// retry would. Any other error, and a refusal by the webhook, is returned at once.
+/// Repeats `write` (bounded) while the API server cannot reach the operator's admission webhook: after a
+/// scenario crashed, stopped or replaced the operator, its webhook is away until its pod is back and its
+/// Service routes to it again, and a user would retry. Any other error, and a refusal by the webhook, is
+/// returned at once.
 pub async fn while_webhook_away<T, F, Fut>(what: &str, mut write: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -70,7 +78,13 @@ where
     }
 }
 
+/// Merges `spec` into the cluster's spec, waiting out (bounded) an operator whose webhook is not reachable.
 pub async fn patch_spec(client: &Client, namespace: &str, name: &str, spec: Value) -> Result<EtcdCluster> {
+    while_webhook_away(&format!("patch {namespace}/{name}"), || try_patch_spec(client, namespace, name, &spec)).await
+}
+
+/// Merges `spec` into the cluster's spec once: for scenarios about the webhook's own failures.
+pub async fn try_patch_spec(client: &Client, namespace: &str, name: &str, spec: &Value) -> Result<EtcdCluster> {
     let api: Api<EtcdCluster> = Api::namespaced(client.clone(), namespace);
     Ok(api.patch(name, &PatchParams::default(), &Patch::Merge(&json!({"spec": spec}))).await?)
 }

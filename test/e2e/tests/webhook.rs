@@ -4,7 +4,9 @@
 
 use anyhow::{Context, Result};
 use etcd_op_api::v1::EtcdCluster;
-use etcd_op_e2e::{TestNamespace, client, create_cluster, create_storage_class, patch_spec};
+use etcd_op_e2e::{
+    TestNamespace, client, create_cluster, create_storage_class, patch_spec, try_create_cluster, try_patch_spec,
+};
 use etcd_op_test_support::{TEST_LABEL, create, kubectl};
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Service;
@@ -128,7 +130,7 @@ async fn a_webhook_that_is_down_blocks_no_delete() -> Result<()> {
         "the down webhook to refuse a create",
         std::time::Duration::from_secs(30),
         || async {
-            let refused = create_cluster(&client, n, "probe", json!({"size": 1, "paused": true})).await.is_err();
+            let refused = try_create_cluster(&client, n, "probe", &json!({"size": 1, "paused": true})).await.is_err();
             if !refused {
                 let _ = clusters.delete("probe", &DeleteParams::default()).await;
             }
@@ -137,7 +139,7 @@ async fn a_webhook_that_is_down_blocks_no_delete() -> Result<()> {
     )
     .await;
     live?;
-    let message = refusal(patch_spec(&client, n, "demo", json!({"size": 3})).await);
+    let message = refusal(try_patch_spec(&client, n, "demo", &json!({"size": 3})).await);
     assert!(message.contains("nobody-home") || message.contains("failed calling webhook"), "{message}");
 
     let labelled = json!({"metadata": {"labels": {"team": "storage"}}});
