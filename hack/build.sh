@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|all
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|all
 # Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
 # when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
@@ -78,6 +78,21 @@ build_coredns() {
   echo "$out"
 }
 
+# kube-router's network policy controller: the local cluster's bridge CNI does not enforce NetworkPolicies.
+build_kube_router() {
+  local out="$CACHE_DIR/kube-router-v$KUBE_ROUTER_VERSION/bin"
+  if [ ! -f "$out/.complete" ]; then
+    local module="$HACK_DIR/tools/kube-router"
+    grep -q "github.com/cloudnativelabs/kube-router/v2 v$KUBE_ROUTER_VERSION" "$module/go.mod" ||
+      die "$module/go.mod does not pin kube-router v$KUBE_ROUTER_VERSION"
+    log "building kube-router v$KUBE_ROUTER_VERSION"
+    mkdir -p "$out"
+    (cd "$module" && go build -trimpath -ldflags "-s -w" -o "$out/kube-router" github.com/cloudnativelabs/kube-router/v2/cmd/kube-router)
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   kubectl) build_kubectl ;;
@@ -85,10 +100,12 @@ case "${1:-all}" in
   etcd-old) build_etcd_at "$ETCD_OLD_VERSION" ;;
   etcd-next) build_etcd_at "$ETCD_NEXT_VERSION" ;;
   coredns) build_coredns ;;
+  kube-router) build_kube_router ;;
   all)
     build_kubernetes
     build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_etcd_at "$ETCD_NEXT_VERSION"
     build_coredns
+    build_kube_router
     ;;
-  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|all" ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|all" ;;
 esac

@@ -58,6 +58,7 @@ build_everything() {
   "$HACK_DIR/build.sh" coredns >/dev/null
   PKI_BIN=$(build_pki)
   PROVISIONER_BIN=$(build_tool provisioner)
+  KUBE_ROUTER_BIN=$("$HACK_DIR/build.sh" kube-router)
   images_build_all >/dev/null
 }
 
@@ -124,7 +125,7 @@ write_credentials() {
   "$PKI_BIN" "$PKI" "$NODE_NAME" "$NODE_IP" "$KUBERNETES_SERVICE_IP"
   write_kubeconfig "$STATE/kubeconfig" admin
   local cert
-  for cert in kube-controller-manager kube-scheduler kubelet-client kube-proxy provisioner; do
+  for cert in kube-controller-manager kube-scheduler kubelet-client kube-proxy provisioner kube-router; do
     write_kubeconfig "$STATE/kubeconfigs/$cert.kubeconfig" "$cert"
   done
 }
@@ -314,6 +315,16 @@ install_addons() {
   wait_until "$WAIT_SECONDS" "node $NODE_NAME to be Ready" node_ready
   kubectl_admin -n kube-system rollout status deployment/coredns --timeout "${WAIT_SECONDS}s" >/dev/null ||
     die "CoreDNS did not become ready (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
+  start_network_policy_controller
+}
+
+# kube-router's firewall alone: the bridge CNI and kube-proxy keep routing and services. It keeps its rules
+# in KUBE-ROUTER-* and KUBE-NWPLCY-* chains and KUBE-SRC-/KUBE-DST- ipsets, which cleanup removes.
+start_network_policy_controller() {
+  start_component kube-router "$KUBE_ROUTER_BIN/kube-router" --kubeconfig "$STATE/kubeconfigs/kube-router.kubeconfig" \
+    --hostname-override "$NODE_NAME" --run-firewall=true --run-router=false --run-service-proxy=false \
+    --enable-cni=false --service-cluster-ip-range "$SERVICE_CIDR" --health-port=0 --metrics-port=0
+  wait_until "$WAIT_SECONDS" "kube-router's network policy chains" iptables -w -t filter -S KUBE-ROUTER-FORWARD
 }
 
 main() {

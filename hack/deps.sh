@@ -37,6 +37,8 @@ CLUSTER_NEEDS=(
   "containernetworking-plugins /usr/lib/cni/bridge /usr/lib/cni/host-local /usr/lib/cni/portmap"
   "iptables iptables ip6tables"
   "conntrack conntrack"
+  # kube-router's network policy controller keeps the pods each policy selects in ipsets.
+  "ipset ipset"
   "iproute2 ip"
   "procps sysctl"
   "mount mount umount"

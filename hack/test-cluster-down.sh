@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs hack/cluster-down.sh and checks that the cluster left nothing on the host: no process, shim, mount,
-# cgroup, link, iptables chain or state. Exits non-zero and lists what is left otherwise.
+# cgroup, link, iptables chain, ipset or state. Exits non-zero and lists what is left otherwise.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
@@ -24,6 +24,7 @@ for ipt in $(iptables_cmds); do
     done < <("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^(KUBE-|CNI-|'"$OWN_CHAIN"'-)/ { print $2 }')
   done
 done
+for set in $(own_ipsets); do left+=("ipset $set"); done
 [ -e "$STATE" ] && left+=("state folder $STATE")
 
 if [ ${#left[@]} -gt 0 ]; then

@@ -22,7 +22,7 @@ CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 KUBELET_ROOT=$STATE/kubelet
 VOLUMES_DIR=$STATE/volumes
 # Components in start order; stopped in reverse.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner kube-router)
 
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH
 
@@ -155,6 +155,12 @@ remove_chains() {
   done
 }
 
+# kube-router's ipsets (IPv6 ones carry an "inet6:" prefix); they can go once no rule refers to them.
+own_ipsets() {
+  command -v ipset >/dev/null || return 0
+  ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-(SRC|DST)-|kube-router-)' || true
+}
+
 # Removes everything a running, crashed or half-started cluster left on the host. Safe to run at any time.
 cleanup_cluster() {
   local i pid mount dir
@@ -205,6 +211,8 @@ cleanup_cluster() {
   done
   ip link del "$BRIDGE" 2>/dev/null || true
   remove_chains
+  local set
+  for set in $(own_ipsets); do ipset destroy "$set" 2>/dev/null || true; done
 
   # The kubelet links container logs from this fixed folder into our state.
   if [ -d /var/log/containers ]; then

@@ -82,7 +82,7 @@ fn existing_bootstrap(token: Option<&str>) -> Bootstrap {
 }
 
 fn pod_of(ec: &EtcdCluster) -> Pod {
-    member_pod(ec, "demo-1", V36, &new_bootstrap(Some("tok-1")), quota_backend_bytes(ec))
+    member_pod(ec, &template_hash(ec), "demo-1", V36, &new_bootstrap(Some("tok-1")), quota_backend_bytes(ec))
 }
 
 fn etcd_container(pod: &Pod) -> &Container {
@@ -280,7 +280,7 @@ fn etcd_flags_follow_the_member_its_bootstrap_and_its_quota() {
     let ec = cluster();
     assert_eq!(legacy_token(&ec), legacy);
     for case in cases {
-        let pod = member_pod(&ec, "demo-1", V36, &case.bootstrap, case.quota);
+        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &case.bootstrap, case.quota);
         let args = args_of(&pod);
         for want in common.iter().chain(&case.want) {
             assert!(args.contains(want), "{}: {want} missing from {args:?}", case.what);
@@ -341,7 +341,7 @@ fn images_come_from_the_template_repository_or_the_default() {
     for (repository, version, want) in rows {
         let ec = with_template(EtcdPodTemplate { image_repository: repository.map(Into::into), ..Default::default() });
         assert_eq!(image(&ec, version), want);
-        let pod = member_pod(&ec, "demo-0", version, &new_bootstrap(None), None);
+        let pod = member_pod(&ec, &template_hash(&ec), "demo-0", version, &new_bootstrap(None), None);
         assert_eq!(etcd_container(&pod).image.as_deref(), Some(want));
     }
 }
@@ -352,7 +352,7 @@ fn images_come_from_the_template_repository_or_the_default() {
 fn owned_objects(ec: &EtcdCluster) -> Vec<(&'static str, ObjectMeta, &'static str)> {
     let bootstrap = new_bootstrap(Some("tok-1"));
     vec![
-        ("pod", member_pod(ec, "demo-1", V36, &bootstrap, None).metadata, "demo-1"),
+        ("pod", member_pod(ec, &template_hash(ec), "demo-1", V36, &bootstrap, None).metadata, "demo-1"),
         ("pvc", member_pvc(ec, "demo-1", &bootstrap).metadata, "demo-1"),
         ("headless service", headless_service(ec).metadata, "demo"),
         ("client service", client_service(ec).metadata, "demo-client"),
@@ -390,7 +390,7 @@ fn volumes_of_a_retained_cluster_have_no_owner() {
         assert_eq!(labels_of(&pvc.metadata).get(LABEL_MEMBER).map(String::as_str), Some("demo-1"), "{policy:?}");
         assert!(Bootstrap::recorded(&annotations_of(&pvc.metadata)).is_some(), "{policy:?}");
         // The pod is owned whatever the policy.
-        let pod = member_pod(&ec, "demo-1", V36, &new_bootstrap(None), None);
+        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &new_bootstrap(None), None);
         assert_eq!(pod.metadata.owner_references.map(|r| r.len()), Some(1), "{policy:?}");
     }
 }
@@ -842,7 +842,7 @@ fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
     let ec = cluster_of(spec());
     for (what, transport) in rows {
         let bootstrap = Bootstrap { transport, ..new_bootstrap(Some("tok-1")) };
-        let pod = member_pod(&ec, "demo-1", V36, &bootstrap, None);
+        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &bootstrap, None);
         let args = args_of(&pod);
         let has = |arg: &str| args.iter().any(|a| a == arg);
         let peer = if transport.peer_tls { "https" } else { "http" };
@@ -856,7 +856,7 @@ fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
         assert!(has(&format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}")), "{what}: probes stay plaintext");
         assert_eq!(has("--peer-client-cert-auth=true"), transport.peer_tls, "{what}");
         assert_eq!(has("--peer-skip-client-san-verification=true"), transport.peer_tls, "{what}");
-        let on_3_5 = args_of(&member_pod(&ec, "demo-1", Version::new(3, 5, 26), &bootstrap, None));
+        let on_3_5 = args_of(&member_pod(&ec, &template_hash(&ec), "demo-1", Version::new(3, 5, 26), &bootstrap, None));
         let experimental = "--experimental-peer-skip-client-san-verification=true".to_string();
         assert_eq!(on_3_5.contains(&experimental), transport.peer_tls, "{what}: 3.5 knows the experimental name only");
         assert_eq!(has(&format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt")), transport.peer_tls, "{what}");

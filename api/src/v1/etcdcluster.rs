@@ -139,6 +139,7 @@ pub struct EtcdClusterSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.secrets) || (has(self.secrets.peer) == (!has(self.peer) || self.peer.enabled))").message("spec.tls.secrets.peer: set it exactly when peer TLS is on"))]
 #[x_kube(validation = Rule::new("!has(self.secrets) || (has(self.secrets.server) == (!has(self.client) || self.client.enabled))").message("spec.tls.secrets.server and operator: set them exactly when client TLS is on"))]
+#[x_kube(validation = Rule::new("!has(self.secrets) || !has(self.authorityRotation)").message("spec.tls.authorityRotation rotates the operator's own authorities; with spec.tls.secrets the authorities are yours to rotate"))]
 pub struct ClusterTls {
     /// TLS between members, on the peer port. Enabled unless set to false. The peer certificates come from
     /// their own authority, so a client certificate can never act as a peer.
@@ -157,6 +158,16 @@ pub struct ClusterTls {
     #[schemars(regex(pattern = r"^[0-9]{1,5}(m|h|d)$"))]
     #[x_kube(validation = Rule::new("int(self.substring(0, self.size() - 1)) * (self.endsWith('d') ? 1440 : self.endsWith('h') ? 60 : 1) >= 3").message("spec.tls.certificateLifetime: at least 3 minutes"))]
     pub certificate_lifetime: Option<String>,
+
+    /// Set it, or change it, to any new value (a date, say) to rotate the operator's certificate
+    /// authorities without downtime: the members first trust the old and the new authority (a rolling
+    /// restart, the leader last), then every certificate is issued anew by the new one (no restart), then the
+    /// old authority is dropped (a second rolling restart). Client certificates of the old authority stop
+    /// working at that last step: take the new one from the `<cluster>-client-tls` Secret before.
+    /// `status.tls.authorityRotation` follows the rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub authority_rotation: Option<String>,
 
     /// Certificates from Secrets you manage (issued by cert-manager or your own authority) instead of the
     /// operator's own authorities. Chosen at creation; the operator reads these Secrets and never writes
@@ -403,6 +414,21 @@ pub struct TlsStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["secret".into()]))]
     #[schemars(length(max = 16))]
     pub certificates: Vec<CertificateStatus>,
+    /// The rotation of the operator's authorities that spec.tls.authorityRotation asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authority_rotation: Option<AuthorityRotationStatus>,
+}
+
+/// Where the last requested rotation of the authorities is.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthorityRotationStatus {
+    /// The spec.tls.authorityRotation value this rotation was started for.
+    pub requested: String,
+    /// `TrustBoth` (members restart trusting the old and the new authority), `IssueFromNew` (every
+    /// certificate is issued anew by the new authority), `DropOld` (members restart trusting the new one
+    /// only) or `Done`.
+    pub phase: String,
 }
 
 /// One certificate and its life.

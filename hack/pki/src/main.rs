@@ -93,6 +93,7 @@ fn leaves(args: &Args) -> Vec<Leaf<'_>> {
         leaf("kubelet-client", &format!("system:node:{}", args.node), Some("system:nodes"), vec![], Usage::Client),
         leaf("kubelet", &args.node, None, vec![args.node.clone(), node_ip, loopback], Usage::Server),
         leaf("provisioner", "etcd-op:provisioner", None, vec![], Usage::Client),
+        leaf("kube-router", "etcd-op:kube-router", None, vec![], Usage::Client),
     ]
 }
 

@@ -164,7 +164,9 @@ async fn create_member(
     if ec.spec.storage.empty_dir.is_none() {
         create_if_absent(ctx, &namespace, member_pvc(ec, name, bootstrap)).await?;
     }
-    create_if_absent(ctx, &namespace, member_pod(ec, name, version, bootstrap, quota)).await.map(drop)
+    create_if_absent(ctx, &namespace, member_pod(ec, &obs.desired.template_hash, name, version, bootstrap, quota))
+        .await
+        .map(drop)
 }
 
 /// Creates `object` and returns it as created; `None` when it already existed.

@@ -178,12 +178,17 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     }
     // The Services come first: the serving certificate names the client Service's address.
     let client_ips = children::ensure_services(ctx, ec, !ec.spec.paused).await?;
-    let certificates = certificates::ensure(ctx, ec, transport, &client_ips, Timestamp::now().as_second()).await?;
+    let certificates =
+        certificates::ensure(ctx, ec, &objects, transport, &client_ips, Timestamp::now().as_second()).await?;
+    for change in &certificates.changes {
+        info!(cluster = %name, namespace = %namespace, %change, "rotating the certificate authorities");
+        report::publish_normal(ctx, ec, "RotateAuthority", change).await;
+    }
     let etcd = match &certificates.operator_tls {
         Some(tls) => ctx.etcd.with_tls(tls),
         None => ctx.etcd.clone(),
     };
-    let observed = observe::observe(ctx, etcd.as_ref(), ec, objects, certificates.lives).await?;
+    let observed = observe::observe(ctx, etcd.as_ref(), ec, objects, certificates.lives, &certificates.trust).await?;
     let plan = plan::plan(&observed.observation);
     let previous_step = ec.status.as_ref().and_then(|s| s.next_step.as_ref());
     let decision_changed = previous_step.is_none_or(|p| p.action != plan.step.action() || p.reason != plan.reason);
@@ -205,7 +210,11 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     // must find, on restart, the target the step was taken for, or it would undo the step as a surplus.
     // The status depends only on the observation and the plan, so the one written here is the one written
     // after the step.
-    let status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
+    let mut status = report::desired_status(ec, &observed.observation, &plan, Timestamp::now());
+    // The rotation's phase is read from the authorities' Secrets, which the planner does not see.
+    if let Some(tls) = status.tls.as_mut() {
+        tls.authority_rotation = certificates.rotation;
+    }
     let committed = ec.status.as_ref().and_then(|s| s.target.as_ref());
     let commit_first = !matches!(plan.step, Step::Nothing | Step::Wait) && committed != status.target.as_ref();
     if commit_first {

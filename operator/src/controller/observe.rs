@@ -23,7 +23,7 @@ use super::model::{
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
     ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, quota_of_pod,
-    recorded_quota, selector_string, template_hash,
+    recorded_quota, selector_string, template_hash, with_trust,
 };
 use crate::etcd::{EndpointStatus, EtcdApi, MemberInfo};
 
@@ -34,14 +34,15 @@ pub struct Observed {
     pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
 }
 
-pub fn desired_target(ec: &EtcdCluster) -> Result<Target, Error> {
+/// `trust` is the fingerprint of what members trust (see [`with_trust`]).
+pub fn desired_target(ec: &EtcdCluster, trust: &str) -> Result<Target, Error> {
     let version = Version::parse(&ec.spec.version)
         .ok_or_else(|| Error::InvalidSpec(format!("spec.version {:?} is not MAJOR.MINOR.PATCH", ec.spec.version)))?;
     if !(MIN_SIZE..=MAX_SIZE).contains(&ec.spec.size) {
         return Err(Error::InvalidSpec(format!("spec.size {} is outside {MIN_SIZE}..={MAX_SIZE}", ec.spec.size)));
     }
     let size = usize::try_from(ec.spec.size).map_err(|_| Error::InvalidSpec("spec.size is negative".into()))?;
-    Ok(Target { size, version, template_hash: template_hash(ec) })
+    Ok(Target { size, version, template_hash: with_trust(&template_hash(ec), trust) })
 }
 
 fn committed_target(ec: &EtcdCluster, desired: &Target) -> Option<Target> {
@@ -88,6 +89,27 @@ pub fn wanted_transport(ec: &EtcdCluster) -> Transport {
 }
 
 impl Objects {
+    /// Whether exactly `spec.size` member pods of this cluster run, ready and not on their way out, each
+    /// carrying `template_hash`: a change of what members trust has reached every one of them.
+    pub fn members_ready_on(&self, ec: &EtcdCluster, template_hash: &str) -> bool {
+        let uid = ec.uid();
+        let members: Vec<&Pod> = self
+            .pods
+            .iter()
+            .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
+            .filter(|p| p.labels().contains_key(LABEL_MEMBER))
+            .collect();
+        let current = |p: &Pod| {
+            p.metadata.deletion_timestamp.is_none()
+                && p.annotations().get(ANNOTATION_TEMPLATE_HASH).map(String::as_str) == Some(template_hash)
+                && p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        usize::try_from(ec.spec.size).is_ok_and(|size| members.len() == size) && members.iter().all(|p| current(p))
+    }
+
     /// Which ports the members speak TLS on: as recorded with the members (their volumes, else their pods),
     /// or, for a cluster that has none, as its spec asks. A running cluster keeps what it was created with.
     fn recorded_transport(ec: &EtcdCluster, pods: &[Pod], pvcs: &[PersistentVolumeClaim]) -> Transport {
@@ -111,6 +133,7 @@ pub async fn observe(
     ec: &EtcdCluster,
     objects: Objects,
     certificates: Vec<CertificateLife>,
+    trust: &str,
 ) -> Result<Observed, Error> {
     let cluster = ec.name_any();
     let Objects { pods, pvcs, transport } = objects;
@@ -184,7 +207,7 @@ pub async fn observe(
     .into_iter()
     .flatten()
     .collect();
-    let desired = desired_target(ec)?;
+    let desired = desired_target(ec, trust)?;
     // The StorageClass is looked up only while a volume is wanted or waits to be provisioned: a quiet cluster
     // costs no API call for it.
     let volumes_wanted = pvcs.len() < desired.size

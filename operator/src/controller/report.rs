@@ -135,6 +135,7 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
                     renew_after: c.renews.then(|| rfc3339(c.validity.renew_at())),
                 })
                 .collect(),
+            authority_rotation: None,
         }),
     }
 }
@@ -248,16 +249,24 @@ pub async fn publish_step(ctx: &Context, ec: &EtcdCluster, plan: &Plan) {
     publish(ctx, ec, &event).await;
 }
 
+/// A Normal event for a change made outside the planner's steps (an authority rotated).
+pub async fn publish_normal(ctx: &Context, ec: &EtcdCluster, reason: &str, note: &str) {
+    publish(ctx, ec, &reconcile_event(EventType::Normal, reason, note)).await;
+}
+
 /// A Warning event for a condition the user must see (a refused spec, lost quorum, a failed step).
 pub async fn publish_warning(ctx: &Context, ec: &EtcdCluster, reason: &str, note: &str) {
-    let event = Event {
-        type_: EventType::Warning,
+    publish(ctx, ec, &reconcile_event(EventType::Warning, reason, note)).await;
+}
+
+fn reconcile_event(type_: EventType, reason: &str, note: &str) -> Event {
+    Event {
+        type_,
         reason: reason.to_string(),
         note: Some(truncate(note)),
         action: "Reconcile".to_string(),
         secondary: None,
-    };
-    publish(ctx, ec, &event).await;
+    }
 }
 
 async fn publish(ctx: &Context, ec: &EtcdCluster, event: &Event) {

@@ -218,7 +218,18 @@ fn template(ec: &EtcdCluster) -> Option<&EtcdPodTemplate> {
 /// A stable hash (FNV-1a over the JSON form) of the pod template, so a change of resources, labels or
 /// scheduling rolls the members. Stable across builds, unlike the standard library's hasher.
 pub fn template_hash(ec: &EtcdCluster) -> String {
-    let text = serde_json::to_string(&ec.spec.pod_template).unwrap_or_default();
+    fnv1a(&serde_json::to_string(&ec.spec.pod_template).unwrap_or_default())
+}
+
+/// The hash members run on: the pod template's, and, once the cluster's authorities have been rotated,
+/// a fingerprint of the trust bundles, so a change of what members trust rolls them (etcd reads its trusted
+/// authorities only when it starts). Without a rotation it is the template's own, so members created before
+/// rotations existed are not restarted.
+pub fn with_trust(template_hash: &str, trust: &str) -> String {
+    if trust.is_empty() { template_hash.to_string() } else { fnv1a(&format!("{template_hash}\n{trust}")) }
+}
+
+fn fnv1a(text: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash ^= u64::from(byte);
@@ -563,13 +574,21 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-pub fn member_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &Bootstrap, quota: Option<u64>) -> Pod {
+/// `template_hash` is the one the planner targets: the pod template's, with what members trust.
+pub fn member_pod(
+    ec: &EtcdCluster,
+    template_hash: &str,
+    member: &str,
+    version: Version,
+    bootstrap: &Bootstrap,
+    quota: Option<u64>,
+) -> Pod {
     let cluster = ec.name_any();
     let tpl = template(ec).cloned().unwrap_or_default();
     let mut labels = tpl.labels.clone().unwrap_or_default();
     labels.extend(member_labels(&cluster, member));
     let mut annotations = tpl.annotations.clone().unwrap_or_default();
-    annotations.insert(ANNOTATION_TEMPLATE_HASH.to_string(), template_hash(ec));
+    annotations.insert(ANNOTATION_TEMPLATE_HASH.to_string(), template_hash.to_string());
     annotations.extend(bootstrap.annotations());
     let mut metadata = meta(ec, member.to_string(), labels);
     metadata.annotations = Some(annotations);

@@ -14,13 +14,9 @@ use super::error::Error;
 use super::model::{CertificateLife, Transport};
 use super::resources::secret_text;
 use crate::etcd::ClientTls;
-use crate::pki::{self, Validity};
+use crate::pki::{self, CA_CERT, TLS_CERT, TLS_KEY, Validity};
 
 use super::certificates::Certificates;
-
-const CERT: &str = "tls.crt";
-const KEY: &str = "tls.key";
-const CA: &str = "ca.crt";
 
 /// What a user's Secret is for, which decides the names its certificate must carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,13 +84,13 @@ pub fn check(
     let place = format!("{}: Secret {namespace}/{secret}", purpose.field());
     let Some(data) = data else { return Err(format!("{place} does not exist")) };
     let missing: Vec<&str> =
-        [CERT, KEY, CA].into_iter().filter(|key| data.get(*key).is_none_or(String::is_empty)).collect();
+        [TLS_CERT, TLS_KEY, CA_CERT].into_iter().filter(|key| data.get(*key).is_none_or(String::is_empty)).collect();
     if !missing.is_empty() {
         return Err(format!("{place} has no {}", missing.join(", ")));
     }
-    let (cert_pem, key_pem, ca_pem) = (&data[CERT], &data[KEY], &data[CA]);
-    let inspected = pki::inspect(cert_pem).map_err(|e| format!("{place}: {CERT}: {e}"))?;
-    pki::inspect(ca_pem).map_err(|e| format!("{place}: {CA}: {e}"))?;
+    let (cert_pem, key_pem, ca_pem) = (&data[TLS_CERT], &data[TLS_KEY], &data[CA_CERT]);
+    let inspected = pki::inspect(cert_pem).map_err(|e| format!("{place}: {TLS_CERT}: {e}"))?;
+    pki::inspect(ca_pem).map_err(|e| format!("{place}: {CA_CERT}: {e}"))?;
     if inspected.validity.not_after <= now {
         return Err(format!("{place}: the certificate expired (notAfter {})", inspected.validity.not_after));
     }
@@ -130,7 +126,7 @@ pub async fn load(
     let cluster = ec.name_any();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut certificates = Certificates::default();
-    let mut server_ca = None;
+    let (mut server_ca, mut operator) = (None, None);
     for (purpose, name) in wanted(secrets, transport) {
         let secret = api
             .get_opt(&name)
@@ -141,20 +137,18 @@ pub async fn load(
         certificates.lives.push(CertificateLife { secret: name, validity: usable.validity, renews: false });
         match purpose {
             Purpose::Server => server_ca = Some(usable.ca_pem),
-            Purpose::Operator => {
-                certificates.operator_tls = Some(ClientTls {
-                    ca_pem: String::new(),
-                    cert_pem: usable.cert_pem,
-                    key_pem: usable.key_pem,
-                    server_name: pki::server_name(&cluster, &namespace),
-                });
-            }
+            Purpose::Operator => operator = Some(usable),
             Purpose::Peer => {}
         }
     }
     // The members' serving certificate is checked against the authority of the server Secret.
-    if let (Some(tls), Some(ca)) = (certificates.operator_tls.as_mut(), server_ca) {
-        tls.ca_pem = ca;
+    if let (Some(operator), Some(ca_pem)) = (operator, server_ca) {
+        certificates.operator_tls = Some(ClientTls {
+            ca_pem,
+            cert_pem: operator.cert_pem,
+            key_pem: operator.key_pem,
+            server_name: pki::server_name(&cluster, &namespace),
+        });
     }
     Ok(certificates)
 }
@@ -179,9 +173,9 @@ mod tests {
 
     fn data(authority: &KeyedCertificate, leaf: &KeyedCertificate) -> BTreeMap<String, String> {
         BTreeMap::from([
-            (CERT.to_string(), leaf.cert_pem.clone()),
-            (KEY.to_string(), leaf.key_pem.clone()),
-            (CA.to_string(), authority.cert_pem.clone()),
+            (TLS_CERT.to_string(), leaf.cert_pem.clone()),
+            (TLS_KEY.to_string(), leaf.key_pem.clone()),
+            (CA_CERT.to_string(), authority.cert_pem.clone()),
         ])
     }
 
@@ -201,7 +195,7 @@ mod tests {
         assert!(refusal(check(Purpose::Peer, "gone", None, "demo", "prod", NOW)).contains("does not exist"));
         let (authority, leaf) = issued(&["*.demo.prod.svc"])?;
         let mut partial = data(&authority, &leaf);
-        partial.remove(CA);
+        partial.remove(CA_CERT);
         let message = refusal(check(Purpose::Peer, "mine", Some(&partial), "demo", "prod", NOW));
         assert!(message.contains("spec.tls.secrets.peer") && message.contains("has no ca.crt"), "{message}");
         let stored = data(&authority, &leaf);

@@ -14,6 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::pki;
+
 /// A client gets this long to finish its handshake; a silent one cannot hold the listener.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -22,13 +24,12 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn server_config(dir: Option<&Path>, names: &[String]) -> Result<Arc<ServerConfig>, String> {
     let (chain, key) = match dir {
         Some(dir) => {
-            let read =
-                |file: &str| std::fs::read(dir.join(file)).map_err(|e| format!("{}: {e}", dir.join(file).display()));
-            let chain = CertificateDer::pem_slice_iter(&read("tls.crt")?)
+            let pem = pki::read_files(dir)?;
+            let chain = CertificateDer::pem_slice_iter(pem.cert_pem.as_bytes())
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("tls.crt in {}: {e}", dir.display()))?;
-            let key = PrivateKeyDer::from_pem_slice(&read("tls.key")?)
-                .map_err(|e| format!("tls.key in {}: {e}", dir.display()))?;
+                .map_err(|e| format!("{} in {}: {e}", pki::TLS_CERT, dir.display()))?;
+            let key = PrivateKeyDer::from_pem_slice(pem.key_pem.as_bytes())
+                .map_err(|e| format!("{} in {}: {e}", pki::TLS_KEY, dir.display()))?;
             (chain, key)
         }
         None => {

@@ -26,11 +26,23 @@ pub enum PkiError {
     Time(String),
 }
 
+/// The keys of a certificate Secret, in the `kubernetes.io/tls` shape plus the authority that signed it.
+pub const TLS_CERT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+pub const CA_CERT: &str = "ca.crt";
+
 /// A certificate and its private key, in PEM.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyedCertificate {
     pub cert_pem: String,
     pub key_pem: String,
+}
+
+/// `tls.crt` and `tls.key` in `dir`: a mounted certificate Secret (cert-manager's, for example).
+pub fn read_files(dir: &std::path::Path) -> Result<KeyedCertificate, String> {
+    let read =
+        |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{}: {e}", dir.join(file).display()));
+    Ok(KeyedCertificate { cert_pem: read(TLS_CERT)?, key_pem: read(TLS_KEY)? })
 }
 
 /// What a leaf certificate is for, which decides its extended key usages.
@@ -173,6 +185,32 @@ pub fn inspect(pem: &str) -> Result<Inspected, PkiError> {
     Ok(Inspected { validity, subject_alt_names })
 }
 
+/// The certificates of a PEM bundle (a trust bundle holds one authority, or two while one is rotated), each
+/// as a PEM block of its own, in order.
+pub fn split_bundle(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut blocks = Vec::new();
+    let mut rest = pem;
+    while let (Some(start), Some(end)) = (rest.find("-----BEGIN CERTIFICATE-----"), rest.find(END)) {
+        if end < start {
+            rest = &rest[end + END.len()..];
+            continue;
+        }
+        blocks.push(format!("{}\n", &rest[start..end + END.len()]));
+        rest = &rest[end + END.len()..];
+    }
+    blocks
+}
+
+/// Whether `leaf_pem`'s signature was made with the key of the authority in `authority_pem`. Names alone
+/// cannot tell: an authority and the one that replaces it share their name.
+pub fn issued_by(leaf_pem: &str, authority_pem: &str) -> bool {
+    let parse = |pem: &str| x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok().map(|(_, block)| block);
+    let (Some(leaf), Some(authority)) = (parse(leaf_pem), parse(authority_pem)) else { return false };
+    let (Ok(leaf), Ok(authority)) = (leaf.parse_x509(), authority.parse_x509()) else { return false };
+    leaf.verify_signature(Some(authority.public_key())).is_ok()
+}
+
 /// When the first certificate in `pem` is valid.
 pub fn validity(pem: &str) -> Result<Validity, PkiError> {
     inspect(pem).map(|i| i.validity)
@@ -244,6 +282,23 @@ mod tests {
         let explicit = sans(&["demo-0.demo.prod.svc"]);
         assert_eq!(uncovered(&explicit, &sans(&["*.demo.prod.svc"])), ["*.demo.prod.svc"]);
         assert_eq!(uncovered(&[], &sans(&["x"])), ["x"]);
+    }
+
+    #[test]
+    fn a_leaf_is_issued_by_the_key_that_signed_it_not_by_a_namesake() -> Result<(), PkiError> {
+        let old = new_authority("demo-peer-ca", NOW, AUTHORITY_LIFETIME)?;
+        let new = new_authority("demo-peer-ca", NOW, AUTHORITY_LIFETIME)?;
+        let request =
+            LeafRequest { common_name: "demo".into(), subject_alt_names: vec!["x".into()], usage: Usage::Client };
+        let leaf = issue(&old, &request, NOW, Duration::from_secs(3600))?;
+        assert!(issued_by(&leaf.cert_pem, &old.cert_pem));
+        assert!(!issued_by(&leaf.cert_pem, &new.cert_pem), "same name, another key");
+        assert!(!issued_by(&leaf.cert_pem, "not a certificate"));
+        let bundle = format!("{}{}", old.cert_pem, new.cert_pem);
+        assert_eq!(split_bundle(&bundle), [old.cert_pem.clone(), new.cert_pem.clone()]);
+        assert_eq!(split_bundle(&old.cert_pem), [old.cert_pem]);
+        assert!(split_bundle("").is_empty());
+        Ok(())
     }
 
     #[test]

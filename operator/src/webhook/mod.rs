@@ -91,7 +91,7 @@ pub async fn serving_config(
     // The first certificate: retried (the API server may not answer yet) until it comes or the manager stops.
     let (certificate, authority) = loop {
         let first = match &source {
-            Source::Files(dir) => serving::read_files(dir).map(|pem| (pem, None)),
+            Source::Files(dir) => crate::pki::read_files(dir).map(|pem| (pem, None)),
             Source::Managed(managed) => managed.ensure(now()).await.map(|(authority, pem)| (pem, Some(authority))),
         };
         match first {
@@ -154,7 +154,7 @@ async fn keep_current(
             _ = stop.wait_for(|s| *s) => return,
         }
         let next = match &source {
-            Source::Files(dir) => serving::read_files(dir),
+            Source::Files(dir) => crate::pki::read_files(dir),
             Source::Managed(managed) => match managed.ensure(now()).await {
                 Ok((authority, pem)) => {
                     inject_logged(managed, &authority).await;

@@ -240,6 +240,7 @@ mod tests {
             peer: TlsChannel { enabled: false },
             client: TlsChannel { enabled: false },
             certificate_lifetime: None,
+            authority_rotation: None,
             secrets: None,
         });
         assert!(derived_names(&ec).iter().all(|n| n.kind != ChildKind::Secret));
@@ -247,6 +248,7 @@ mod tests {
             peer: TlsChannel { enabled: true },
             client: TlsChannel { enabled: false },
             certificate_lifetime: None,
+            authority_rotation: None,
             secrets: None,
         });
         let secrets: Vec<String> =

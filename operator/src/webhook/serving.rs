@@ -24,15 +24,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::controller::resources::secret_text;
-use crate::pki::{self, KeyedCertificate, LeafRequest, Usage};
+use crate::pki::{self, CA_CERT, KeyedCertificate, LeafRequest, TLS_CERT, TLS_KEY, Usage};
 
 /// The manager's own webhook certificate lives a year and is renewed at two thirds of it; its authority
 /// lives ten years.
 const LEAF_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 const CA_KEY: &str = "ca.key";
-const CA_CERT: &str = "ca.crt";
-const TLS_CERT: &str = "tls.crt";
-const TLS_KEY: &str = "tls.key";
 
 /// The certificate the webhook serves, replaceable while it serves.
 #[derive(Debug)]
@@ -82,13 +79,6 @@ fn certified_key(pem: &KeyedCertificate) -> Result<Arc<CertifiedKey>, String> {
     let key = PrivateKeyDer::from_pem_slice(pem.key_pem.as_bytes()).map_err(|e| format!("the serving key: {e}"))?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| format!("the serving key: {e}"))?;
     Ok(Arc::new(CertifiedKey::new(chain, signing)))
-}
-
-/// `tls.crt` and `tls.key` in `dir`.
-pub fn read_files(dir: &std::path::Path) -> Result<KeyedCertificate, String> {
-    let read =
-        |file: &str| std::fs::read_to_string(dir.join(file)).map_err(|e| format!("{}: {e}", dir.join(file).display()));
-    Ok(KeyedCertificate { cert_pem: read(TLS_CERT)?, key_pem: read(TLS_KEY)? })
 }
 
 /// Where the manager keeps its own webhook certificate and whom it tells about the authority.
