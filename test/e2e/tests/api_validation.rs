@@ -100,6 +100,18 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     let message =
         refusal(patch_spec(&client, n, "valid", json!({"tls": {"secrets": {"server": "s", "operator": "o"}}})).await);
     assert!(message.contains("chosen when it is created"), "a source change: {message}");
+    let message = refusal(
+        create_cluster(
+            &client,
+            n,
+            "own-rotated",
+            json!({"tls": {"secrets": {"peer": "p", "server": "s", "operator": "o"}, "authorityRotation": "now"}}),
+        )
+        .await,
+    );
+    assert!(message.contains("authorities are yours to rotate"), "rotation of the user's authorities: {message}");
+    let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"authorityRotation": ""}})).await);
+    assert!(message.contains("authorityRotation"), "an empty rotation value: {message}");
     // Allowed: a patch upgrade, a resize and a new certificate lifetime.
     patch_spec(&client, n, "valid", json!({"version": "3.6.17", "size": 3, "tls": {"certificateLifetime": "30d"}}))
         .await?;

@@ -1,7 +1,8 @@
 //! Transport security on the local cluster: a cluster created with the defaults speaks mutual TLS on both
 //! ports; only clients with a certificate of its client authority get in; the user's certificate works; and
 //! a leaf certificate renewed two thirds into its life reaches the running members without restarting them,
-//! while no acknowledged write is lost.
+//! while no acknowledged write is lost; and the cluster's authorities are rotated on request, with clients
+//! moving to their new certificate while both authorities are trusted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -161,5 +162,76 @@ async fn a_default_cluster_speaks_mutual_tls_and_renews_its_certificates_without
     // Read back with the user's certificate as it is now: the one the checker started with was renewed too.
     let verified = checker.stop().await?.verify(&client_endpoint(&client, n, "demo").await?).await?;
     assert!(verified > 0);
+    ns.delete().await
+}
+
+/// The phase of the authority rotation status reports, if any.
+async fn rotation_phase(client: &kube::Client, ns: &str) -> Result<Option<String>> {
+    let ec = get_cluster(client, ns, "demo").await?;
+    Ok(ec.status.and_then(|s| s.tls).and_then(|t| t.authority_rotation).map(|r| r.phase))
+}
+
+async fn wait_rotation_phase(client: &kube::Client, ns: &str, phases: &[&str], timeout: Duration) -> Result<String> {
+    wait_for(&format!("the authority rotation to reach {phases:?}"), timeout, || async {
+        Ok(rotation_phase(client, ns).await?.filter(|p| phases.contains(&p.as_str())))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_authorities_are_rotated_without_losing_a_write() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-rotate").await?;
+    let n = ns.name.as_str();
+    etcd_op_e2e::create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let old_authority = secret_field(&client, n, "demo-client-ca", "tls.crt").await?;
+    let old_identity = (
+        secret_field(&client, n, "demo-client-tls", "tls.crt").await?,
+        secret_field(&client, n, "demo-client-tls", "tls.key").await?,
+    );
+    let old_user = client_endpoint(&client, n, "demo").await?;
+    let address = old_user.url.trim_start_matches("https://").to_string();
+    let before = members_as_running(&client, n).await?;
+    let first_checker = WriteChecker::start(old_user.clone(), "rotate-old-certificate");
+    first_checker.wait_for_writes(20).await?;
+
+    etcd_op_e2e::patch_spec(&client, n, "demo", json!({"tls": {"authorityRotation": "first"}})).await?;
+    // Members restart to trust both authorities, then every certificate is issued anew by the new one.
+    wait_rotation_phase(&client, n, &["IssueFromNew"], Duration::from_secs(420)).await?;
+    let new_authority = secret_field(&client, n, "demo-client-ca", "tls.crt").await?;
+    assert_ne!(new_authority, old_authority, "the client authority was replaced");
+    let bundle = String::from_utf8(secret_field(&client, n, "demo-client-tls", "ca.crt").await?)?;
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 2, "users trust both authorities meanwhile");
+    let restarted = members_as_running(&client, n).await?;
+    assert!(
+        restarted.iter().all(|m| !before.iter().any(|b| b.1 == m.1)),
+        "every member restarted to trust the new authority: before {before:?}, after {restarted:?}"
+    );
+    // Clients take their new certificate now, while the old one still works.
+    let new_user = client_endpoint(&client, n, "demo").await?;
+    let old_certificate = |trusted: &EtcdEndpoint| EtcdEndpoint {
+        url: trusted.url.clone(),
+        tls: trusted.tls.clone().map(|t| t.identity(etcd_client::Identity::from_pem(&old_identity.0, &old_identity.1))),
+    };
+    read_with(&old_certificate(&new_user)).await.context("the old certificate works until its authority is dropped")?;
+    read_with(&new_user).await.context("the new certificate works at once")?;
+    let second_checker = WriteChecker::start(new_user.clone(), "rotate-new-certificate");
+    second_checker.wait_for_writes(20).await?;
+    let old_written = first_checker.stop().await?;
+
+    wait_rotation_phase(&client, n, &["Done"], Duration::from_secs(600)).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let bundle = String::from_utf8(secret_field(&client, n, "demo-client-tls", "ca.crt").await?)?;
+    assert_eq!(bundle.matches("BEGIN CERTIFICATE").count(), 1, "the old authority was dropped");
+    let now_trusted = client_endpoint(&client, n, "demo").await?;
+    assert!(read_with(&old_certificate(&now_trusted)).await.is_err(), "a certificate of the old authority is refused");
+    let served = served_certificate(&client, n, "demo", &address).await?;
+    assert_eq!(served, der_of(&secret_field(&client, n, "demo-server-tls", "tls.crt").await?)?, "the new leaf serves");
+
+    let endpoint = client_endpoint(&client, n, "demo").await?;
+    let verified_new = second_checker.stop().await?.verify(&endpoint).await?;
+    let verified_old = old_written.verify(&endpoint).await?;
+    assert!(verified_new > 0 && verified_old > 0);
     ns.delete().await
 }
