@@ -67,7 +67,7 @@ test-integration: deps-build ## The etcd client against real etcd processes on l
 test-e2e: export OPERATOR_FEATURES = failpoints
 test-e2e: deps cluster-up deploy-local ## Scenarios on the local cluster with the operator deployed from config/.
 	$(CARGO) test -p etcd-op-test-support -- --test-threads=1
-	$(CARGO) test -p etcd-op-e2e -- --test-threads=1
+	CARGO=$(CARGO) test/e2e/run.sh
 
 .PHONY: bench
 bench: deps cluster-up deploy-local ## Benchmarks on the local cluster; prints the figures.

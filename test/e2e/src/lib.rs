@@ -335,3 +335,20 @@ pub fn leader(ec: &EtcdCluster) -> Option<String> {
 pub fn name_of(ec: &EtcdCluster) -> String {
     ec.name_any()
 }
+
+/// The etcd version most scenarios run.
+pub const V36: &str = "3.6.16";
+
+/// A namespace of its own holding `demo`, a 3-member cluster on 3.6 that has settled.
+pub async fn settled_three_member_cluster(prefix: &str) -> Result<(Client, TestNamespace, EtcdCluster)> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, prefix).await?;
+    create_cluster(&client, &ns.name, "demo", json!({"size": 3, "version": V36})).await?;
+    let ec = wait_settled(&client, &ns.name, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    Ok((client, ns, ec))
+}
+
+/// Each member's etcd ID, by name, from status.
+pub fn member_ids(ec: &EtcdCluster) -> Vec<(String, Option<String>)> {
+    ec.status.iter().flat_map(|s| &s.members).map(|m| (m.name.clone(), m.id.clone())).collect()
+}

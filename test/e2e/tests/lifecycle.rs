@@ -7,17 +7,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use etcd_op_api::v1::EtcdCluster;
 use etcd_op_e2e::{
-    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, WriteChecker, client, client_endpoint, create_cluster,
-    create_storage_class, get_cluster, leader, member_names, patch_spec, wait_settled,
+    CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, V36, WriteChecker, client, client_endpoint, create_cluster,
+    create_storage_class, get_cluster, leader, member_ids, member_names, patch_spec, settled_three_member_cluster,
+    wait_settled,
 };
-use etcd_op_test_support::{OPERATOR_NAMESPACE, delete_pod, kill_container, kubectl, wait_for};
+use etcd_op_test_support::{delete_pod, kill_container, kubectl, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
-const V36: &str = "3.6.16";
 const V35: &str = "3.5.35";
 const V37: &str = "3.7.3";
 
@@ -34,15 +34,6 @@ async fn pod_identity(client: &kube::Client, ns: &str, pod: &str) -> Result<Opti
         let restarts = p.status.as_ref()?.container_statuses.as_ref()?.iter().find(|c| c.name == "etcd")?.restart_count;
         Some((p.metadata.uid?, restarts))
     }))
-}
-
-/// A namespace of its own holding `demo`, a 3-member cluster on 3.6 that has settled.
-async fn settled_three_member_cluster(prefix: &str) -> Result<(kube::Client, TestNamespace, EtcdCluster)> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, prefix).await?;
-    create_cluster(&client, &ns.name, "demo", json!({"size": 3, "version": V36})).await?;
-    let ec = wait_settled(&client, &ns.name, "demo", 3, V36, CREATE_TIMEOUT).await?;
-    Ok((client, ns, ec))
 }
 
 #[tokio::test]
@@ -183,167 +174,6 @@ async fn paused_cluster_changes_nothing_until_resumed() -> Result<()> {
     patch_spec(&client, n, "demo", json!({"paused": false})).await?;
     wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
     ns.delete().await
-}
-
-#[tokio::test]
-async fn operator_killed_in_the_middle_of_a_scale_step() -> Result<()> {
-    let (client, ns, _) = settled_three_member_cluster("e2e-crash").await?;
-    let n = ns.name.as_str();
-    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "crash");
-    patch_spec(&client, n, "demo", json!({"size": 5})).await?;
-    // As soon as a learner exists, the operator dies.
-    wait_for("a learner to be added", CHANGE_TIMEOUT, || async {
-        let ec = get_cluster(&client, n, "demo").await?;
-        Ok(ec.status.as_ref().is_some_and(|s| s.members.len() > 3).then_some(()))
-    })
-    .await?;
-    let operators: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    for pod in operators.list(&ListParams::default()).await?.items {
-        if let Some(name) = pod.metadata.name {
-            delete_pod(&client, OPERATOR_NAMESPACE, &name).await?;
-        }
-    }
-    let ec = wait_settled(&client, n, "demo", 5, V36, CHANGE_TIMEOUT).await?;
-    let names = member_names(&ec);
-    let mut unique = names.clone();
-    unique.dedup();
-    assert_eq!(unique.len(), 5, "no member was added twice: {names:?}");
-    let written = checker.stop_and_verify().await?;
-    eprintln!("operator crash: {written} acknowledged writes verified");
-    ns.delete().await
-}
-
-const OPERATOR_DEPLOYMENT: &str = "deployment/etcd-op-controller-manager";
-
-/// Crash points set on the operator for the length of a scenario; dropping it clears them (also when the
-/// scenario fails), and the operator rolls back to a build that never stops itself.
-struct CrashPoints;
-
-impl CrashPoints {
-    fn set(points: &str) -> Result<Self> {
-        kubectl(&[
-            "-n",
-            OPERATOR_NAMESPACE,
-            "set",
-            "env",
-            OPERATOR_DEPLOYMENT,
-            "-c",
-            "manager",
-            &format!("FAILPOINTS={points}"),
-        ])?;
-        kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", OPERATOR_DEPLOYMENT, "--timeout=180s"])?;
-        Ok(Self)
-    }
-}
-
-impl Drop for CrashPoints {
-    fn drop(&mut self) {
-        let cleared =
-            kubectl(&["-n", OPERATOR_NAMESPACE, "set", "env", OPERATOR_DEPLOYMENT, "-c", "manager", "FAILPOINTS-"])
-                .and_then(|_| {
-                    kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", OPERATOR_DEPLOYMENT, "--timeout=180s"])
-                });
-        if let Err(error) = cleared {
-            eprintln!("clearing the operator's crash points failed: {error:#}");
-        }
-    }
-}
-
-async fn operator_restarts(client: &kube::Client) -> Result<i32> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let list = pods.list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten()))
-        .map(|c| c.restart_count)
-        .sum())
-}
-
-/// The operator dies (abort, as a crash) right after etcd accepted a new member, before its pod exists, and
-/// between the members of a new cluster's bootstrap. Each time it comes back, it finishes the step it was in:
-/// the added member gets its pod (no second member is added), the bootstrap completes with the initial
-/// cluster it began (no second cluster is started), and no acknowledged write is lost.
-#[tokio::test]
-async fn the_operator_stopped_dead_after_member_add_and_mid_bootstrap_finishes_each_step() -> Result<()> {
-    let (client, ns, _) = settled_three_member_cluster("e2e-failpoint").await?;
-    let n = ns.name.as_str();
-    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "failpoint");
-    let crash_points = CrashPoints::set(&format!("after-member-add=return({n}/demo);mid-bootstrap=return({n}/boot)"))?;
-    let restarts_before = operator_restarts(&client).await?;
-
-    // The operator, and its webhook with it, is away while it restarts after each crash: these writes wait.
-    patch_spec(&client, n, "demo", json!({"size": 4})).await?;
-    create_cluster(&client, n, "boot", json!({"size": 3, "version": V36})).await?;
-    let grown = wait_settled(&client, n, "demo", 4, V36, CHANGE_TIMEOUT).await?;
-    let booted = wait_settled(&client, n, "boot", 3, V36, CREATE_TIMEOUT + CHANGE_TIMEOUT).await?;
-    let crashes = operator_restarts(&client).await? - restarts_before;
-    drop(crash_points);
-
-    // One crash after the MemberAdd, and one or two between bootstrap members (one fewer when the first crash
-    // cut the bootstrap's first pass short before its crash point).
-    assert!(
-        (2..=3).contains(&crashes),
-        "the operator stopped {crashes} times at its crash points (is it built with the failpoints feature? \
-         `make test-e2e` builds it so)"
-    );
-    let ids = member_ids(&grown);
-    assert_eq!(ids.len(), 4, "one member was added, once: {ids:?}");
-    assert!(ids.iter().all(|(_, id)| id.is_some()), "every member is in etcd: {ids:?}");
-    assert_eq!(member_names(&booted), vec!["boot-0", "boot-1", "boot-2"], "the bootstrap kept its initial cluster");
-    let written = checker.stop_and_verify().await?;
-    eprintln!("crash points: {crashes} operator crashes, {written} acknowledged writes verified");
-    ns.delete().await
-}
-
-#[tokio::test]
-async fn node_restart_brings_the_same_cluster_back_with_its_data() -> Result<()> {
-    use etcd_op_test_support::{start_kubelet, stop_kubelet};
-    let (client, ns, ec) = settled_three_member_cluster("e2e-node-restart").await?;
-    let n = ns.name.as_str();
-    let cluster_id = ec.status.as_ref().and_then(|s| s.cluster_id.clone());
-    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "node-restart");
-    checker.wait_for_writes(20).await?;
-
-    // The kubelet goes away and every member's etcd dies with it, as in a node reboot with volumes intact.
-    let stopped = stop_kubelet().await?;
-    let killed = async {
-        for member in member_names(&ec) {
-            kill_container(&client, n, &member, "etcd").await?;
-        }
-        Ok::<_, anyhow::Error>(())
-    }
-    .await;
-    start_kubelet(stopped)?;
-    killed?;
-
-    // The kubelet restarts every etcd container; then the cluster settles again.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
-    wait_for("every member's etcd to be restarted", CHANGE_TIMEOUT, || async {
-        let restarted = pods
-            .list(&ListParams::default().labels("etcd.cloud.io/cluster=demo"))
-            .await?
-            .items
-            .iter()
-            .filter(|p| {
-                let statuses = p.status.as_ref().and_then(|s| s.container_statuses.as_ref());
-                statuses.is_some_and(|cs| cs.iter().any(|c| c.restart_count > 0))
-            })
-            .count();
-        Ok((restarted == 3).then_some(()))
-    })
-    .await?;
-    let ec = wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
-    assert_eq!(ec.status.as_ref().and_then(|s| s.cluster_id.clone()), cluster_id, "the same etcd cluster came back");
-    let written = checker.stop_and_verify().await?;
-    eprintln!("node restart: {written} acknowledged writes verified");
-    ns.delete().await
-}
-
-/// Each member's etcd ID, by name, from status.
-fn member_ids(ec: &EtcdCluster) -> Vec<(String, Option<String>)> {
-    ec.status.iter().flat_map(|s| &s.members).map(|m| (m.name.clone(), m.id.clone())).collect()
 }
 
 fn degraded_reason(ec: &EtcdCluster) -> Option<(String, String)> {

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the end-to-end scenarios on the local cluster, with the operator already deployed:
+#   1. side by side, each in its own namespace: the lifecycle scenarios ($E2E_PARALLEL at once, default 2)
+#      beside the other groups (TLS, own certificates, webhook, API validation, network policy), one at a time;
+#   2. then, one at a time, the scenarios that take the operator or the node away (disruptions, manager),
+#      since they touch every cluster on the test bed.
+# Every line is prefixed with its group. Exits non-zero if any group failed; every group runs regardless.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CARGO=${CARGO:-cargo}
+PARALLEL=${E2E_PARALLEL:-2}
+
+# Built once, before the groups start: they then only run their test binaries.
+"$CARGO" test -p etcd-op-e2e --no-run
+
+# group NAME CARGO_TEST_ARGS...: runs one cargo test, its lines prefixed with [NAME]; its status is cargo's.
+group() {
+  local name=$1; shift
+  "$CARGO" test -p etcd-op-e2e "$@" 2>&1 | sed -u "s/^/[$name] /"
+}
+
+status=0
+group lifecycle --test lifecycle -- --test-threads="$PARALLEL" &
+lifecycle=$!
+group scenarios --test tls --test own_certificates --test webhook --test api_validation --test network_policy \
+  -- --test-threads=1 &
+scenarios=$!
+wait "$lifecycle" || status=1
+wait "$scenarios" || status=1
+group disruptions --test disruptions --test manager -- --test-threads=1 || status=1
+exit "$status"
