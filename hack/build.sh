@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|all
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|all
 # Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
 # when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
@@ -93,6 +93,27 @@ build_kube_router() {
   echo "$out"
 }
 
+# cert-manager's controller (CA and SelfSigned issuers) and CA injector. Their own binaries' modules are not
+# served by the Go module proxy, so hack/tools/cert-manager holds mains of ours over cert-manager's main
+# module; the cache is keyed by cert-manager's version and those mains. The CRDs come along from the module.
+build_cert_manager() {
+  local module="$HACK_DIR/tools/cert-manager" key
+  grep -q "github.com/cert-manager/cert-manager v$CERT_MANAGER_VERSION" "$module/go.mod" ||
+    die "$module/go.mod does not pin cert-manager v$CERT_MANAGER_VERSION"
+  key=$(cat "$module"/*/main.go "$module/go.mod" | sha256sum | cut -c1-12)
+  local out="$CACHE_DIR/cert-manager-v$CERT_MANAGER_VERSION-$key/bin"
+  if [ ! -f "$out/.complete" ]; then
+    log "building cert-manager v$CERT_MANAGER_VERSION (controller, cainjector)"
+    mkdir -p "$out/crds"
+    (cd "$module" &&
+      go build -trimpath -ldflags "-s -w" -o "$out/cert-manager-controller" ./controller &&
+      go build -trimpath -ldflags "-s -w" -o "$out/cert-manager-cainjector" ./cainjector &&
+      cp "$(go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)"/deploy/crds/*.yaml "$out/crds/")
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   kubectl) build_kubectl ;;
@@ -101,11 +122,13 @@ case "${1:-all}" in
   etcd-next) build_etcd_at "$ETCD_NEXT_VERSION" ;;
   coredns) build_coredns ;;
   kube-router) build_kube_router ;;
+  cert-manager) build_cert_manager ;;
   all)
     build_kubernetes
     build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_etcd_at "$ETCD_NEXT_VERSION"
     build_coredns
     build_kube_router
+    build_cert_manager
     ;;
-  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|all" ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|all" ;;
 esac

@@ -22,7 +22,8 @@ CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 KUBELET_ROOT=$STATE/kubelet
 VOLUMES_DIR=$STATE/volumes
 # Components in start order; stopped in reverse.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner kube-router)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner kube-router
+  cert-manager-controller cert-manager-cainjector)
 
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the end-to-end scenarios on the local cluster, with the operator already deployed:
 #   1. side by side, each in its own namespace: the lifecycle scenarios ($E2E_PARALLEL at once, default 2)
-#      beside the other groups (TLS, own certificates, webhook, API validation, network policy), one at a time;
+#      beside the other groups (TLS, own certificates, cert-manager, webhook, API validation, network policy),
+#      one at a time;
 #   2. then, one at a time, the scenarios that take the operator or the node away (disruptions, manager),
 #      since they touch every cluster on the test bed.
 # Every line is prefixed with its group. Exits non-zero if any group failed; every group runs regardless.
@@ -22,8 +23,8 @@ group() {
 status=0
 group lifecycle --test lifecycle -- --test-threads="$PARALLEL" &
 lifecycle=$!
-group scenarios --test tls --test own_certificates --test webhook --test api_validation --test network_policy \
-  -- --test-threads=1 &
+group scenarios --test tls --test own_certificates --test cert_manager --test webhook --test api_validation \
+  --test network_policy -- --test-threads=1 &
 scenarios=$!
 wait "$lifecycle" || status=1
 wait "$scenarios" || status=1

@@ -94,6 +94,7 @@ fn leaves(args: &Args) -> Vec<Leaf<'_>> {
         leaf("kubelet", &args.node, None, vec![args.node.clone(), node_ip, loopback], Usage::Server),
         leaf("provisioner", "etcd-op:provisioner", None, vec![], Usage::Client),
         leaf("kube-router", "etcd-op:kube-router", None, vec![], Usage::Client),
+        leaf("cert-manager", "etcd-op:cert-manager", None, vec![], Usage::Client),
     ]
 }
 

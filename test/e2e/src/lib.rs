@@ -352,3 +352,15 @@ pub async fn settled_three_member_cluster(prefix: &str) -> Result<(Client, TestN
 pub fn member_ids(ec: &EtcdCluster) -> Vec<(String, Option<String>)> {
     ec.status.iter().flat_map(|s| &s.members).map(|m| (m.name.clone(), m.id.clone())).collect()
 }
+
+/// Whether a plaintext client is kept from writing at `url` (an `http://` URL of a TLS port), within 10 s.
+pub async fn refuses_plaintext(url: &str) -> bool {
+    let plaintext = EtcdEndpoint { url: url.to_string(), tls: None };
+    let written = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut etcd = connect(&plaintext).await?;
+        etcd.put("/plaintext", "x", None).await?;
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    !matches!(written, Ok(Ok(())))
+}
