@@ -139,7 +139,8 @@ pub struct EtcdClusterSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.secrets) || (has(self.secrets.peer) == (!has(self.peer) || self.peer.enabled))").message("spec.tls.secrets.peer: set it exactly when peer TLS is on"))]
 #[x_kube(validation = Rule::new("!has(self.secrets) || (has(self.secrets.server) == (!has(self.client) || self.client.enabled))").message("spec.tls.secrets.server and operator: set them exactly when client TLS is on"))]
-#[x_kube(validation = Rule::new("!has(self.secrets) || !has(self.authorityRotation)").message("spec.tls.authorityRotation rotates the operator's own authorities; with spec.tls.secrets the authorities are yours to rotate"))]
+#[x_kube(validation = Rule::new("!has(self.authorityRotation) || (!has(self.secrets) && !has(self.issuerRef))").message("spec.tls.authorityRotation rotates the operator's own authorities; with spec.tls.secrets or issuerRef the authorities are yours to rotate"))]
+#[x_kube(validation = Rule::new("!has(self.secrets) || !has(self.issuerRef)").message("spec.tls: choose secrets or issuerRef as the certificates' source, not both"))]
 pub struct ClusterTls {
     /// TLS between members, on the peer port. Enabled unless set to false. The peer certificates come from
     /// their own authority, so a client certificate can never act as a peer.
@@ -168,6 +169,15 @@ pub struct ClusterTls {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub authority_rotation: Option<String>,
+
+    /// cert-manager issues the certificates from this Issuer or ClusterIssuer instead of the operator's own
+    /// authorities: the operator creates a cert-manager Certificate for each of `<cluster>-peer-tls`,
+    /// `<cluster>-server-tls`, `<cluster>-etcd-op-tls` and `<cluster>-client-tls` (certificateLifetime is
+    /// their duration) and cert-manager writes and renews their Secrets. The issuer's `ca.crt` is what members
+    /// trust, so use a CA issuer; peers and clients then share that authority. Chosen at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.tls.issuerRef cannot change after creation: the members trust its authority").reason(Reason::FieldValueForbidden))]
+    pub issuer_ref: Option<IssuerRef>,
 
     /// Certificates from Secrets you manage (issued by cert-manager or your own authority) instead of the
     /// operator's own authorities. Chosen at creation; the operator reads these Secrets and never writes
@@ -198,6 +208,38 @@ pub struct TlsSecrets {
     /// client TLS is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+}
+
+/// A cert-manager issuer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// The issuer's name; an Issuer is looked up in the cluster's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Issuer` (default) or `ClusterIssuer`.
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// The issuer's API group; cert-manager's own (`cert-manager.io`) unless an external issuer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// The kinds of cert-manager issuer.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IssuerKind {
+    #[default]
+    Issuer,
+    ClusterIssuer,
+}
+
+impl IssuerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::Issuer => "Issuer",
+            IssuerKind::ClusterIssuer => "ClusterIssuer",
+        }
+    }
 }
 
 /// One side of the cluster's transport security.

@@ -29,6 +29,7 @@ use super::error::Error;
 use super::model::{CertificateLife, Transport};
 use super::observe::Objects;
 use super::resources::{CertificateSecret, certificate_secret, secret_text, template_hash, with_trust};
+use super::user_certificates::Pending;
 use crate::etcd::ClientTls;
 use crate::pki::{self, CA_CERT, KeyedCertificate, LeafRequest, TLS_CERT, TLS_KEY, Usage, Validity};
 
@@ -167,7 +168,10 @@ pub async fn ensure(
         return Ok(Certificates::default());
     }
     if let Some(secrets) = ec.spec.tls.as_ref().and_then(|tls| tls.secrets.as_ref()) {
-        return super::user_certificates::load(ctx, ec, secrets, transport, now).await;
+        return super::user_certificates::load(ctx, ec, secrets, transport, now, Pending::Fail).await;
+    }
+    if let Some(issuer) = ec.spec.tls.as_ref().and_then(|tls| tls.issuer_ref.as_ref()) {
+        return super::issued_certificates::ensure(ctx, ec, issuer, transport, client_ips, now).await;
     }
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let cluster = ec.name_any();

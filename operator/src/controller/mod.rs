@@ -4,6 +4,7 @@ pub mod act;
 pub mod certificates;
 pub mod children;
 pub mod error;
+pub mod issued_certificates;
 pub mod last_words;
 pub mod model;
 pub mod observe;

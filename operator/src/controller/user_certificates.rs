@@ -114,13 +114,23 @@ pub fn check(
     })
 }
 
-/// Reads and checks the user's Secrets; the operator's client certificate comes from the `operator` one.
+/// What a Secret that does not exist yet, or lacks a key, means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pending {
+    /// The user's own Secret: a mistake to report.
+    Fail,
+    /// cert-manager has not issued it yet: the pass waits.
+    Wait,
+}
+
+/// Reads and checks the Secrets; the operator's client certificate comes from the `operator` one.
 pub async fn load(
     ctx: &Context,
     ec: &EtcdCluster,
     secrets: &TlsSecrets,
     transport: Transport,
     now: i64,
+    pending: Pending,
 ) -> Result<Certificates, Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
     let cluster = ec.name_any();
@@ -133,6 +143,13 @@ pub async fn load(
             .await
             .map_err(|source| Error::KubeRead { what: format!("Secret {namespace}/{name}"), source })?;
         let data = secret.as_ref().map(secret_text);
+        let issued = data.as_ref().is_some_and(|d| [TLS_CERT, TLS_KEY, CA_CERT].iter().all(|k| d.contains_key(*k)));
+        if pending == Pending::Wait && !issued {
+            return Err(Error::EtcdNotReady {
+                step: "IssueCertificate",
+                why: format!("waiting for cert-manager to issue Secret {namespace}/{name}"),
+            });
+        }
         let usable = check(purpose, &name, data.as_ref(), &cluster, &namespace, now).map_err(Error::Certificates)?;
         certificates.lives.push(CertificateLife { secret: name, validity: usable.validity, renews: false });
         match purpose {

@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use etcd_op_api::v1::{EtcdCluster, TlsSecrets};
+use etcd_op_api::v1::{EtcdCluster, IssuerRef, TlsSecrets};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 
+use crate::controller::issued_certificates;
 use crate::controller::observe::wanted_transport;
 use crate::controller::resources::{CertificateSecret, client_service_name};
 use crate::controller::user_certificates::{self, Purpose};
@@ -25,6 +26,8 @@ pub enum ChildKind {
     Secret,
     PodDisruptionBudget,
     NetworkPolicy,
+    /// cert-manager's, for clusters whose certificates it issues.
+    Certificate,
 }
 
 impl ChildKind {
@@ -34,6 +37,7 @@ impl ChildKind {
             ChildKind::Secret => "Secret",
             ChildKind::PodDisruptionBudget => "PodDisruptionBudget",
             ChildKind::NetworkPolicy => "NetworkPolicy",
+            ChildKind::Certificate => "Certificate",
         }
     }
 }
@@ -57,14 +61,26 @@ pub fn derived_names(ec: &EtcdCluster) -> Vec<DerivedName> {
         named(ChildKind::PodDisruptionBudget, cluster.clone()),
         named(ChildKind::NetworkPolicy, cluster.clone()),
     ];
-    if user_secrets(ec).is_none() {
-        names.extend(
-            CertificateSecret::wanted(wanted_transport(ec))
-                .into_iter()
-                .map(|secret| named(ChildKind::Secret, secret.name(&cluster))),
-        );
+    if user_secrets(ec).is_some() {
+        return names;
     }
+    if issuer(ec).is_some() {
+        for secret in issued_certificates::wanted(wanted_transport(ec)) {
+            names.push(named(ChildKind::Certificate, secret.name(&cluster)));
+            names.push(named(ChildKind::Secret, secret.name(&cluster)));
+        }
+        return names;
+    }
+    names.extend(
+        CertificateSecret::wanted(wanted_transport(ec))
+            .into_iter()
+            .map(|secret| named(ChildKind::Secret, secret.name(&cluster))),
+    );
     names
+}
+
+fn issuer(ec: &EtcdCluster) -> Option<&IssuerRef> {
+    ec.spec.tls.as_ref().and_then(|tls| tls.issuer_ref.as_ref())
 }
 
 fn user_secrets(ec: &EtcdCluster) -> Option<&TlsSecrets> {
@@ -80,6 +96,8 @@ pub struct Questions {
     pub names: Vec<DerivedName>,
     /// What do the user's Secrets hold?
     pub user_secrets: Vec<(Purpose, String)>,
+    /// Does this cert-manager issuer exist?
+    pub issuer: Option<IssuerRef>,
 }
 
 /// A new cluster is checked whole. An update is checked only for what it changes, so an object whose
@@ -93,6 +111,7 @@ pub fn questions(operation: Operation, new: &EtcdCluster, old: Option<&EtcdClust
             user_secrets: user_secrets(new)
                 .map(|secrets| user_certificates::wanted(secrets, wanted_transport(new)))
                 .unwrap_or_default(),
+            issuer: issuer(new).cloned(),
         },
         Operation::Update => {
             let changed = old.is_none_or(|old| storage_class(old) != new_class);
@@ -126,6 +145,9 @@ pub struct Answers {
     pub existing: Vec<Existing>,
     /// The user's Secrets asked about, with their data when they exist.
     pub user_secrets: Vec<FoundSecret>,
+    /// Why the issuer asked about cannot be used, when it cannot: it does not exist, or cert-manager is not
+    /// installed.
+    pub unusable_issuer: Option<String>,
 }
 
 /// A user's Secret looked up: its data, or `None` when it does not exist.
@@ -153,6 +175,9 @@ pub fn refusals(new: &EtcdCluster, answers: &Answers, now: i64) -> Vec<String> {
         if let Err(problem) = checked {
             refusals.push(problem);
         }
+    }
+    if let Some(problem) = &answers.unusable_issuer {
+        refusals.push(format!("spec.tls.issuerRef: {problem}"));
     }
     if let Some(class) = &answers.missing_storage_class {
         refusals.push(format!(
@@ -234,6 +259,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_on_cert_manager_takes_its_certificates_and_their_secrets_and_needs_its_issuer() {
+        let ec = cluster(json!({"size": 3, "version": "3.6.16", "tls": {"issuerRef": {"name": "etcd-ca"}}}));
+        let taken: Vec<String> = derived_names(&ec)
+            .into_iter()
+            .filter(|n| matches!(n.kind, ChildKind::Secret | ChildKind::Certificate))
+            .map(|n| format!("{} {}", n.kind.as_str(), n.name))
+            .collect();
+        assert!(taken.contains(&"Certificate demo-server-tls".to_string()), "{taken:?}");
+        assert!(taken.contains(&"Secret demo-client-tls".to_string()), "{taken:?}");
+        assert!(!taken.iter().any(|n| n.ends_with("-ca")), "the issuer holds the authority: {taken:?}");
+        let asked = questions(Operation::Create, &ec, None);
+        assert_eq!(asked.issuer.map(|i| i.name), Some("etcd-ca".to_string()));
+        let answers =
+            Answers { unusable_issuer: Some("Issuer ns/etcd-ca does not exist".into()), ..Answers::default() };
+        let refused = refusals(&ec, &answers, 0);
+        assert_eq!(refused, ["spec.tls.issuerRef: Issuer ns/etcd-ca does not exist"]);
+        assert!(questions(Operation::Update, &ec, Some(&ec)).issuer.is_none(), "checked at creation only");
+    }
+
+    #[test]
     fn a_plaintext_cluster_takes_no_secret_names() {
         let mut ec = with_class("fast");
         ec.spec.tls = Some(ClusterTls {
@@ -241,6 +286,7 @@ mod tests {
             client: TlsChannel { enabled: false },
             certificate_lifetime: None,
             authority_rotation: None,
+            issuer_ref: None,
             secrets: None,
         });
         assert!(derived_names(&ec).iter().all(|n| n.kind != ChildKind::Secret));
@@ -249,6 +295,7 @@ mod tests {
             client: TlsChannel { enabled: false },
             certificate_lifetime: None,
             authority_rotation: None,
+            issuer_ref: None,
             secrets: None,
         });
         let secrets: Vec<String> =
@@ -298,7 +345,7 @@ mod tests {
                 existing(ChildKind::Secret, "demo-peer-ca", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "other")]),
                 existing(ChildKind::NetworkPolicy, "demo", vec![owner("Deployment", "apps/v1", "demo")]),
             ],
-            user_secrets: Vec::new(),
+            ..Answers::default()
         };
         let refused = refusals(&with_class("fast"), &answers, NOW);
         assert_eq!(refused.len(), 1, "{refused:?}");
@@ -315,13 +362,13 @@ mod tests {
                 existing(ChildKind::Service, "demo", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "demo")]),
                 existing(ChildKind::Secret, "demo-peer-ca", vec![owner("EtcdCluster", "etcd.cloud.io/v1", "demo")]),
             ],
-            user_secrets: Vec::new(),
+            ..Answers::default()
         };
         assert!(refusals(&with_class("fast"), &answers, NOW).is_empty());
         let impostor = Answers {
             missing_storage_class: None,
             existing: vec![existing(ChildKind::Service, "demo", vec![owner("EtcdCluster", "example.com/v1", "demo")])],
-            user_secrets: Vec::new(),
+            ..Answers::default()
         };
         assert_eq!(refusals(&with_class("fast"), &impostor, NOW).len(), 1, "another group's EtcdCluster is not ours");
     }
@@ -331,7 +378,7 @@ mod tests {
         let answers = Answers {
             missing_storage_class: Some("gone".into()),
             existing: vec![existing(ChildKind::PodDisruptionBudget, "demo", Vec::new())],
-            user_secrets: Vec::new(),
+            ..Answers::default()
         };
         assert_eq!(refusals(&with_class("gone"), &answers, NOW).len(), 2);
     }

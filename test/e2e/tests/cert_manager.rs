@@ -2,7 +2,9 @@
 //! controllers built from cert-manager's main module) bootstraps an authority through a SelfSigned Issuer,
 //! a CA Issuer signs the members', the operator's and the user's certificates from it, and the cluster
 //! takes them through `spec.tls.secrets`. The cluster forms over mutual TLS, the user's cert-manager
-//! certificate writes and reads back every acknowledged key, and a plaintext client is refused.
+//! certificate writes and reads back every acknowledged key, and a plaintext client is refused. And a
+//! cluster that names the CA Issuer in `spec.tls.issuerRef`: the operator creates the Certificates itself,
+//! cert-manager issues them, and the cluster forms on them.
 
 use std::time::Duration;
 
@@ -61,13 +63,9 @@ async fn secret_text(client: &kube::Client, ns: &str, name: &str, key: &str) -> 
     Ok(data.get(key).with_context(|| format!("Secret {name} has no {key}"))?.0.clone())
 }
 
-#[tokio::test]
-async fn a_cluster_runs_on_certificates_cert_manager_issues() -> Result<()> {
-    let client = client().await?;
-    let ns = TestNamespace::create(&client, "e2e-cert-manager").await?;
-    let n = ns.name.as_str();
-
-    // An authority of the namespace's own: self-signed, then a CA Issuer that signs with it.
+/// An authority of the namespace's own, as the Issuer `etcd-ca`: self-signed, then a CA Issuer that signs
+/// with it.
+async fn ca_issuer(client: &kube::Client, n: &str) -> Result<()> {
     apply(
         n,
         &[
@@ -81,7 +79,16 @@ async fn a_cluster_runs_on_certificates_cert_manager_issues() -> Result<()> {
                    "spec": {"ca": {"secretName": "etcd-ca"}}}),
         ],
     )?;
-    wait_issued(&client, n, &["etcd-ca"]).await?;
+    wait_issued(client, n, &["etcd-ca"]).await
+}
+
+#[tokio::test]
+async fn a_cluster_runs_on_certificates_cert_manager_issues() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-cert-manager").await?;
+    let n = ns.name.as_str();
+
+    ca_issuer(&client, n).await?;
 
     let members = vec![format!("*.cm.{n}.svc"), format!("*.cm.{n}.svc.cluster.local")];
     let mut serving = members.clone();
@@ -125,5 +132,44 @@ async fn a_cluster_runs_on_certificates_cert_manager_issues() -> Result<()> {
     assert!(verified >= 20, "{verified} writes verified with the user's cert-manager certificate");
 
     assert!(etcd_op_e2e::refuses_plaintext(&format!("http://{ip}:2379")).await, "a plaintext client is refused");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn a_cluster_gets_its_certificates_from_the_issuer_it_names() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-issuer-ref").await?;
+    let n = ns.name.as_str();
+    let spec = |issuer: &str| json!({"size": 3, "version": V36, "tls": {"issuerRef": {"name": issuer}}});
+    let refused = create_cluster(&client, n, "issued", spec("no-such-issuer")).await;
+    let message = format!("{:#}", refused.err().unwrap_or_else(|| anyhow::anyhow!("accepted")));
+    assert!(message.contains("spec.tls.issuerRef") && message.contains("does not exist"), "{message}");
+
+    ca_issuer(&client, n).await?;
+    create_cluster(&client, n, "issued", spec("etcd-ca")).await?;
+    let ec = wait_settled(&client, n, "issued", 3, V36, CREATE_TIMEOUT).await?;
+    let certificates = kubectl(&["-n", n, "get", "certificates", "-o", "jsonpath={.items[*].metadata.name}"])?;
+    for wanted in ["issued-peer-tls", "issued-server-tls", "issued-etcd-op-tls", "issued-client-tls"] {
+        assert!(certificates.split_whitespace().any(|c| c == wanted), "Certificate {wanted} in {certificates}");
+    }
+    let listed: Vec<String> = ec
+        .status
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .map(|t| t.certificates.iter().map(|c| c.secret.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(listed, ["issued-peer-tls", "issued-server-tls", "issued-etcd-op-tls"], "status lists the issued ones");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), n);
+    for authority in ["issued-peer-ca", "issued-client-ca"] {
+        assert!(secrets.get_opt(authority).await?.is_none(), "the issuer holds the authority, not {authority}");
+    }
+    let peer_ca = secret_text(&client, n, "issued-peer-tls", "ca.crt").await?;
+    assert_eq!(peer_ca, secret_text(&client, n, "etcd-ca", "tls.crt").await?, "members trust the issuer's CA");
+
+    // The user's certificate, issued by cert-manager into <name>-client-tls, as with the operator's own.
+    let checker = WriteChecker::start(etcd_op_e2e::client_endpoint(&client, n, "issued").await?, "issuer-ref");
+    checker.wait_for_writes(20).await?;
+    let verified = checker.stop_and_verify().await?;
+    assert!(verified >= 20, "{verified} writes verified");
     ns.delete().await
 }

@@ -48,6 +48,8 @@ func main() {
 		KubernetesAPIQPS:   20,
 		KubernetesAPIBurst: 50,
 		IssuerOptions:      controller.IssuerOptions{ClusterResourceNamespace: *namespace},
+		// A Certificate owns its Secret, so a Secret goes with the Certificate (and with whatever owns that).
+		CertificateOptions: controller.CertificateOptions{EnableOwnerRef: true},
 	})
 	if err != nil {
 		log.Error(err, "building the controller context")
