@@ -118,7 +118,14 @@ async fn a_default_cluster_speaks_mutual_tls_and_renews_its_certificates_without
     // The user's certificate works; plaintext, no certificate, and a certificate of the peer authority do not.
     let endpoint = client_endpoint(&client, n, "demo").await?;
     let user_tls = endpoint.tls.clone().context("the client endpoint uses TLS")?;
-    read_with(&endpoint).await.context("the user's client certificate is admitted")?;
+    // The client Service routes to the members once kube-proxy has their ready endpoints, which may come a
+    // moment after the members report healthy.
+    wait_for(
+        "the user's client certificate to be admitted through the client Service",
+        Duration::from_secs(60),
+        || async { Ok(read_with(&endpoint).await.ok()) },
+    )
+    .await?;
     let plaintext = EtcdEndpoint { url: endpoint.url.replace("https://", "http://"), tls: None };
     assert!(read_with(&plaintext).await.is_err(), "a plaintext client is refused");
     let authority = secret_field(&client, n, "demo-client-tls", "ca.crt").await?;
