@@ -75,6 +75,29 @@ pub struct StoredAuthority {
     pub changed_at: i64,
 }
 
+/// Where an authority is in a rotation, read from what its Secret holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RotationPhase {
+    /// One authority, trusted and signing.
+    AtRest,
+    /// A new authority waits beside the signing one while members restart to trust both.
+    TrustBoth,
+    /// The new authority signs; both are still trusted.
+    IssueFromNew,
+}
+
+impl StoredAuthority {
+    fn phase(&self) -> RotationPhase {
+        if self.next.is_some() {
+            RotationPhase::TrustBoth
+        } else if pki::split_bundle(&self.bundle).len() > 1 {
+            RotationPhase::IssueFromNew
+        } else {
+            RotationPhase::AtRest
+        }
+    }
+}
+
 /// The next change to an authority, or none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthorityChange {
@@ -103,12 +126,13 @@ pub fn authority_change(
     members_settled: bool,
     now: i64,
 ) -> AuthorityChange {
-    if stored.next.is_some() {
-        return if members_settled { AuthorityChange::IssueFromNew } else { AuthorityChange::Keep };
-    }
-    if pki::split_bundle(&stored.bundle).len() > 1 {
-        let propagated = now >= stored.changed_at + LEAF_PROPAGATION_SECS;
-        return if members_settled && propagated { AuthorityChange::DropOld } else { AuthorityChange::Keep };
+    match stored.phase() {
+        RotationPhase::TrustBoth if members_settled => return AuthorityChange::IssueFromNew,
+        RotationPhase::IssueFromNew if members_settled && now >= stored.changed_at + LEAF_PROPAGATION_SECS => {
+            return AuthorityChange::DropOld;
+        }
+        RotationPhase::TrustBoth | RotationPhase::IssueFromNew => return AuthorityChange::Keep,
+        RotationPhase::AtRest => {}
     }
     match requested {
         Some(wanted) if members_settled && stored.rotation.as_deref() != Some(wanted) => AuthorityChange::TrustBoth,
@@ -124,9 +148,9 @@ fn rotation_status(
     members_settled: bool,
 ) -> Option<AuthorityRotationStatus> {
     let requested = requested?;
-    let phase = if authorities.iter().any(|a| a.next.is_some()) {
+    let phase = if authorities.iter().any(|a| a.phase() == RotationPhase::TrustBoth) {
         "TrustBoth"
-    } else if authorities.iter().any(|a| pki::split_bundle(&a.bundle).len() > 1) {
+    } else if authorities.iter().any(|a| a.phase() == RotationPhase::IssueFromNew) {
         "IssueFromNew"
     } else if authorities.iter().all(|a| a.rotation.as_deref() == Some(requested)) {
         if members_settled { "Done" } else { "DropOld" }

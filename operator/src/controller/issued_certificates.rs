@@ -19,15 +19,18 @@ use super::resources::{CertificateSecret, owner_reference};
 use super::user_certificates::{self, Pending};
 use crate::pki;
 
-/// cert-manager's Certificate kind, read and written as dynamic objects: the operator does not link
-/// cert-manager's types.
-pub fn certificate_resource() -> ApiResource {
+/// cert-manager's API group.
+pub const CERT_MANAGER_GROUP: &str = "cert-manager.io";
+
+/// A cert-manager kind (`Certificate`, `Issuer`, `ClusterIssuer`), read and written as dynamic objects: the
+/// operator does not link cert-manager's types.
+pub fn cert_manager_resource(kind: &str) -> ApiResource {
     ApiResource {
-        group: "cert-manager.io".into(),
+        group: CERT_MANAGER_GROUP.into(),
         version: "v1".into(),
-        api_version: "cert-manager.io/v1".into(),
-        kind: "Certificate".into(),
-        plural: "certificates".into(),
+        api_version: format!("{CERT_MANAGER_GROUP}/v1"),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
     }
 }
 
@@ -67,7 +70,7 @@ pub fn certificate(
         "issuerRef": {
             "name": issuer.name,
             "kind": issuer.kind.as_str(),
-            "group": issuer.group.as_deref().unwrap_or("cert-manager.io"),
+            "group": issuer.group.as_deref().unwrap_or(CERT_MANAGER_GROUP),
         },
         // The Secret goes with the cluster, as the operator's own Secrets do.
         "secretTemplate": {"labels": {"etcd.cloud.io/cluster": cluster}},
@@ -105,7 +108,8 @@ pub async fn ensure(
     let lifetime = super::certificates::leaf_lifetime(ec)?;
     let mut member_names = pki::member_names(&cluster, &namespace, &ctx.config.cluster_domain);
     member_names.extend(client_ips.iter().cloned());
-    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &certificate_resource());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace, &cert_manager_resource("Certificate"));
     for which in wanted(transport) {
         let wanted = certificate(ec, which, issuer, &member_names, lifetime);
         let name = which.name(&cluster);

@@ -71,6 +71,11 @@ pub struct Usable {
     pub validity: Validity,
 }
 
+/// The keys of a certificate Secret that are absent or empty.
+fn missing_keys(data: &BTreeMap<String, String>) -> Vec<&'static str> {
+    [TLS_CERT, TLS_KEY, CA_CERT].into_iter().filter(|key| data.get(*key).is_none_or(String::is_empty)).collect()
+}
+
 /// Checks a Secret's data for `purpose` at `now`: pure, shared by the webhook and the controller. The error
 /// says what is wrong in words a user can act on.
 pub fn check(
@@ -83,8 +88,7 @@ pub fn check(
 ) -> Result<Usable, String> {
     let place = format!("{}: Secret {namespace}/{secret}", purpose.field());
     let Some(data) = data else { return Err(format!("{place} does not exist")) };
-    let missing: Vec<&str> =
-        [TLS_CERT, TLS_KEY, CA_CERT].into_iter().filter(|key| data.get(*key).is_none_or(String::is_empty)).collect();
+    let missing = missing_keys(data);
     if !missing.is_empty() {
         return Err(format!("{place} has no {}", missing.join(", ")));
     }
@@ -143,7 +147,7 @@ pub async fn load(
             .await
             .map_err(|source| Error::KubeRead { what: format!("Secret {namespace}/{name}"), source })?;
         let data = secret.as_ref().map(secret_text);
-        let issued = data.as_ref().is_some_and(|d| [TLS_CERT, TLS_KEY, CA_CERT].iter().all(|k| d.contains_key(*k)));
+        let issued = data.as_ref().is_some_and(|d| missing_keys(d).is_empty());
         if pending == Pending::Wait && !issued {
             return Err(Error::EtcdNotReady {
                 step: "IssueCertificate",

@@ -7,7 +7,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ApiResource, DynamicObject};
+use kube::api::DynamicObject;
 use kube::{Api, Client, Resource};
 
 use super::rules::{Answers, ChildKind, Existing, FoundSecret, Questions};
@@ -41,8 +41,11 @@ pub async fn answer(client: &Client, namespace: &str, questions: &Questions) -> 
             ChildKind::PodDisruptionBudget => metadata::<PodDisruptionBudget>(client, namespace, &name.name).await,
             ChildKind::NetworkPolicy => metadata::<NetworkPolicy>(client, namespace, &name.name).await,
             ChildKind::Certificate => {
-                let api: Api<DynamicObject> =
-                    Api::namespaced_with(client.clone(), namespace, &issued_certificates::certificate_resource());
+                let api: Api<DynamicObject> = Api::namespaced_with(
+                    client.clone(),
+                    namespace,
+                    &issued_certificates::cert_manager_resource("Certificate"),
+                );
                 api.get_metadata_opt(&name.name).await.map(|found| found.map(|p| p.metadata)).or_else(absent_kind)
             }
         }
@@ -69,18 +72,11 @@ pub async fn answer(client: &Client, namespace: &str, questions: &Questions) -> 
 /// Why the issuer cannot be used, or `None` when it exists. Only cert-manager's own issuer kinds are looked
 /// up; an external issuer's group is taken on trust.
 async fn unusable_issuer(client: &Client, namespace: &str, issuer: &IssuerRef) -> Result<Option<String>, LookupError> {
-    let group = issuer.group.as_deref().unwrap_or("cert-manager.io");
-    if group != "cert-manager.io" {
+    if issuer.group.as_deref().is_some_and(|group| group != issued_certificates::CERT_MANAGER_GROUP) {
         return Ok(None);
     }
     let kind = issuer.kind.as_str();
-    let resource = ApiResource {
-        group: group.into(),
-        version: "v1".into(),
-        api_version: format!("{group}/v1"),
-        kind: kind.into(),
-        plural: format!("{}s", kind.to_lowercase()),
-    };
+    let resource = issued_certificates::cert_manager_resource(kind);
     let (api, place): (Api<DynamicObject>, String) = match issuer.kind {
         IssuerKind::Issuer => (Api::namespaced_with(client.clone(), namespace, &resource), format!("{namespace}/")),
         IssuerKind::ClusterIssuer => (Api::all_with(client.clone(), &resource), String::new()),
