@@ -92,20 +92,15 @@ impl Objects {
     /// Whether exactly `spec.size` member pods of this cluster run, ready and not on their way out, each
     /// carrying `template_hash`: a change of what members trust has reached every one of them.
     pub fn members_ready_on(&self, ec: &EtcdCluster, template_hash: &str) -> bool {
-        let uid = ec.uid();
         let members: Vec<&Pod> = self
             .pods
             .iter()
-            .filter(|p| p.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref()))
-            .filter(|p| p.labels().contains_key(LABEL_MEMBER))
+            .filter(|p| owned_by(ec, p.owner_references()) && p.labels().contains_key(LABEL_MEMBER))
             .collect();
         let current = |p: &Pod| {
             p.metadata.deletion_timestamp.is_none()
                 && p.annotations().get(ANNOTATION_TEMPLATE_HASH).map(String::as_str) == Some(template_hash)
-                && p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+                && ready_condition(p).is_some_and(|c| c.status == "True")
         };
         usize::try_from(ec.spec.size).is_ok_and(|size| members.len() == size) && members.iter().all(|p| current(p))
     }
@@ -139,7 +134,6 @@ pub async fn observe(
     let Objects { pods, pvcs, transport } = objects;
     // Objects owned by an earlier EtcdCluster of this name (deleted, then created again) are not this
     // cluster's: they are on their way out, and using them would mix two clusters.
-    let uid = ec.uid();
     let earlier = |owners: &[OwnerReference]| of_earlier_cluster(ec, owners);
     let leftovers: Vec<String> = pods
         .iter()
@@ -150,9 +144,7 @@ pub async fn observe(
     // A member's pod always carries this cluster's owner reference. A labelled pod without one was made by
     // someone else: it is never taken for a member, never asked for etcd's state, and it is reported.
     // Volumes may lack the reference on purpose (`Retain`), and are known by their recorded bootstrap.
-    let ours = |owners: &[OwnerReference]| {
-        owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) == uid.as_ref())
-    };
+    let ours = |owners: &[OwnerReference]| owned_by(ec, owners);
     let foreign_pods: Vec<String> = pods
         .iter()
         .filter(|p| !ours(p.owner_references()) && !earlier(p.owner_references()))
@@ -409,10 +401,19 @@ fn last_words(message: &str) -> String {
     text[start..].to_string()
 }
 
+/// The pod's Ready condition, as the kubelet reports it (etcd's /readyz).
+fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+}
+
+/// Owned by this cluster (not by an earlier cluster of the same name, nor by someone else).
+fn owned_by(ec: &EtcdCluster, owners: &[OwnerReference]) -> bool {
+    let uid = ec.uid();
+    owners.iter().any(|o| o.kind == EtcdCluster::kind(&()) && Some(&o.uid) == uid.as_ref())
+}
+
 fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool, endpoint: Option<&String>) -> PodView {
-    let status = pod.status.as_ref();
-    let ready_condition =
-        status.and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let ready_condition = ready_condition(pod);
     let ready = ready_condition.is_some_and(|c| c.status == "True");
     let since = ready_condition
         .and_then(|c| c.last_transition_time.as_ref())
