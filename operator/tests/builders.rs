@@ -8,10 +8,10 @@ use etcd_op::controller::resources::{
     ANNOTATION_INITIAL_CLUSTER, ANNOTATION_INITIAL_STATE, ANNOTATION_INITIAL_TOKEN, ANNOTATION_QUOTA,
     ANNOTATION_TEMPLATE_HASH, ANNOTATION_TLS, Bootstrap, CLIENT_PORT, CertificateSecret, DATA_MOUNT,
     ETCD_DEFAULT_QUOTA, InitialState, LABEL_CLUSTER, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MEMBER, LABEL_NAME,
-    MEMBER_UID, METRICS_PORT, PEER_PORT, PEER_TLS_MOUNT, SERVER_TLS_MOUNT, Transport, client_service,
+    MEMBER_UID, METRICS_PORT, MemberPorts, PEER_PORT, PEER_TLS_MOUNT, SERVER_TLS_MOUNT, Transport, client_service,
     client_service_name, disruption_budget, headless_service, image, legacy_token, member_pod, member_pvc,
-    network_policy, peer_url, quota_backend_bytes, quota_for_volume, quota_of_pod, recorded_quota, selector_labels,
-    selector_string, template_hash,
+    network_policy, peer_url, quota_backend_bytes, quota_for_volume, quota_of_pod, recorded_quota, schemes_of_pod,
+    selector_labels, selector_string, template_hash,
 };
 use etcd_op_api::v1::{
     EmptyDirStorage, EtcdCluster, EtcdClusterSpec, EtcdPodTemplate, PvcRetentionPolicy, StorageSpec,
@@ -27,6 +27,11 @@ const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 mod common;
 use common::{NAMESPACE, UID, V36, cluster_of, spec};
+
+/// The pod of a member of a cluster whose transport is settled (no TLS being turned on).
+fn settled_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &Bootstrap, quota: Option<u64>) -> Pod {
+    member_pod(ec, &template_hash(ec), member, version, bootstrap, MemberPorts::settled(bootstrap.transport), quota)
+}
 
 fn cluster() -> EtcdCluster {
     cluster_of(spec())
@@ -82,7 +87,7 @@ fn existing_bootstrap(token: Option<&str>) -> Bootstrap {
 }
 
 fn pod_of(ec: &EtcdCluster) -> Pod {
-    member_pod(ec, &template_hash(ec), "demo-1", V36, &new_bootstrap(Some("tok-1")), quota_backend_bytes(ec))
+    settled_pod(ec, "demo-1", V36, &new_bootstrap(Some("tok-1")), quota_backend_bytes(ec))
 }
 
 fn etcd_container(pod: &Pod) -> &Container {
@@ -280,7 +285,7 @@ fn etcd_flags_follow_the_member_its_bootstrap_and_its_quota() {
     let ec = cluster();
     assert_eq!(legacy_token(&ec), legacy);
     for case in cases {
-        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &case.bootstrap, case.quota);
+        let pod = settled_pod(&ec, "demo-1", V36, &case.bootstrap, case.quota);
         let args = args_of(&pod);
         for want in common.iter().chain(&case.want) {
             assert!(args.contains(want), "{}: {want} missing from {args:?}", case.what);
@@ -341,7 +346,7 @@ fn images_come_from_the_template_repository_or_the_default() {
     for (repository, version, want) in rows {
         let ec = with_template(EtcdPodTemplate { image_repository: repository.map(Into::into), ..Default::default() });
         assert_eq!(image(&ec, version), want);
-        let pod = member_pod(&ec, &template_hash(&ec), "demo-0", version, &new_bootstrap(None), None);
+        let pod = settled_pod(&ec, "demo-0", version, &new_bootstrap(None), None);
         assert_eq!(etcd_container(&pod).image.as_deref(), Some(want));
     }
 }
@@ -352,7 +357,7 @@ fn images_come_from_the_template_repository_or_the_default() {
 fn owned_objects(ec: &EtcdCluster) -> Vec<(&'static str, ObjectMeta, &'static str)> {
     let bootstrap = new_bootstrap(Some("tok-1"));
     vec![
-        ("pod", member_pod(ec, &template_hash(ec), "demo-1", V36, &bootstrap, None).metadata, "demo-1"),
+        ("pod", settled_pod(ec, "demo-1", V36, &bootstrap, None).metadata, "demo-1"),
         ("pvc", member_pvc(ec, "demo-1", &bootstrap).metadata, "demo-1"),
         ("headless service", headless_service(ec).metadata, "demo"),
         ("client service", client_service(ec).metadata, "demo-client"),
@@ -390,7 +395,7 @@ fn volumes_of_a_retained_cluster_have_no_owner() {
         assert_eq!(labels_of(&pvc.metadata).get(LABEL_MEMBER).map(String::as_str), Some("demo-1"), "{policy:?}");
         assert!(Bootstrap::recorded(&annotations_of(&pvc.metadata)).is_some(), "{policy:?}");
         // The pod is owned whatever the policy.
-        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &new_bootstrap(None), None);
+        let pod = settled_pod(&ec, "demo-1", V36, &new_bootstrap(None), None);
         assert_eq!(pod.metadata.owner_references.map(|r| r.len()), Some(1), "{policy:?}");
     }
 }
@@ -842,7 +847,7 @@ fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
     let ec = cluster_of(spec());
     for (what, transport) in rows {
         let bootstrap = Bootstrap { transport, ..new_bootstrap(Some("tok-1")) };
-        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &bootstrap, None);
+        let pod = settled_pod(&ec, "demo-1", V36, &bootstrap, None);
         let args = args_of(&pod);
         let has = |arg: &str| args.iter().any(|a| a == arg);
         let peer = if transport.peer_tls { "https" } else { "http" };
@@ -856,7 +861,7 @@ fn a_tls_member_serves_and_dials_https_with_its_certificates_mounted_whole() {
         assert!(has(&format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}")), "{what}: probes stay plaintext");
         assert_eq!(has("--peer-client-cert-auth=true"), transport.peer_tls, "{what}");
         assert_eq!(has("--peer-skip-client-san-verification=true"), transport.peer_tls, "{what}");
-        let on_3_5 = args_of(&member_pod(&ec, &template_hash(&ec), "demo-1", Version::new(3, 5, 26), &bootstrap, None));
+        let on_3_5 = args_of(&settled_pod(&ec, "demo-1", Version::new(3, 5, 26), &bootstrap, None));
         let experimental = "--experimental-peer-skip-client-san-verification=true".to_string();
         assert_eq!(on_3_5.contains(&experimental), transport.peer_tls, "{what}: 3.5 knows the experimental name only");
         assert_eq!(has(&format!("--peer-trusted-ca-file={PEER_TLS_MOUNT}/ca.crt")), transport.peer_tls, "{what}");
@@ -947,4 +952,99 @@ fn no_two_clusters_derive_the_same_secret_name() {
         }
     }
     assert_eq!(suffixes.len(), 6);
+}
+
+#[test]
+fn a_member_turning_tls_on_holds_its_certificates_before_it_speaks_tls() {
+    // stage → (listen peer, listen client, advertised client, advertised peer, peer files, server files)
+    let plain = Transport::PLAINTEXT;
+    let both = Transport::MUTUAL_TLS;
+    let rows = [
+        (
+            "certificates, peer URL still http",
+            MemberPorts::changing(plain, both, false),
+            "http",
+            "http://0.0.0.0:2379,https://0.0.0.0:2379",
+            "http",
+            "http",
+            true,
+            true,
+        ),
+        (
+            "peer URL moved",
+            MemberPorts::changing(plain, both, true),
+            "https",
+            "http://0.0.0.0:2379,https://0.0.0.0:2379",
+            "http",
+            "https",
+            true,
+            true,
+        ),
+        ("recorded", MemberPorts::settled(both), "https", "https://0.0.0.0:2379", "https", "https", true, true),
+        (
+            "client TLS only, on its way",
+            MemberPorts::changing(plain, Transport { peer_tls: false, client_tls: true }, false),
+            "http",
+            "http://0.0.0.0:2379,https://0.0.0.0:2379",
+            "http",
+            "http",
+            false,
+            true,
+        ),
+        (
+            "peer TLS only, on its way",
+            MemberPorts::changing(plain, Transport { peer_tls: true, client_tls: false }, false),
+            "http",
+            "http://0.0.0.0:2379",
+            "http",
+            "http",
+            true,
+            false,
+        ),
+    ];
+    let ec = cluster_of(spec());
+    let bootstrap = new_bootstrap(Some("tok-1"));
+    for (what, ports, peer, client, advertised_client, advertised_peer, peer_files, server_files) in rows {
+        let pod = member_pod(&ec, &template_hash(&ec), "demo-1", V36, &bootstrap, ports, None);
+        let args = args_of(&pod);
+        let has = |arg: &str| args.iter().any(|a| a == arg);
+        assert!(has(&format!("--listen-peer-urls={peer}://0.0.0.0:{PEER_PORT}")), "{what}: {args:?}");
+        assert!(has(&format!("--listen-client-urls={client}")), "{what}: {args:?}");
+        let host = format!("demo-1.demo.{NAMESPACE}.svc");
+        assert!(
+            has(&format!("--advertise-client-urls={advertised_client}://{host}:{CLIENT_PORT}")),
+            "{what}: {args:?}"
+        );
+        assert!(
+            has(&format!("--initial-advertise-peer-urls={advertised_peer}://{host}:{PEER_PORT}")),
+            "{what}: {args:?}"
+        );
+        assert_eq!(has(&format!("--peer-cert-file={PEER_TLS_MOUNT}/tls.crt")), peer_files, "{what}: {args:?}");
+        assert_eq!(has(&format!("--cert-file={SERVER_TLS_MOUNT}/tls.crt")), server_files, "{what}: {args:?}");
+        let mounts: Vec<String> =
+            etcd_container(&pod).volume_mounts.clone().unwrap_or_default().into_iter().map(|m| m.mount_path).collect();
+        assert_eq!(mounts.contains(&PEER_TLS_MOUNT.to_string()), peer_files, "{what}: {mounts:?}");
+        assert_eq!(mounts.contains(&SERVER_TLS_MOUNT.to_string()), server_files, "{what}: {mounts:?}");
+        // What the operator reads back from the pod is what it set up.
+        let read = schemes_of_pod(&pod);
+        assert_eq!(
+            (read.peer_tls, read.client_tls, read.client_plaintext),
+            (ports.peer_tls, ports.client_tls, ports.client_plaintext),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn tls_is_turned_on_never_off() {
+    let plain = Transport::PLAINTEXT;
+    let both = Transport::MUTUAL_TLS;
+    let peer = Transport { peer_tls: true, client_tls: false };
+    assert!(plain.is_turned_on_by(both));
+    assert!(plain.is_turned_on_by(peer));
+    assert!(peer.is_turned_on_by(both));
+    assert!(!both.is_turned_on_by(plain), "turning TLS off is not turning it on");
+    assert!(!both.is_turned_on_by(peer));
+    assert!(!both.is_turned_on_by(both), "no change");
+    assert!(!peer.is_turned_on_by(Transport { peer_tls: false, client_tls: true }), "client on while peer goes off");
 }

@@ -112,6 +112,14 @@ impl EtcdApi for FakeEtcd {
     fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>> {
         self.change(leader_endpoint, format!("move_leader {leader_endpoint} {to:x}"), ())
     }
+    fn update_peer_url<'a>(
+        &'a self,
+        endpoint: &'a str,
+        id: u64,
+        peer_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), EtcdError>> {
+        self.change(endpoint, format!("update_peer_url {endpoint} {id:x} {peer_url}"), ())
+    }
 }
 
 fn status(member_id: u64, leader_id: u64, learner: bool) -> EndpointStatus {
@@ -303,6 +311,7 @@ fn observation(size: usize) -> Observation {
         alarms: Vec::new(),
         missing_storage_class: None,
         transport: Transport::PLAINTEXT,
+        tls_change: None,
         certificates: Vec::new(),
     }
 }
@@ -476,4 +485,65 @@ async fn a_pod_recreated_for_its_volume_starts_as_recorded_with_the_volumes_quot
     ] {
         assert!(args.contains(&wanted), "{wanted} in {args:?}");
     }
+}
+
+#[tokio::test]
+async fn a_peer_url_moves_to_https_at_the_leader_then_the_member_restarts() {
+    let etcd = Arc::new(FakeEtcd::default());
+    let (ctx, mut api) = context(etcd.clone());
+    let obs = observation(3);
+    let ec = cluster(3);
+    let secure = plan_of(&obs, Step::SecurePeerUrl { name: "demo-1".into(), id: 2 });
+    let (outcome, _) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &secure)), async {
+        answer(
+            &mut api,
+            "DELETE",
+            "/api/v1/namespaces/ns/pods/demo-1",
+            200,
+            |_| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-1", "namespace": "ns"}}),
+        )
+        .await
+    });
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(etcd.calls(), [format!("update_peer_url {} 2 https://demo-1.demo.ns.svc:2380", endpoint(0))]);
+}
+
+#[tokio::test]
+async fn a_refused_peer_url_move_leaves_the_pod_alone() {
+    let etcd = Arc::new(FakeEtcd { refusal: Some("etcdserver: unhealthy cluster".into()), ..FakeEtcd::default() });
+    let (ctx, _api) = context(etcd.clone());
+    let obs = observation(3);
+    let secure = plan_of(&obs, Step::SecurePeerUrl { name: "demo-1".into(), id: 2 });
+    let outcome = bounded(act::act(&ctx, ctx.etcd.as_ref(), &cluster(3), &obs, &secure)).await;
+    assert!(outcome.is_err(), "the refusal is reported");
+    assert_eq!(etcd.calls().len(), 1, "{:?}", etcd.calls());
+}
+
+#[tokio::test]
+async fn the_transport_is_recorded_on_every_members_volume() {
+    let etcd = Arc::new(FakeEtcd::default());
+    let (ctx, mut api) = context(etcd.clone());
+    let obs = observation(3);
+    let ec = cluster(3);
+    let record = plan_of(&obs, Step::RecordTransport { transport: Transport::MUTUAL_TLS });
+    let (outcome, patches) = tokio::join!(
+        bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &record)),
+        async {
+            let mut patches = Vec::new();
+            for name in ["demo-0", "demo-1", "demo-2"] {
+                patches.push(
+                answer(&mut api, "PATCH", &format!("/api/v1/namespaces/ns/persistentvolumeclaims/{name}"), 200, |_| {
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": "ns"}})
+                })
+                .await,
+            );
+            }
+            patches
+        }
+    );
+    assert!(outcome.is_ok(), "{outcome:?}");
+    for patch in patches {
+        assert_eq!(patch["metadata"]["annotations"]["etcd.cloud.io/tls"], "peer,client", "{patch}");
+    }
+    assert!(etcd.calls().is_empty(), "{:?}", etcd.calls());
 }

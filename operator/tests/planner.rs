@@ -3,7 +3,7 @@
 
 use etcd_op::controller::model::{
     Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
-    TroubleKind, Version, quorum,
+    Transport, TroubleKind, Version, quorum,
 };
 use etcd_op::controller::plan::{
     Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, RESTART_SETTLES_WITHIN_SECS, ROLLOUT_STUCK_AFTER_SECS,
@@ -41,6 +41,8 @@ prop_compose! {
         terminating_for in prop_oneof![0u64..RESTART_SETTLES_WITHIN_SECS, RESTART_SETTLES_WITHIN_SECS..3_600],
         first_start in prop::bool::weighted(0.1),
         restarts in prop_oneof![Just(0u32), 1u32..5],
+        peer_url_tls in prop::bool::weighted(0.3),
+        listener_differs in prop::bool::weighted(0.05),
         trouble in prop::option::weighted(0.1, prop_oneof![
             Just(TroubleKind::ImagePull),
             Just(TroubleKind::Unschedulable),
@@ -61,6 +63,7 @@ prop_compose! {
                 terminating_for_secs: if terminating { terminating_for } else { 0 },
                 first_start: !ready && first_start && restarts == 0,
                 restarts,
+                peer_tls: peer_url_tls != listener_differs,
                 ..PodView::default()
             }),
             pvc: has_pvc.then_some(PvcView::default()),
@@ -68,6 +71,7 @@ prop_compose! {
                 id: u64::from(ordinal) + 1,
                 learner,
                 client_urls: if started { vec![format!("http://demo-{ordinal}.demo:2379")] } else { Vec::new() },
+                peer_urls: vec![format!("{}://demo-{ordinal}.demo:2380", if peer_url_tls { "https" } else { "http" })],
                 health: (answers && started).then_some(MemberHealth {
                     cluster_id: if foreign { 0xbad } else { CLUSTER_ID },
                     raft_applied_index: applied,
@@ -75,7 +79,6 @@ prop_compose! {
                     has_errors: errors,
                     ..MemberHealth::default()
                 }),
-                ..EtcdMember::default()
             }),
             bootstrap: None,
         }
@@ -120,6 +123,14 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     prop_oneof![Just(0u64), 1u64..60],
                     prop::bool::weighted(0.3),
                     prop::option::weighted(0.05, prop_oneof![Just(Alarm::NoSpace), Just(Alarm::Corrupt)]),
+                    prop::option::weighted(
+                        0.2,
+                        prop_oneof![
+                            Just(Transport::MUTUAL_TLS),
+                            Just(Transport { peer_tls: true, client_tls: false }),
+                            Just(Transport { peer_tls: false, client_tls: true }),
+                        ],
+                    ),
                 ),
             )
         })
@@ -136,7 +147,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 no_leader,
                 formed,
                 initial,
-                (leftover, list_current, refused_for, start_empty, alarm),
+                (leftover, list_current, refused_for, start_empty, alarm, tls_change),
             )| {
                 let voters: Vec<u64> = members.iter().filter(|m| m.is_voter()).filter_map(Member::id).collect();
                 let leader =
@@ -197,7 +208,8 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     unhealthy_threshold_secs: THRESHOLD,
                     alarms: alarm.map_or_else(Vec::new, |alarm| vec![MemberAlarm { member: "demo-0".into(), alarm }]),
                     missing_storage_class: None,
-                    transport: etcd_op::controller::model::Transport::MUTUAL_TLS,
+                    transport: if tls_change.is_some() { Transport::PLAINTEXT } else { Transport::MUTUAL_TLS },
+                    tls_change,
                     certificates: Vec::new(),
                 }
             },
@@ -275,7 +287,10 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         prop_assert!(
             !matches!(
                 p.step,
-                Step::RemoveMember { .. } | Step::DeleteMemberResources { .. } | Step::RestartMember { .. }
+                Step::RemoveMember { .. }
+                    | Step::DeleteMemberResources { .. }
+                    | Step::RestartMember { .. }
+                    | Step::SecurePeerUrl { .. }
             ),
             "nothing is deleted on the word of a member list that may be stale, got {:?}",
             p.step
@@ -386,13 +401,16 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 m.is_voter() || !m.is_healthy(CLUSTER_ID) && m.is_stale_for(&p.target),
                 "a learner restarts only when it is down on what the target no longer asks for"
             );
+            // The restarted member may be the one behind (cut off from its peers): its restart puts no second
+            // member behind.
             if let (Some(l), true) = (leader_applied, m.is_voter()) {
                 prop_assert!(
                     obs.members
                         .iter()
+                        .filter(|o| o.name != *name)
                         .filter_map(Member::applied_index)
                         .all(|a| l.saturating_sub(a) <= LEARNER_CATCH_UP_ENTRIES),
-                    "a restart waits until every member has caught up with the leader"
+                    "a restart waits until every other member has caught up with the leader"
                 );
             }
             // A learner has no vote: its restart changes no quorum.
@@ -400,6 +418,43 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 let after = healthy_voters(obs) - usize::from(m.is_healthy(CLUSTER_ID));
                 prop_assert!(after >= quorum(voters(obs)), "a restart never takes the cluster below quorum");
             }
+        }
+        Step::SecurePeerUrl { name, id } => {
+            let m = find(obs, name);
+            prop_assert_eq!(m.id(), Some(*id));
+            prop_assert!(
+                obs.tls_change.is_some_and(|t| t.peer_tls),
+                "peer URLs move to https only while peer TLS is being turned on"
+            );
+            prop_assert!(m.etcd.as_ref().is_some_and(|e| !e.peer_tls()), "only a plaintext peer URL moves");
+            prop_assert!(m.is_voter());
+            if voters(obs) > 1 {
+                prop_assert!(!m.is_leader(leader), "the leader's peer URL moves only after leadership moved away");
+            }
+            prop_assert!(voters(obs) != 2, "a member cut off from its only peer would leave no quorum");
+            prop_assert!(
+                every_member_ready_for_tls(obs, &p.target),
+                "a peer URL moves only while every member is a healthy voter holding its certificates"
+            );
+            prop_assert!(
+                obs.members.iter().all(|o| o
+                    .pod
+                    .as_ref()
+                    .is_some_and(|pod| { o.etcd.as_ref().is_some_and(|e| e.peer_tls() == pod.peer_tls) })),
+                "one member at a time is cut off from its peers: none other listens otherwise than it is dialled"
+            );
+            prop_assert!(caught_up(obs), "a peer URL moves only when every member has caught up with the leader");
+        }
+        Step::RecordTransport { transport } => {
+            prop_assert_eq!(Some(*transport), obs.tls_change, "only the transport the spec asks for is recorded");
+            prop_assert!(
+                every_member_ready_for_tls(obs, &p.target),
+                "TLS is recorded only once every member is a healthy voter holding its certificates"
+            );
+            prop_assert!(
+                !transport.peer_tls || obs.members.iter().all(|m| m.etcd.as_ref().is_some_and(|e| e.peer_tls())),
+                "peer TLS is recorded only once every peer URL is https"
+            );
         }
         Step::DeleteMemberResources { name } => {
             prop_assert!(find(obs, name).etcd.is_none(), "only resources of non-members are deleted");
@@ -419,6 +474,20 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         Step::Nothing | Step::Wait => {}
     }
     Ok(())
+}
+
+/// Every member is a healthy voter whose pod runs the target, certificates and all.
+fn every_member_ready_for_tls(obs: &Observation, target: &Target) -> bool {
+    obs.members.iter().all(|m| m.is_voter() && m.is_healthy(CLUSTER_ID) && !m.is_stale_for(target))
+}
+
+/// No member trails the leader by more than a learner may before promotion.
+fn caught_up(obs: &Observation) -> bool {
+    let leader = leader_of(obs);
+    let Some(l) = obs.members.iter().find(|m| m.is_leader(leader)).and_then(Member::applied_index) else {
+        return true;
+    };
+    obs.members.iter().filter_map(Member::applied_index).all(|a| l.saturating_sub(a) <= LEARNER_CATCH_UP_ENTRIES)
 }
 
 proptest! {
@@ -478,6 +547,20 @@ impl Simulator {
         self.obs.members.iter().find(|m| m.is_leader(leader)).and_then(Member::applied_index).unwrap_or(100)
     }
 
+    /// The member's pod comes back on the target, set up as the operator would create it.
+    fn restart(&mut self, name: &str, target: &Target, applied: u64) {
+        let ports = self.obs.ports_of(name);
+        let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
+        let (id, learner) = (m.id().unwrap(), m.is_learner());
+        let peer_urls = m.etcd.as_ref().unwrap().peer_urls.clone();
+        *m = healthy_member(m.ordinal, id, learner, target.version, applied);
+        m.etcd.as_mut().unwrap().peer_urls = peer_urls;
+        let pod = m.pod.as_mut().unwrap();
+        pod.template_hash = target.template_hash.clone();
+        pod.peer_tls = ports.peer_tls;
+        pod.client_plaintext = ports.client_plaintext;
+    }
+
     fn apply(&mut self, step: &Step, target: &Target) {
         let applied = self.leader_applied();
         match step {
@@ -507,11 +590,16 @@ impl Simulator {
             Step::MoveLeader { to_id, .. } => {
                 self.obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(*to_id) };
             }
-            Step::RestartMember { name } | Step::CreateMemberPod { name } => {
+            Step::RestartMember { name } | Step::CreateMemberPod { name } => self.restart(name, target, applied),
+            Step::SecurePeerUrl { name, .. } => {
                 let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
-                let id = m.id().unwrap();
-                let learner = m.is_learner();
-                *m = healthy_member(m.ordinal, id, learner, target.version, applied);
+                m.etcd.as_mut().unwrap().peer_urls = vec![format!("https://{name}.demo:2380")];
+                self.restart(name, target, applied);
+            }
+            Step::RecordTransport { transport } => {
+                self.obs.transport = *transport;
+                self.obs.tls_change = None;
+                self.obs.desired.template_hash = "t1".into();
             }
             Step::Nothing | Step::Wait => {}
         }
@@ -1168,4 +1256,158 @@ fn a_learner_added_just_before_a_crash_is_finished_though_the_recorded_target_is
     obs.members[3].pvc = Some(PvcView::default());
     let p = plan(&obs);
     assert_eq!((p.step.clone(), p.activity), (Step::Wait, Activity::Scaling), "{}", p.reason);
+}
+
+/// A healthy plaintext cluster of three whose spec has just turned TLS on for `to`: the members' template
+/// carries the change ("t2").
+fn turning_tls_on(to: Transport) -> Observation {
+    turning_tls_on_with(3, to)
+}
+
+fn turning_tls_on_with(size: u32, to: Transport) -> Observation {
+    let mut obs = healthy_cluster(size, V36);
+    for m in &mut obs.members {
+        m.etcd.as_mut().unwrap().peer_urls = vec![format!("http://{}.demo:2380", m.name)];
+        m.pod.as_mut().unwrap().client_plaintext = true;
+    }
+    obs.transport = Transport::PLAINTEXT;
+    obs.tls_change = Some(to);
+    obs.desired.template_hash = "t2".into();
+    obs
+}
+
+fn position(steps: &[Step], wanted: impl Fn(&Step) -> bool) -> Vec<usize> {
+    steps.iter().enumerate().filter(|(_, s)| wanted(s)).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn tls_is_turned_on_member_by_member_certificates_then_peer_urls_then_clients() {
+    let mut sim = Simulator::new(turning_tls_on(Transport::MUTUAL_TLS));
+    let done = sim.converge();
+    assert_eq!(done.activity, Activity::Idle);
+    let steps = &sim.steps;
+    let secured = position(steps, |s| matches!(s, Step::SecurePeerUrl { .. }));
+    let recorded = position(steps, |s| matches!(s, Step::RecordTransport { .. }));
+    let restarts = position(steps, |s| matches!(s, Step::RestartMember { .. }));
+    assert_eq!(secured.len(), 3, "every member's peer URL moves once: {steps:?}");
+    assert_eq!(recorded.len(), 1, "{steps:?}");
+    // Three restarts to take the certificates before any peer URL moves, three to require TLS after the
+    // transport is recorded, and none in between but the peer URL moves' own.
+    assert!(restarts.iter().filter(|&&i| i < secured[0]).count() == 3, "{steps:?}");
+    assert!(secured.iter().all(|&i| i < recorded[0]), "{steps:?}");
+    assert!(restarts.iter().filter(|&&i| i > recorded[0]).count() == 3, "{steps:?}");
+    let names: std::collections::BTreeSet<_> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::SecurePeerUrl { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names.len(), 3, "each member once: {steps:?}");
+    assert_eq!(sim.obs.transport, Transport::MUTUAL_TLS);
+    assert_eq!(sim.obs.tls_change, None);
+    for m in &sim.obs.members {
+        let pod = m.pod.as_ref().unwrap();
+        assert!(pod.peer_tls && !pod.client_plaintext, "{} ends on TLS only: {pod:?}", m.name);
+        assert!(m.etcd.as_ref().unwrap().peer_tls(), "{}", m.name);
+    }
+}
+
+#[test]
+fn client_tls_alone_moves_no_peer_url() {
+    let mut sim = Simulator::new(turning_tls_on(Transport { peer_tls: false, client_tls: true }));
+    sim.converge();
+    assert!(position(&sim.steps, |s| matches!(s, Step::SecurePeerUrl { .. })).is_empty(), "{:?}", sim.steps);
+    assert_eq!(position(&sim.steps, |s| matches!(s, Step::RecordTransport { .. })).len(), 1);
+    assert!(
+        sim.obs.members.iter().all(|m| !m.pod.as_ref().unwrap().client_plaintext && !m.pod.as_ref().unwrap().peer_tls)
+    );
+}
+
+#[test]
+fn a_peer_url_move_waits_for_a_member_that_is_down() {
+    let mut obs = turning_tls_on(Transport::MUTUAL_TLS);
+    for m in &mut obs.members {
+        m.pod.as_mut().unwrap().template_hash = "t2".into();
+    }
+    obs.members[2].pod.as_mut().unwrap().ready = false;
+    obs.members[2].pod.as_mut().unwrap().not_ready_for_secs = 10;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait, "{}", p.reason);
+}
+
+#[test]
+fn a_member_whose_peer_url_moved_but_that_still_listens_in_plaintext_is_restarted() {
+    // The operator stopped between the peer URL change and the restart: demo-1 is cut off from its peers.
+    let mut obs = turning_tls_on(Transport::MUTUAL_TLS);
+    for m in &mut obs.members {
+        m.pod.as_mut().unwrap().template_hash = "t2".into();
+    }
+    let cut_off = &mut obs.members[1];
+    cut_off.etcd.as_mut().unwrap().peer_urls = vec!["https://demo-1.demo:2380".into()];
+    let pod = cut_off.pod.as_mut().unwrap();
+    (pod.ready, pod.not_ready_for_secs) = (false, 30);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::RestartMember { name: "demo-1".into() }, "{}", p.reason);
+}
+
+#[test]
+fn a_two_member_cluster_does_not_move_peer_urls() {
+    let mut obs = turning_tls_on(Transport::MUTUAL_TLS);
+    obs.members.truncate(2);
+    obs.desired.size = 2;
+    for m in &mut obs.members {
+        m.pod.as_mut().unwrap().template_hash = "t2".into();
+    }
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait, "{}", p.reason);
+    assert!(p.reason.contains("scale"), "{}", p.reason);
+}
+
+/// A cluster of one to five members part way through turning TLS on: some hold their certificates (template
+/// "t2"), some peer URLs are https, a member may be down, behind, or listen otherwise than it is dialled.
+fn arb_turning_tls_on() -> impl Strategy<Value = Observation> {
+    let member = (
+        prop::bool::weighted(0.5),
+        prop::bool::weighted(0.1),
+        prop::bool::weighted(0.85),
+        prop::bool::weighted(0.7),
+        prop_oneof![Just(0u64), 0u64..3_000],
+    );
+    (
+        1u32..=5,
+        prop::collection::vec(member, 5),
+        any::<prop::sample::Index>(),
+        prop_oneof![
+            Just(Transport::MUTUAL_TLS),
+            Just(Transport { peer_tls: true, client_tls: false }),
+            Just(Transport { peer_tls: false, client_tls: true }),
+        ],
+    )
+        .prop_map(|(size, flags, leader_pick, to)| {
+            let mut obs = turning_tls_on_with(size, to);
+            for (m, (url_tls, differs, ready, prepared, behind)) in obs.members.iter_mut().zip(flags) {
+                let url = format!("{}://{}.demo:2380", if url_tls { "https" } else { "http" }, m.name);
+                let etcd = m.etcd.as_mut().unwrap();
+                etcd.peer_urls = vec![url];
+                etcd.health.as_mut().unwrap().raft_applied_index = 5_000 - behind;
+                let pod = m.pod.as_mut().unwrap();
+                pod.peer_tls = url_tls != differs;
+                (pod.ready, pod.not_ready_for_secs) = if ready { (true, 0) } else { (false, 20) };
+                pod.template_hash = if prepared { "t2".into() } else { "t1".into() };
+            }
+            let leader = obs.members[leader_pick.index(obs.members.len())].id();
+            obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader };
+            obs
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4_000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_plan_while_turning_tls_on_is_safe(obs in arb_turning_tls_on()) {
+        let p = plan(&obs);
+        check_invariants(&obs, &p)?;
+    }
 }

@@ -41,7 +41,8 @@ pub const MAX_SIZE: i32 = 9;
     validation = Rule::new("self.spec.version == oldSelf.spec.version || int(self.spec.version.split('.')[1]) != int(oldSelf.spec.version.split('.')[1]) || int(self.spec.version.split('.')[2]) >= int(oldSelf.spec.version.split('.')[2]) || (has(self.status) && has(self.status.members) && self.status.members.exists(m, has(m.version) && m.version == self.spec.version))").message("spec.version: downgrading etcd to an older patch release is not supported, except back to the version members still run").reason(Reason::FieldValueForbidden),
     // TLS is chosen at creation: turning it on or off for a running cluster takes a member-by-member
     // migration the operator does not do yet, and a half-changed cluster would stop talking to itself.
-    validation = Rule::new("(has(self.spec.tls) ? self.spec.tls.peer.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.peer.enabled : true) && (has(self.spec.tls) ? self.spec.tls.client.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.client.enabled : true)").message("spec.tls: TLS cannot be turned on or off for a running cluster yet; create a new cluster with the TLS settings you want").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("(!(has(oldSelf.spec.tls) ? oldSelf.spec.tls.peer.enabled : true) || (has(self.spec.tls) ? self.spec.tls.peer.enabled : true)) && (!(has(oldSelf.spec.tls) ? oldSelf.spec.tls.client.enabled : true) || (has(self.spec.tls) ? self.spec.tls.client.enabled : true))").message("spec.tls: TLS cannot be turned off for a running cluster: clients and peers that rely on it would be exposed; create a new cluster without TLS and move the data").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.spec.storage.emptyDir) || ((has(self.spec.tls) ? self.spec.tls.peer.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.peer.enabled : true) && (has(self.spec.tls) ? self.spec.tls.client.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.client.enabled : true))").message("spec.tls: TLS can be turned on for a running cluster on persistent storage only: every member restarts to take it, and a member on emptyDir loses its data when it restarts").reason(Reason::FieldValueForbidden),
     // Where certificates come from is chosen at creation too: members trust the authority they started with.
     validation = Rule::new("(has(self.spec.tls) && has(self.spec.tls.secrets)) == (has(oldSelf.spec.tls) && has(oldSelf.spec.tls.secrets))").message("spec.tls.secrets: where a cluster's certificates come from (the operator's authorities or your Secrets) is chosen when it is created").reason(Reason::FieldValueForbidden),
     validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
@@ -120,8 +121,10 @@ pub struct EtcdClusterSpec {
     /// certificates from a certificate authority the operator creates for the cluster: members accept only
     /// peers and clients that present a certificate it signed. The client certificate for your applications
     /// is in the Secret `<name>-client-tls` (`tls.crt`, `tls.key`, `ca.crt`). Clusters created before
-    /// etcd-op managed TLS keep running in plaintext. TLS cannot yet be turned on or off for a running
-    /// cluster.
+    /// etcd-op managed TLS keep running in plaintext. TLS can be turned on for a running cluster on
+    /// persistent storage (set `enabled: true`): member by member, while the cluster stays healthy, each
+    /// restarts holding the certificates, then moves its peer URL to https, and last requires TLS from
+    /// clients. It cannot be turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClusterTls>,
 
@@ -459,6 +462,11 @@ pub struct TlsStatus {
     /// The rotation of the operator's authorities that spec.tls.authorityRotation asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authority_rotation: Option<AuthorityRotationStatus>,
+    /// While TLS is being turned on for this running cluster: the ports it is turned on for (`peer,client`,
+    /// `peer` or `client`). It goes once every member records TLS; the rolling restart that makes the client
+    /// port require it follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turning_on: Option<String>,
 }
 
 /// Where the last requested rotation of the authorities is.

@@ -3,14 +3,16 @@
 
 use etcd_op_api::v1::EtcdCluster;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
-use super::model::Observation;
+use super::model::{Observation, Transport};
 use super::plan::{Plan, Step};
-use super::resources::{Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url, quota_backend_bytes};
+use super::resources::{
+    ANNOTATION_TLS, Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url, quota_backend_bytes,
+};
 use crate::etcd::EtcdApi;
 
 /// `etcd` reaches this cluster's members (over TLS when their client port speaks it).
@@ -81,6 +83,28 @@ pub async fn act(
             delete_if_present::<PersistentVolumeClaim>(ctx, &namespace, name).await
         }
         Step::RestartMember { name } => delete_if_present::<Pod>(ctx, &namespace, name).await,
+        Step::SecurePeerUrl { name, id } => {
+            let leader = leader_endpoint(obs, "move a peer URL to https")?;
+            let url = peer_url(&cluster, &namespace, name, Transport { peer_tls: true, client_tls: false });
+            membership_change(ctx, ec, "SecurePeerUrl", etcd.update_peer_url(leader, *id, &url)).await?;
+            // Its peers now dial it over TLS, which it does not serve until it restarts (the planner restarts
+            // it on its own if the operator stops here).
+            crash_point("after-peer-url-update", ec);
+            delete_if_present::<Pod>(ctx, &namespace, name).await
+        }
+        Step::RecordTransport { transport } => {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = Patch::Merge(serde_json::json!({
+                "metadata": { "annotations": { ANNOTATION_TLS: transport.as_str() } }
+            }));
+            for m in obs.members.iter().filter(|m| m.pvc.is_some()) {
+                api.patch(&m.name, &PatchParams::default(), &patch).await.map_err(|source| Error::KubeWrite {
+                    what: format!("record TLS on PersistentVolumeClaim {}", m.name),
+                    source,
+                })?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -164,9 +188,8 @@ async fn create_member(
     if ec.spec.storage.empty_dir.is_none() {
         create_if_absent(ctx, &namespace, member_pvc(ec, name, bootstrap)).await?;
     }
-    create_if_absent(ctx, &namespace, member_pod(ec, &obs.desired.template_hash, name, version, bootstrap, quota))
-        .await
-        .map(drop)
+    let pod = member_pod(ec, &obs.desired.template_hash, name, version, bootstrap, obs.ports_of(name), quota);
+    create_if_absent(ctx, &namespace, pod).await.map(drop)
 }
 
 /// Creates `object` and returns it as created; `None` when it already existed.

@@ -169,18 +169,23 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     }
     let objects = observe::list_objects(ctx, ec).await?;
     let transport = objects.transport;
-    if new_generation && ec.spec.tls.is_some() && transport != observe::wanted_transport(ec) {
+    let wanted = observe::wanted_transport(ec);
+    if new_generation && ec.spec.tls.is_some() && transport != wanted && objects.tls_change.is_none() {
         let note = format!(
-            "spec.tls asks for TLS on {}, but the members run with TLS on {}: TLS is chosen when a cluster is created",
-            observe::wanted_transport(ec).as_str(),
+            "spec.tls asks for TLS on {}, but the members run with TLS on {}: TLS can be turned on for a running \
+             cluster on persistent storage, never off",
+            wanted.as_str(),
             transport.as_str()
         );
         report::publish_warning(ctx, ec, "TLSChangeNotSupported", &note).await;
     }
+    // While TLS is turned on, the certificates it needs are made first: members mount them before any
+    // port speaks TLS.
+    let certified = objects.tls_change.map_or(transport, |to| to.union(transport));
     // The Services come first: the serving certificate names the client Service's address.
     let client_ips = children::ensure_services(ctx, ec, !ec.spec.paused).await?;
     let certificates =
-        certificates::ensure(ctx, ec, &objects, transport, &client_ips, Timestamp::now().as_second()).await?;
+        certificates::ensure(ctx, ec, &objects, certified, &client_ips, Timestamp::now().as_second()).await?;
     for change in &certificates.changes {
         info!(cluster = %name, namespace = %namespace, %change, "rotating the certificate authorities");
         report::publish_normal(ctx, ec, "RotateAuthority", change).await;

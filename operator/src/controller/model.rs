@@ -105,9 +105,12 @@ pub struct Observation {
     pub alarms: Vec<MemberAlarm>,
     /// The StorageClass the members' volumes name, when it does not exist: no volume can be provisioned.
     pub missing_storage_class: Option<String>,
-    /// Which ports the members speak TLS on: as recorded with the members, or for a cluster not created yet,
-    /// as its spec asks.
+    /// Which ports the members speak TLS on: as recorded with the members (the ports every member records,
+    /// while a change is recorded on some only), or for a cluster not created yet, as its spec asks.
     pub transport: Transport,
+    /// The transport a running cluster is turning TLS on for: the spec's, while the members still record
+    /// less. `None` when nothing changes.
+    pub tls_change: Option<Transport>,
     /// The cluster's certificates, when it uses TLS.
     pub certificates: Vec<CertificateLife>,
 }
@@ -126,6 +129,15 @@ impl Observation {
     pub fn leader(&self) -> Option<&Member> {
         let EtcdView::Reachable { leader_id, .. } = self.etcd else { return None };
         self.members.iter().find(|m| m.is_leader(leader_id))
+    }
+
+    /// How `name`'s etcd is to be set up on its ports: as the cluster's transport says, and while TLS is
+    /// being turned on, with the certificates for it and the peer scheme its peer URL has reached.
+    pub fn ports_of(&self, name: &str) -> MemberPorts {
+        let Some(to) = self.tls_change else { return MemberPorts::settled(self.transport) };
+        let peer_url_tls =
+            self.member(name).and_then(|m| m.etcd.as_ref()).map_or(self.transport.peer_tls, EtcdMember::peer_tls);
+        MemberPorts::changing(self.transport, to, peer_url_tls)
     }
 
     /// The leader, when it answered itself: a member that others name as leader may be cut off from them.
@@ -218,6 +230,10 @@ pub struct PodView {
     pub quota_bytes: u64,
     /// How often etcd's container has been restarted in this pod.
     pub restarts: u32,
+    /// Its etcd listens for peers over TLS.
+    pub peer_tls: bool,
+    /// Its etcd serves plaintext clients.
+    pub client_plaintext: bool,
 }
 
 impl PodView {
@@ -307,6 +323,11 @@ impl EtcdMember {
     /// Whether the member has ever run.
     pub fn started(&self) -> bool {
         !self.client_urls.is_empty()
+    }
+
+    /// Its peers reach it over TLS: every peer URL it has is https.
+    pub fn peer_tls(&self) -> bool {
+        !self.peer_urls.is_empty() && self.peer_urls.iter().all(|u| u.starts_with("https://"))
     }
 }
 
@@ -465,6 +486,66 @@ impl Transport {
             "none" => Some(Self::PLAINTEXT),
             _ => None,
         }
+    }
+}
+
+impl Transport {
+    /// TLS on every port where `self` or `other` has it.
+    pub fn union(self, other: Transport) -> Transport {
+        Transport { peer_tls: self.peer_tls || other.peer_tls, client_tls: self.client_tls || other.client_tls }
+    }
+
+    /// TLS on the ports where both have it.
+    pub fn intersection(self, other: Transport) -> Transport {
+        Transport { peer_tls: self.peer_tls && other.peer_tls, client_tls: self.client_tls && other.client_tls }
+    }
+
+    /// `to` keeps TLS wherever `self` has it, and adds it somewhere.
+    pub fn is_turned_on_by(self, to: Transport) -> bool {
+        self != to && to.union(self) == to
+    }
+}
+
+/// How one member's etcd is set up on its peer and client ports. Settled, it is the cluster's transport; while
+/// TLS is turned on for a running cluster, a member first holds the certificates while it still speaks
+/// plaintext, then its peer URL moves to https, and last its client port stops serving plaintext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberPorts {
+    /// Its peer URL is https, and it listens for peers over TLS.
+    pub peer_tls: bool,
+    /// It holds the peer certificate and authority: it reaches peers that listen over TLS, and, once
+    /// `peer_tls`, it serves them.
+    pub peer_certificate: bool,
+    /// Its client port serves TLS, to clients with a certificate of the client authority.
+    pub client_tls: bool,
+    /// Its client port serves plaintext too (always, without client TLS).
+    pub client_plaintext: bool,
+}
+
+impl MemberPorts {
+    pub fn settled(transport: Transport) -> Self {
+        MemberPorts {
+            peer_tls: transport.peer_tls,
+            peer_certificate: transport.peer_tls,
+            client_tls: transport.client_tls,
+            client_plaintext: !transport.client_tls,
+        }
+    }
+
+    /// A member of a cluster turning TLS on, from `recorded` to `to`, whose peer URL is https or not yet.
+    pub fn changing(recorded: Transport, to: Transport, peer_url_tls: bool) -> Self {
+        let to = to.union(recorded);
+        MemberPorts {
+            peer_tls: peer_url_tls,
+            peer_certificate: to.peer_tls,
+            client_tls: to.client_tls,
+            client_plaintext: !recorded.client_tls,
+        }
+    }
+
+    /// The ports whose certificates the member mounts.
+    pub fn certificates(self) -> Transport {
+        Transport { peer_tls: self.peer_certificate, client_tls: self.client_tls }
     }
 }
 

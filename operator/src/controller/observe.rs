@@ -23,7 +23,7 @@ use super::model::{
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
     ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, quota_of_pod,
-    recorded_quota, selector_string, template_hash, with_trust,
+    recorded_quota, schemes_of_pod, selector_string, template_hash, with_trust,
 };
 use crate::etcd::{EndpointStatus, EtcdApi, MemberInfo};
 
@@ -34,15 +34,21 @@ pub struct Observed {
     pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
 }
 
-/// `trust` is the fingerprint of what members trust (see [`with_trust`]).
-pub fn desired_target(ec: &EtcdCluster, trust: &str) -> Result<Target, Error> {
+/// `trust` is the fingerprint of what members trust (see [`with_trust`]). While TLS is turned on for a running
+/// cluster (`tls_change`), the members' template carries that too: the roll it starts gives every member the
+/// certificates while it still speaks plaintext, the first of the change's stages.
+pub fn desired_target(ec: &EtcdCluster, trust: &str, tls_change: Option<Transport>) -> Result<Target, Error> {
     let version = Version::parse(&ec.spec.version)
         .ok_or_else(|| Error::InvalidSpec(format!("spec.version {:?} is not MAJOR.MINOR.PATCH", ec.spec.version)))?;
     if !(MIN_SIZE..=MAX_SIZE).contains(&ec.spec.size) {
         return Err(Error::InvalidSpec(format!("spec.size {} is outside {MIN_SIZE}..={MAX_SIZE}", ec.spec.size)));
     }
     let size = usize::try_from(ec.spec.size).map_err(|_| Error::InvalidSpec("spec.size is negative".into()))?;
-    Ok(Target { size, version, template_hash: with_trust(&template_hash(ec), trust) })
+    let mut template_hash = with_trust(&template_hash(ec), trust);
+    if let Some(to) = tls_change {
+        template_hash = with_trust(&template_hash, &format!("turning TLS on: {}", to.as_str()));
+    }
+    Ok(Target { size, version, template_hash })
 }
 
 fn committed_target(ec: &EtcdCluster, desired: &Target) -> Option<Target> {
@@ -60,6 +66,8 @@ pub struct Objects {
     pvcs: Vec<PersistentVolumeClaim>,
     /// Which ports the members speak TLS on (see [`Objects::recorded_transport`]).
     pub transport: Transport,
+    /// The transport the cluster is turning TLS on for (see [`tls_change`]).
+    pub tls_change: Option<Transport>,
 }
 
 pub async fn list_objects(ctx: &Context, ec: &EtcdCluster) -> Result<Objects, Error> {
@@ -71,7 +79,8 @@ pub async fn list_objects(ctx: &Context, ec: &EtcdCluster) -> Result<Objects, Er
     let (pods, pvcs) = futures::try_join!(pod_api.list(&selector), pvc_api.list(&selector))
         .map_err(|source| Error::KubeRead { what: format!("pods and PVCs of {namespace}/{cluster}"), source })?;
     let transport = Objects::recorded_transport(ec, &pods.items, &pvcs.items);
-    Ok(Objects { pods: pods.items, pvcs: pvcs.items, transport })
+    let tls_change = tls_change(ec, transport);
+    Ok(Objects { pods: pods.items, pvcs: pvcs.items, transport, tls_change })
 }
 
 /// Owned by an earlier EtcdCluster of this name (deleted, then created again): not this cluster's.
@@ -86,6 +95,16 @@ pub fn wanted_transport(ec: &EtcdCluster) -> Transport {
         .tls
         .as_ref()
         .map_or(Transport::MUTUAL_TLS, |tls| Transport { peer_tls: tls.peer.enabled, client_tls: tls.client.enabled })
+}
+
+/// The transport a running cluster turns TLS on for: what its spec asks, when it adds TLS to what the members
+/// record. Only a spec that names `tls` asks: clusters created before etcd-op managed TLS, which have none,
+/// stay as they are. The API refuses turning TLS off and turning it on over emptyDir storage (a member's
+/// restart would lose its data); a spec that slipped past it changes nothing.
+pub fn tls_change(ec: &EtcdCluster, recorded: Transport) -> Option<Transport> {
+    let wanted = wanted_transport(ec);
+    let asked = ec.spec.tls.is_some() && ec.spec.storage.empty_dir.is_none();
+    (asked && recorded.is_turned_on_by(wanted)).then_some(wanted)
 }
 
 impl Objects {
@@ -106,7 +125,8 @@ impl Objects {
     }
 
     /// Which ports the members speak TLS on: as recorded with the members (their volumes, else their pods),
-    /// or, for a cluster that has none, as its spec asks. A running cluster keeps what it was created with.
+    /// or, for a cluster that has none, as its spec asks. A running cluster keeps what it was created with
+    /// until TLS is turned on; a change recorded on some members only does not count until it is on all.
     fn recorded_transport(ec: &EtcdCluster, pods: &[Pod], pvcs: &[PersistentVolumeClaim]) -> Transport {
         let recorded = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             let owners = meta.owner_references.as_deref().unwrap_or_default();
@@ -115,9 +135,9 @@ impl Objects {
             }
             Bootstrap::recorded(meta.annotations.as_ref()?).map(|b| b.transport)
         };
-        pvcs.iter()
-            .find_map(|p| recorded(&p.metadata))
-            .or_else(|| pods.iter().find_map(|p| recorded(&p.metadata)))
+        let on_all = |records: Vec<Transport>| records.into_iter().reduce(Transport::intersection);
+        on_all(pvcs.iter().filter_map(|p| recorded(&p.metadata)).collect())
+            .or_else(|| on_all(pods.iter().filter_map(|p| recorded(&p.metadata)).collect()))
             .unwrap_or_else(|| wanted_transport(ec))
     }
 }
@@ -131,7 +151,7 @@ pub async fn observe(
     trust: &str,
 ) -> Result<Observed, Error> {
     let cluster = ec.name_any();
-    let Objects { pods, pvcs, transport } = objects;
+    let Objects { pods, pvcs, transport, tls_change } = objects;
     // Objects owned by an earlier EtcdCluster of this name (deleted, then created again) are not this
     // cluster's: they are on their way out, and using them would mix two clusters.
     let earlier = |owners: &[OwnerReference]| of_earlier_cluster(ec, owners);
@@ -165,7 +185,16 @@ pub async fn observe(
         .filter_map(|(name, p)| {
             let ip = p.status.as_ref()?.pod_ip.as_ref()?;
             let host = if ip.contains(':') { format!("[{ip}]") } else { ip.clone() };
-            Some((name.clone(), format!("{}://{host}:{CLIENT_PORT}", transport.client_scheme())))
+            // Asked in plaintext while it serves plaintext (TLS being turned on), else as it listens.
+            let listens = schemes_of_pod(p);
+            let scheme = if listens.client_plaintext {
+                "http"
+            } else if listens.client_tls {
+                "https"
+            } else {
+                transport.client_scheme()
+            };
+            Some((name.clone(), format!("{scheme}://{host}:{CLIENT_PORT}")))
         })
         .collect();
     let answers =
@@ -199,7 +228,7 @@ pub async fn observe(
     .into_iter()
     .flatten()
     .collect();
-    let desired = desired_target(ec, trust)?;
+    let desired = desired_target(ec, trust, tls_change)?;
     // The StorageClass is looked up only while a volume is wanted or waits to be provisioned: a quiet cluster
     // costs no API call for it.
     let volumes_wanted = pvcs.len() < desired.size
@@ -285,6 +314,7 @@ pub async fn observe(
         alarms,
         missing_storage_class: if volumes_wanted { missing_storage_class(ctx, ec).await? } else { None },
         transport,
+        tls_change,
         certificates,
     };
     Ok(Observed { observation, pvcs })
@@ -430,6 +460,7 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool, endpoint: Option<&Stri
     let said_at_exit =
         etcd.and_then(current_termination).and_then(|t| t.message.as_deref()).is_some_and(says_data_lost);
     let lost_data = said_at_exit || said_in_log;
+    let schemes = schemes_of_pod(pod);
     PodView {
         ready,
         trouble: if ready { None } else { pod_trouble(pod, etcd) },
@@ -450,5 +481,7 @@ fn pod_view(pod: &Pod, now: Timestamp, said_in_log: bool, endpoint: Option<&Stri
         endpoint: endpoint.cloned(),
         quota_bytes: quota_of_pod(pod),
         restarts: etcd.map_or(0, |c| u32::try_from(c.restart_count).unwrap_or(0)),
+        peer_tls: schemes.peer_tls,
+        client_plaintext: schemes.client_plaintext,
     }
 }

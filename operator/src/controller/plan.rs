@@ -8,7 +8,7 @@
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.
 
-use super::model::{Alarm, EtcdView, Member, Observation, PodView, Target, Version, quorum};
+use super::model::{Alarm, EtcdMember, EtcdView, Member, Observation, PodView, Target, Transport, Version, quorum};
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
 /// promotion of a learner that is not in sync; this keeps the operator from asking too early.
@@ -67,6 +67,17 @@ pub enum Step {
     RestartMember {
         name: String,
     },
+    /// Turning TLS on: change a member's peer URL to https in etcd, then delete its pod (keeping its PVC) so
+    /// it comes back listening for peers over TLS.
+    SecurePeerUrl {
+        name: String,
+        id: u64,
+    },
+    /// Turning TLS on: every member's peer URL is https; record the new transport on the members' volumes, so
+    /// the next rolling restart makes their client port require TLS.
+    RecordTransport {
+        transport: Transport,
+    },
 }
 
 impl Step {
@@ -83,6 +94,8 @@ impl Step {
             Step::RemoveMember { .. } => "RemoveMember",
             Step::DeleteMemberResources { .. } => "DeleteMemberResources",
             Step::RestartMember { .. } => "RestartMember",
+            Step::SecurePeerUrl { .. } => "SecurePeerUrl",
+            Step::RecordTransport { .. } => "RecordTransport",
         }
     }
 
@@ -215,11 +228,13 @@ fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
             let decision = cluster
                 .repair_drift()
                 .or_else(|| cluster.heed_alarms())
+                .or_else(|| cluster.match_peer_listener())
                 .or_else(|| cluster.settle_learners(target))
                 .or_else(|| cluster.halt_stuck_rollout(target))
                 .or_else(|| cluster.replace_unhealthy(target))
                 .or_else(|| cluster.scale(target))
                 .or_else(|| cluster.roll(target))
+                .or_else(|| cluster.turn_tls_on())
                 .unwrap_or_else(|| (Step::Nothing, Activity::Idle, "the cluster matches its spec".into()));
             cluster.guard(decision)
         }
@@ -249,7 +264,13 @@ fn needs_storage_class(obs: &Observation, decision: Decision) -> Decision {
 
 /// Whether carrying out the step deletes something: a member from etcd, or a member's pod or volume.
 fn deletes(step: &Step) -> bool {
-    matches!(step, Step::RemoveMember { .. } | Step::DeleteMemberResources { .. } | Step::RestartMember { .. })
+    matches!(
+        step,
+        Step::RemoveMember { .. }
+            | Step::DeleteMemberResources { .. }
+            | Step::RestartMember { .. }
+            | Step::SecurePeerUrl { .. }
+    )
 }
 
 /// Some members answer but none leads: an election in progress, or too few voters answer to elect anyone.
@@ -809,10 +830,104 @@ impl Cluster<'_> {
         if !self.can_restart(m) {
             return Some((Step::Wait, activity, format!("restarting {} now would break quorum", m.name)));
         }
+        let still_plaintext = self.obs.transport.client_tls && m.pod.as_ref().is_some_and(|p| p.client_plaintext);
+        let reason = if still_plaintext {
+            format!("member {} still serves plaintext clients: restarting it to require TLS", m.name)
+        } else {
+            format!("member {} runs an older version or template: restarting it on {}", m.name, target.version)
+        };
+        Some((Step::RestartMember { name: m.name.clone() }, activity, reason))
+    }
+
+    /// A member whose peer URL in etcd and peer listener disagree on TLS cannot be reached by its peers: the
+    /// operator stopped between changing the peer URL and restarting the member. Restarting it lets it listen
+    /// as its peers dial it.
+    fn match_peer_listener(&self) -> Option<Decision> {
+        let m = self.members().find(|m| {
+            let (Some(pod), Some(etcd)) = (&m.pod, &m.etcd) else { return false };
+            m.is_voter() && !pod.terminating && etcd.started() && etcd.peer_tls() != pod.peer_tls
+        })?;
+        let others = || self.members().filter(|o| o.name != m.name);
+        // Such a member is normally down; should it still count as healthy, it waits like any restart.
+        if m.is_healthy(self.cluster_id) && others().any(|o| !o.is_healthy(self.cluster_id)) {
+            return None;
+        }
+        if self.is_leader(m) && self.voters() > 1 {
+            return self.move_leadership("restart");
+        }
+        let leader = self.leader_applied_index()?;
+        if let Some(behind) =
+            others().find(|o| o.applied_index().is_some_and(|a| leader.saturating_sub(a) > LEARNER_CATCH_UP_ENTRIES))
+        {
+            return Some((
+                Step::Wait,
+                Activity::Upgrading,
+                format!(
+                    "member {} is behind the leader; waiting for it to catch up before restarting {}",
+                    behind.name, m.name
+                ),
+            ));
+        }
+        if !self.can_restart(m) {
+            return Some((Step::Wait, Activity::Upgrading, format!("restarting {} now would break quorum", m.name)));
+        }
+        let scheme = if m.etcd.as_ref().is_some_and(EtcdMember::peer_tls) { "https" } else { "http" };
         Some((
             Step::RestartMember { name: m.name.clone() },
-            activity,
-            format!("member {} runs an older version or template: restarting it on {}", m.name, target.version),
+            Activity::Upgrading,
+            format!("member {}'s peer URL is {scheme} but it listens otherwise: restarting it to match", m.name),
+        ))
+    }
+
+    /// TLS turned on for a running cluster, once every member holds the certificates (the roll before this
+    /// saw to that) and nothing else is under way: peer URLs move to https one member at a time, the leader
+    /// last, each only while the others keep a quorum; then the transport is recorded, and the next roll
+    /// makes each member's client port require TLS.
+    fn turn_tls_on(&self) -> Option<Decision> {
+        let to = self.obs.tls_change?;
+        let pending = self
+            .members()
+            .filter(|m| to.peer_tls && m.etcd.as_ref().is_some_and(|e| !e.peer_tls()))
+            .min_by_key(|m| (self.is_leader(m), m.ordinal));
+        let Some(m) = pending else {
+            return Some((
+                Step::RecordTransport { transport: to },
+                Activity::Upgrading,
+                format!(
+                    "every member holds its certificates{}: recording TLS on {} so members restart requiring it",
+                    if to.peer_tls { " and its peer URL is https" } else { "" },
+                    to.as_str()
+                ),
+            ));
+        };
+        if self.voters() == 2 {
+            return Some((
+                Step::Wait,
+                Activity::Upgrading,
+                format!(
+                    "moving {}'s peer URL to https cuts it off from its peer until it restarts, leaving 1 of 2 \
+                     voters: scale the cluster to 3 (or 1) first",
+                    m.name
+                ),
+            ));
+        }
+        if let Some((behind, entries)) = self.furthest_behind().filter(|(_, e)| *e > LEARNER_CATCH_UP_ENTRIES) {
+            return Some((
+                Step::Wait,
+                Activity::Upgrading,
+                format!("member {} is {entries} entries behind the leader; waiting for it to catch up", behind.name),
+            ));
+        }
+        if self.is_leader(m) && self.voters() > 1 {
+            return self.move_leadership("peer URL change");
+        }
+        if !self.can_restart(m) {
+            return Some((Step::Wait, Activity::Upgrading, format!("restarting {} now would break quorum", m.name)));
+        }
+        Some((
+            Step::SecurePeerUrl { name: m.name.clone(), id: m.id()? },
+            Activity::Upgrading,
+            format!("turning TLS on: moving member {}'s peer URL to https and restarting it", m.name),
         ))
     }
 

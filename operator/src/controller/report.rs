@@ -136,6 +136,7 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
                 })
                 .collect(),
             authority_rotation: None,
+            turning_on: obs.tls_change.map(|to| to.as_str().to_string()),
         }),
     }
 }

@@ -21,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
-pub use super::model::{Bootstrap, InitialState, Transport};
+pub use super::model::{Bootstrap, InitialState, MemberPorts, Transport};
 use super::model::{Version, quorum};
 
 pub const CLIENT_PORT: i32 = 2379;
@@ -386,12 +386,14 @@ fn etcd_args(
     member: &str,
     version: Version,
     bootstrap: &Bootstrap,
+    ports: MemberPorts,
     quota: Option<u64>,
 ) -> Vec<String> {
     let cluster = ec.name_any();
     let namespace = ec.namespace().unwrap_or_default();
     let token = bootstrap.token.clone().unwrap_or_else(|| legacy_token(ec));
-    let transport = bootstrap.transport;
+    // What the member is reached by: its advertised URLs follow the schemes its peers and clients use today.
+    let transport = Transport { peer_tls: ports.peer_tls, client_tls: ports.client_tls && !ports.client_plaintext };
     // Both ports check the other side's certificate against their own authority. The metrics port stays
     // plaintext: it serves health and figures, never data, and the kubelet's probes need it.
     // A peer's certificate is not also matched against the reverse-DNS name of its address: every member
@@ -399,7 +401,9 @@ fn etcd_args(
     // pods (which the NetworkPolicy already requires), and a new pod's name resolves only some seconds
     // after it starts, during which its peers refuse it: a heal took 8 s instead of 3, a scale-up 50 s
     // instead of 19.
-    let peer_tls = transport.peer_tls.then(|| {
+    // A member that holds the peer certificate while it still listens in plaintext (TLS being turned on)
+    // reaches peers that already listen over TLS; etcd ignores the files for its own plaintext listener.
+    let peer_tls = ports.peer_certificate.then(|| {
         [
             format!("--peer-cert-file={PEER_TLS_MOUNT}/tls.crt"),
             format!("--peer-key-file={PEER_TLS_MOUNT}/tls.key"),
@@ -413,7 +417,7 @@ fn etcd_args(
             },
         ]
     });
-    let client_tls = transport.client_tls.then(|| {
+    let client_tls = ports.client_tls.then(|| {
         [
             format!("--cert-file={SERVER_TLS_MOUNT}/tls.crt"),
             format!("--key-file={SERVER_TLS_MOUNT}/tls.key"),
@@ -425,7 +429,7 @@ fn etcd_args(
         format!("--name={member}"),
         format!("--data-dir={DATA_MOUNT}/data"),
         format!("--listen-peer-urls={}://0.0.0.0:{PEER_PORT}", transport.peer_scheme()),
-        format!("--listen-client-urls={}://0.0.0.0:{CLIENT_PORT}", transport.client_scheme()),
+        format!("--listen-client-urls={}", listen_client_urls(ports)),
         format!("--listen-metrics-urls=http://0.0.0.0:{METRICS_PORT}"),
         format!("--advertise-client-urls={}", client_url(&cluster, &namespace, member, transport)),
         format!("--initial-advertise-peer-urls={}", peer_url(&cluster, &namespace, member, transport)),
@@ -442,7 +446,16 @@ fn etcd_args(
     .collect()
 }
 
-/// The member's certificate volumes and where they are mounted.
+/// One listener for both schemes where a member serves plaintext and TLS clients at once (etcd tells them
+/// apart on the same port), so clients can move to TLS before it is required.
+fn listen_client_urls(ports: MemberPorts) -> String {
+    let schemes: Vec<&str> = [(ports.client_plaintext, "http"), (ports.client_tls, "https")]
+        .into_iter()
+        .filter_map(|(on, scheme)| on.then_some(scheme))
+        .collect();
+    schemes.iter().map(|scheme| format!("{scheme}://0.0.0.0:{CLIENT_PORT}")).collect::<Vec<_>>().join(",")
+}
+
 /// The Secrets the members mount for the peer and the client port: the user's (`spec.tls.secrets`), else the
 /// cluster's own.
 pub fn member_tls_secrets(ec: &EtcdCluster) -> (String, String) {
@@ -454,6 +467,7 @@ pub fn member_tls_secrets(ec: &EtcdCluster) -> (String, String) {
     )
 }
 
+/// The member's certificate volumes and where they are mounted.
 fn certificate_volumes(ec: &EtcdCluster, transport: Transport) -> Vec<(Volume, VolumeMount)> {
     let (peer_secret, server_secret) = member_tls_secrets(ec);
     let volume = |name: &str, secret: &str, path: &str| {
@@ -491,12 +505,43 @@ pub const ETCD_DEFAULT_QUOTA: u64 = 2 * 1024 * MIB;
 
 /// The quota a member's pod runs with: its `--quota-backend-bytes`, or etcd's default.
 pub fn quota_of_pod(pod: &Pod) -> u64 {
+    etcd_flag(pod, "quota-backend-bytes").and_then(|bytes| bytes.parse().ok()).unwrap_or(ETCD_DEFAULT_QUOTA)
+}
+
+/// The URL schemes a member's pod listens on for peers and for clients, as its etcd flags say.
+pub fn schemes_of_pod(pod: &Pod) -> PodSchemes {
+    let schemes = |flag| {
+        etcd_flag(pod, flag)
+            .unwrap_or_default()
+            .split(',')
+            .map(|url| url.split_once("://").map(|(s, _)| s == "https"))
+            .collect::<Vec<_>>()
+    };
+    let peer = schemes("listen-peer-urls");
+    let client = schemes("listen-client-urls");
+    PodSchemes {
+        peer_tls: peer.contains(&Some(true)),
+        client_tls: client.contains(&Some(true)),
+        client_plaintext: client.contains(&Some(false)),
+    }
+}
+
+/// What a member's pod listens on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PodSchemes {
+    pub peer_tls: bool,
+    pub client_tls: bool,
+    pub client_plaintext: bool,
+}
+
+/// The value of one of etcd's flags in a member's pod.
+fn etcd_flag<'a>(pod: &'a Pod, flag: &str) -> Option<&'a str> {
+    let prefix = format!("--{flag}=");
     pod.spec
         .as_ref()
         .and_then(|s| s.containers.iter().find(|c| c.name == "etcd"))
         .and_then(|c| c.args.as_ref())
-        .and_then(|args| args.iter().find_map(|a| a.strip_prefix("--quota-backend-bytes=")?.parse().ok()))
-        .unwrap_or(ETCD_DEFAULT_QUOTA)
+        .and_then(|args| args.iter().find_map(|a| a.strip_prefix(prefix.as_str())))
 }
 
 const MIB: u64 = 1 << 20;
@@ -581,6 +626,7 @@ pub fn member_pod(
     member: &str,
     version: Version,
     bootstrap: &Bootstrap,
+    ports: MemberPorts,
     quota: Option<u64>,
 ) -> Pod {
     let cluster = ec.name_any();
@@ -609,7 +655,7 @@ pub fn member_pod(
         },
     };
     let (tls_volumes, tls_mounts): (Vec<Volume>, Vec<VolumeMount>) =
-        certificate_volumes(ec, bootstrap.transport).into_iter().unzip();
+        certificate_volumes(ec, ports.certificates()).into_iter().unzip();
     let mut mounts =
         vec![VolumeMount { name: "data".to_string(), mount_path: DATA_MOUNT.to_string(), ..VolumeMount::default() }];
     mounts.extend(tls_mounts);
@@ -620,7 +666,7 @@ pub fn member_pod(
         image: Some(image(ec, version)),
         image_pull_policy: Some("IfNotPresent".to_string()),
         command: Some(vec!["/usr/local/bin/etcd".to_string()]),
-        args: Some(etcd_args(ec, member, version, bootstrap, quota)),
+        args: Some(etcd_args(ec, member, version, bootstrap, ports, quota)),
         ports: Some(vec![
             ContainerPort { name: Some("client".into()), container_port: CLIENT_PORT, ..ContainerPort::default() },
             ContainerPort { name: Some("peer".into()), container_port: PEER_PORT, ..ContainerPort::default() },

@@ -64,6 +64,12 @@ pub trait EtcdApi: Send + Sync {
     fn remove<'a>(&'a self, endpoint: &'a str, id: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
     fn alarms<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<(u64, Alarm)>, EtcdError>>;
     fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>>;
+    fn update_peer_url<'a>(
+        &'a self,
+        endpoint: &'a str,
+        id: u64,
+        peer_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), EtcdError>>;
     /// The same calls, to the members of a cluster whose client port speaks mutual TLS.
     fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi>;
 }
@@ -117,6 +123,14 @@ impl EtcdApi for Etcd {
     }
     fn move_leader<'a>(&'a self, leader_endpoint: &'a str, to: u64) -> BoxFuture<'a, Result<(), EtcdError>> {
         Box::pin(Etcd::move_leader(self, leader_endpoint, to))
+    }
+    fn update_peer_url<'a>(
+        &'a self,
+        endpoint: &'a str,
+        id: u64,
+        peer_url: &'a str,
+    ) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(Etcd::update_peer_url(self, endpoint, id, peer_url))
     }
     fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi> {
         Arc::new(Etcd { timeout: self.timeout, tls: Some(tls.options()) })
@@ -233,6 +247,12 @@ impl Etcd {
                 Some((a.member_id(), alarm))
             })
             .collect())
+    }
+
+    /// Sets member `id`'s peer URL: its peers dial it there from now on.
+    pub async fn update_peer_url(&self, endpoint: &str, id: u64, peer_url: &str) -> Result<(), EtcdError> {
+        let urls = vec![peer_url.to_string()];
+        self.call(endpoint, |mut c| async move { c.member_update(id, urls).await }).await.map(drop)
     }
 
     /// Asks the leader at `leader_endpoint` to hand leadership to member `to`.

@@ -64,6 +64,7 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         alarms: Vec::new(),
         missing_storage_class: None,
         transport: Transport::PLAINTEXT,
+        tls_change: None,
         certificates: Vec::new(),
     }
 }
