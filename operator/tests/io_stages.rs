@@ -526,21 +526,18 @@ async fn the_transport_is_recorded_on_every_members_volume() {
     let obs = observation(3);
     let ec = cluster(3);
     let record = plan_of(&obs, Step::RecordTransport { transport: Transport::MUTUAL_TLS });
-    let (outcome, patches) = tokio::join!(
-        bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &record)),
-        async {
-            let mut patches = Vec::new();
-            for name in ["demo-0", "demo-1", "demo-2"] {
-                patches.push(
+    let (outcome, patches) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &record)), async {
+        let mut patches = Vec::new();
+        for name in ["demo-0", "demo-1", "demo-2"] {
+            patches.push(
                 answer(&mut api, "PATCH", &format!("/api/v1/namespaces/ns/persistentvolumeclaims/{name}"), 200, |_| {
                     json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": "ns"}})
                 })
                 .await,
             );
-            }
-            patches
         }
-    );
+        patches
+    });
     assert!(outcome.is_ok(), "{outcome:?}");
     for patch in patches {
         assert_eq!(patch["metadata"]["annotations"]["etcd.cloud.io/tls"], "peer,client", "{patch}");

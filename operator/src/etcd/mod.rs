@@ -160,7 +160,9 @@ impl Etcd {
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
         let mut options = ConnectOptions::new().with_connect_timeout(self.timeout).with_timeout(self.timeout);
-        if let Some(tls) = &self.tls {
+        // A member that still serves plaintext (TLS being turned on) is asked in plaintext: the client refuses
+        // TLS options for an http URL.
+        if let Some(tls) = self.tls.as_ref().filter(|_| endpoint.starts_with("https://")) {
             options = options.with_tls(tls.clone());
         }
         let work = async {

@@ -73,9 +73,9 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     assert!(message.contains("one minor release at a time"), "skipped minor: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"version": "4.0.0"})).await);
     assert!(message.contains("major"), "major change: {message}");
-    // TLS is chosen at creation: turning either port's TLS off (or on) is refused, a lifetime too short too.
+    // TLS is never turned off for a running cluster, and a lifetime too short is refused.
     let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"client": {"enabled": false}}})).await);
-    assert!(message.contains("spec.tls") && message.contains("running cluster"), "TLS off: {message}");
+    assert!(message.contains("cannot be turned off"), "TLS off: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"certificateLifetime": "2m"}})).await);
     assert!(message.contains("at least 3 minutes"), "a 2-minute lifetime: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"certificateLifetime": "90 days"}})).await);
@@ -87,8 +87,19 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
         json!({"size": 1, "paused": true, "tls": {"peer": {"enabled": false}, "client": {"enabled": false}}}),
     )
     .await?;
-    let message = refusal(patch_spec(&client, n, "plain", json!({"tls": null})).await);
-    assert!(message.contains("spec.tls"), "removing spec.tls turns TLS on: {message}");
+    // Turning TLS on is allowed on persistent storage (the cluster is paused, so nothing changes here)...
+    patch_spec(&client, n, "plain", json!({"tls": {"peer": {"enabled": true}}})).await?;
+    // ...and refused on emptyDir, where a member's restart loses its data.
+    create_cluster(
+        &client,
+        n,
+        "plain-ephemeral",
+        json!({"size": 1, "paused": true, "storage": {"emptyDir": {}},
+               "tls": {"peer": {"enabled": false}, "client": {"enabled": false}}}),
+    )
+    .await?;
+    let message = refusal(patch_spec(&client, n, "plain-ephemeral", json!({"tls": null})).await);
+    assert!(message.contains("persistent storage only"), "TLS on over emptyDir: {message}");
     // The user's Secrets as the certificates' source: complete for the ports that speak TLS, and chosen at
     // creation.
     let message = refusal(

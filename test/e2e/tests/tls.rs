@@ -4,6 +4,7 @@
 //! while no acknowledged write is lost; and the cluster's authorities are rotated on request, with clients
 //! moving to their new certificate while both authorities are trusted.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -240,5 +241,90 @@ async fn the_authorities_are_rotated_without_losing_a_write() -> Result<()> {
     let verified_new = second_checker.stop().await?.verify(&endpoint).await?;
     let verified_old = old_written.verify(&endpoint).await?;
     assert!(verified_new > 0 && verified_old > 0);
+    ns.delete().await
+}
+
+/// How often the operator published a Normal event of each reason in `ns` (repeats of one reason form a
+/// series of one event).
+async fn step_events(client: &kube::Client, ns: &str) -> Result<BTreeMap<String, i32>> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let mut counts = BTreeMap::new();
+    for event in events.list(&ListParams::default()).await?.items {
+        if event.type_.as_deref() == Some("Normal")
+            && let Some(reason) = event.reason
+        {
+            *counts.entry(reason).or_insert(0) += event.series.map_or(1, |s| s.count);
+        }
+    }
+    Ok(counts)
+}
+
+#[tokio::test]
+async fn tls_is_turned_on_for_a_running_plaintext_cluster_without_losing_a_write() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-tls-on").await?;
+    let n = ns.name.as_str();
+    let plaintext_spec = json!({"peer": {"enabled": false}, "client": {"enabled": false}});
+    etcd_op_e2e::create_cluster(&client, n, "demo", json!({"size": 3, "version": V36, "tls": plaintext_spec})).await?;
+    let ec = wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let tls = ec.status.as_ref().and_then(|s| s.tls.clone()).context("status.tls")?;
+    assert!(!tls.peer && !tls.client, "created in plaintext: {tls:?}");
+    let plaintext = client_endpoint(&client, n, "demo").await?;
+    assert!(plaintext.tls.is_none() && plaintext.url.starts_with("http://"), "{}", plaintext.url);
+    let plaintext_checker = WriteChecker::start(plaintext.clone(), "tls-on-plaintext");
+    plaintext_checker.wait_for_writes(20).await?;
+    let before = members_as_running(&client, n).await?;
+
+    etcd_op_e2e::patch_spec(
+        &client,
+        n,
+        "demo",
+        json!({"tls": {"peer": {"enabled": true}, "client": {"enabled": true}}}),
+    )
+    .await?;
+    // The user's certificate is issued first, before any port speaks TLS: a client can take it and move to
+    // TLS while the members still serve plaintext.
+    let user_tls = wait_for("the user's client certificate", Duration::from_secs(60), || async {
+        Ok(etcd_op_e2e::user_client_tls(&client, n, "demo").await.ok())
+    })
+    .await?;
+    let secure = EtcdEndpoint { url: plaintext.url.replace("http://", "https://"), tls: Some(user_tls) };
+    let tls_checker = WriteChecker::start(secure.clone(), "tls-on-tls");
+
+    let ec = wait_for("TLS on both ports, recorded and required", Duration::from_secs(420), || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let tls = ec.status.as_ref().and_then(|s| s.tls.clone());
+        let on = tls.is_some_and(|t| t.peer && t.client && t.turning_on.is_none());
+        Ok((on && etcd_op_e2e::settled(&ec, 3, V36)).then_some(ec))
+    })
+    .await?;
+    let status = ec.status.clone().context("status")?;
+    assert!(
+        status.members.iter().all(|m| m.peer_urls.iter().chain(&m.client_urls).all(|u| u.starts_with("https://"))),
+        "every member is reached over TLS: {:?}",
+        status.members
+    );
+    // etcd itself lists every peer URL as https.
+    let mut etcd = connect(&secure).await?;
+    let listed = tokio::time::timeout(Duration::from_secs(10), etcd.member_list()).await??;
+    for member in listed.members() {
+        assert!(member.peer_urls().iter().all(|u| u.starts_with("https://")), "{member:?}");
+    }
+    let after = members_as_running(&client, n).await?;
+    for ((name, uid, _), (_, uid_after, _)) in before.iter().zip(&after) {
+        assert_ne!(uid, uid_after, "{name} restarted to take TLS");
+    }
+    let steps = step_events(&client, n).await?;
+    let count = |reason: &str| steps.get(reason).copied().unwrap_or(0);
+    assert_eq!(count("SecurePeerUrl"), 3, "one peer URL move per member: {steps:?}");
+    assert_eq!(count("RecordTransport"), 1, "{steps:?}");
+
+    assert!(etcd_op_e2e::refuses_plaintext(&plaintext.url).await, "plaintext clients are refused at the end");
+    let written_before = tls_checker.acknowledged().await;
+    tls_checker.wait_for_writes(written_before + 20).await?;
+    let plaintext_written = plaintext_checker.stop().await?;
+    let verified_plaintext = plaintext_written.verify(&secure).await?;
+    let verified_tls = tls_checker.stop_and_verify().await?;
+    eprintln!("verified {verified_plaintext} plaintext and {verified_tls} TLS writes");
     ns.delete().await
 }
