@@ -155,3 +155,171 @@ async fn graceful_shutdown_releases_the_lease() -> Result<()> {
     kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", &format!("deployment/{DEPLOYMENT}"), "--timeout=180s"])?;
     released
 }
+
+const WEBHOOK_CONFIGURATION: &str = "etcd-op-validating-webhook-configuration";
+const WEBHOOK_SECRET: &str = "etcd-op-webhook-server-cert";
+
+/// The authorities the API server trusts for each of the webhooks in config/webhook's registration.
+async fn webhook_ca_bundles(client: &kube::Client) -> Result<Vec<Vec<u8>>> {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let configurations: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let configuration = configurations.get(WEBHOOK_CONFIGURATION).await?;
+    Ok(configuration
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| w.client_config.ca_bundle.map(|b| b.0).unwrap_or_default())
+        .collect())
+}
+
+/// `ca.crt` of the webhook's serving certificate Secret.
+async fn webhook_secret_authority(client: &kube::Client) -> Result<Option<Vec<u8>>> {
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    Ok(secrets.get_opt(WEBHOOK_SECRET).await?.and_then(|s| s.data?.get("ca.crt").map(|b| b.0.clone())))
+}
+
+/// Whether the webhook answers: it refuses a cluster that names a StorageClass that does not exist (a dry
+/// run, so nothing is created either way).
+async fn webhook_refuses_a_missing_class(namespace: &str) -> Result<bool> {
+    let cluster = serde_json::json!({
+        "apiVersion": "etcd.cloud.io/v1", "kind": "EtcdCluster",
+        "metadata": {"name": "probe", "namespace": namespace},
+        "spec": {"size": 1, "storage": {"volumeClaimTemplate": {"storageClassName": "no-such-class"}}}
+    });
+    let file = std::env::temp_dir().join(format!("etcd-op-webhook-probe-{namespace}.json"));
+    std::fs::write(&file, cluster.to_string())?;
+    let path = file.to_string_lossy().into_owned();
+    let outcome = kubectl(&["create", "--dry-run=server", "-f", &path]);
+    std::fs::remove_file(&file)?;
+    Ok(
+        matches!(outcome, Err(e) if e.to_string().contains("denied the request") && e.to_string().contains("no-such-class")),
+    )
+}
+
+/// A TLS handshake with the webhook Service that trusts `authority` (PEM) alone, for the name the API server
+/// calls it by.
+async fn webhook_handshake_trusting(client: &kube::Client, authority: &[u8]) -> Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    let service = services.get("etcd-op-webhook-service").await?;
+    let ip = service.spec.and_then(|s| s.cluster_ip).context("the webhook Service has no cluster IP")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in rustls::pki_types::CertificateDer::pem_slice_iter(authority) {
+        roots.add(certificate?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let name = rustls::pki_types::ServerName::try_from(format!("etcd-op-webhook-service.{OPERATOR_NAMESPACE}.svc"))?;
+    let handshake = async {
+        let tcp = tokio::net::TcpStream::connect((ip.as_str(), 443)).await?;
+        connector.connect(name, tcp).await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::time::timeout(Duration::from_secs(5), handshake).await.context("TLS handshake timed out")?
+}
+
+/// Applies a kustomization and waits for the manager's rollout.
+fn apply_and_roll_out(kustomization: &std::path::Path) -> Result<()> {
+    let path = kustomization.to_string_lossy().into_owned();
+    kubectl(&["apply", "--server-side", "--force-conflicts", "-k", &path])?;
+    let deployment = format!("deployment/{DEPLOYMENT}");
+    kubectl(&["-n", OPERATOR_NAMESPACE, "rollout", "status", &deployment, "--timeout=180s"])?;
+    Ok(())
+}
+
+/// The manager as the local deployment has it, with config/certmanager's component over it: cert-manager
+/// issues the webhook's serving certificate, its CA injector writes the authority into the registration,
+/// and the API server calls the webhook on that certificate. Afterwards the deployment goes back to
+/// config/default, where the manager serves its own certificate again.
+#[tokio::test]
+async fn the_certmanager_component_serves_the_webhook_on_cert_managers_certificate() -> Result<()> {
+    let client = etcd_op_test_support::client().await?;
+    let deployed = etcd_op_test_support::state_dir().join("operator-overlay");
+    if !deployed.join("kustomization.yaml").exists() {
+        bail!("{} is missing: deploy the operator first (make deploy-local)", deployed.display());
+    }
+    let ns = TestNamespace::create(&client, "e2e-certmanager").await?;
+    let own_bundles = webhook_ca_bundles(&client).await?;
+    let overlay = etcd_op_test_support::state_dir().join("operator-overlay-certmanager");
+    std::fs::create_dir_all(&overlay)?;
+    let component = std::fs::canonicalize(etcd_op_test_support::repo_root().join("config/certmanager"))?;
+    let component = pathdiff(&component, &std::fs::canonicalize(&overlay)?);
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../operator-overlay\n\
+             components:\n- {component}\n"
+        ),
+    )?;
+
+    let checked = async {
+        apply_and_roll_out(&overlay)?;
+        // The injector appends to what the registration held (the manager's authority), as it does to carry a
+        // rotation.
+        let injected =
+            wait_for("cert-manager's authority injected into the registration", Duration::from_secs(120), || async {
+                let Some(authority) = webhook_secret_authority(&client).await? else { return Ok(None) };
+                let bundles = webhook_ca_bundles(&client).await?;
+                let holds = |bundle: &Vec<u8>| bundle.windows(authority.len()).any(|w| w == authority.as_slice());
+                Ok((!bundles.is_empty() && bundles.iter().all(holds)).then_some(authority))
+            })
+            .await?;
+        if own_bundles.contains(&injected) {
+            bail!("the injected authority is the manager's own: cert-manager issued nothing");
+        }
+        // The manager serves the certificate cert-manager issued: a handshake trusting only its authority
+        // succeeds for the Service's name.
+        wait_for("the manager to serve cert-manager's certificate", Duration::from_secs(60), || async {
+            Ok(webhook_handshake_trusting(&client, &injected).await.ok())
+        })
+        .await?;
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+        let issuer = secrets
+            .get(WEBHOOK_SECRET)
+            .await?
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("cert-manager.io/issuer-name")
+            .cloned();
+        assert_eq!(issuer.as_deref(), Some("etcd-op-selfsigned-issuer"), "the Secret is cert-manager's");
+        wait_for("the webhook to answer on cert-manager's certificate", Duration::from_secs(120), || async {
+            Ok(webhook_refuses_a_missing_class(&ns.name).await?.then_some(()))
+        })
+        .await
+    }
+    .await;
+
+    // Back to config/default: cert-manager's objects go, and the manager makes its own certificate again.
+    let restored = async {
+        kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "certificate", "etcd-op-serving-cert", "--ignore-not-found"])?;
+        kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "issuer", "etcd-op-selfsigned-issuer", "--ignore-not-found"])?;
+        kubectl(&["-n", OPERATOR_NAMESPACE, "delete", "secret", WEBHOOK_SECRET, "--ignore-not-found"])?;
+        apply_and_roll_out(&deployed)?;
+        wait_for("the manager's own certificate in the registration", Duration::from_secs(120), || async {
+            let Some(authority) = webhook_secret_authority(&client).await? else { return Ok(None) };
+            let bundles = webhook_ca_bundles(&client).await?;
+            let own = bundles.iter().all(|b| *b == authority);
+            Ok((own && webhook_refuses_a_missing_class(&ns.name).await?).then_some(()))
+        })
+        .await
+    }
+    .await;
+    checked?;
+    restored?;
+    ns.delete().await
+}
+
+/// `to` relative to the directory `from` (both absolute, canonical): kustomize takes relative paths only.
+fn pathdiff(to: &std::path::Path, from: &std::path::Path) -> String {
+    let to: Vec<_> = to.components().collect();
+    let from: Vec<_> = from.components().collect();
+    let shared = to.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let ups = std::iter::repeat_n("..".to_string(), from.len() - shared);
+    let downs = to[shared..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned());
+    ups.chain(downs).collect::<Vec<_>>().join("/")
+}

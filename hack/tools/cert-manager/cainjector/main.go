@@ -13,13 +13,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	kubescheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/klog/v2"
 	apiregistration "k8s.io/kube-aggregator/pkg/apis/apiregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
 func main() {
+	klog.InitFlags(nil)
 	flag.Parse()
+	// Its reconcilers log through controller-runtime: into this process's log, as the cluster's other parts.
+	ctrl.SetLogger(klog.NewKlogr())
 	scheme := runtime.NewScheme()
 	utilruntime.Must(kubescheme.AddToScheme(scheme))
 	utilruntime.Must(cmscheme.AddToScheme(scheme))
@@ -27,7 +31,11 @@ func main() {
 	utilruntime.Must(apiregistration.AddToScheme(scheme))
 	ctx := ctrl.SetupSignalHandler()
 	// No metrics or health listeners: nothing on the host scrapes them.
-	manager, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	config := ctrl.GetConfigOrDie()
+	// The injectors apply the caBundle with a field manager named after the user agent's first word; without
+	// one the API server refuses every apply.
+	config.UserAgent = "cert-manager-cainjector"
+	manager, err := ctrl.NewManager(config, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
