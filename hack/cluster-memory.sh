@@ -15,7 +15,7 @@ rss_kib() {
 }
 
 total=0
-for component in "${COMPONENTS[@]}"; do
+for component in "${COMPONENTS[@]}" "${ADDONS[@]}"; do
   if pid=$(component_pid "$component"); then
     kib=$(rss_kib "$pid"); total=$((total + kib))
     printf '%-26s %6d MiB\n' "$component" $((kib / 1024))

@@ -59,7 +59,6 @@ build_everything() {
   PKI_BIN=$(build_pki)
   PROVISIONER_BIN=$(build_tool provisioner)
   KUBE_ROUTER_BIN=$("$HACK_DIR/build.sh" kube-router)
-  CERT_MANAGER_BIN=$("$HACK_DIR/build.sh" cert-manager)
   images_build_all >/dev/null
 }
 
@@ -317,7 +316,6 @@ install_addons() {
   kubectl_admin -n kube-system rollout status deployment/coredns --timeout "${WAIT_SECONDS}s" >/dev/null ||
     die "CoreDNS did not become ready (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
   start_network_policy_controller
-  start_cert_manager
 }
 
 # kube-router's firewall alone: the bridge CNI and kube-proxy keep routing and services. It keeps its rules
@@ -327,17 +325,6 @@ start_network_policy_controller() {
     --hostname-override "$NODE_NAME" --run-firewall=true --run-router=false --run-service-proxy=false \
     --enable-cni=false --service-cluster-ip-range "$SERVICE_CIDR" --health-port=0 --metrics-port=0
   wait_until "$WAIT_SECONDS" "kube-router's network policy chains" iptables -w -t filter -S KUBE-ROUTER-FORWARD
-}
-
-# cert-manager as users run it beside the operator: its CRDs, its controller and its CA injector, on the
-# host with a kubeconfig of their own (the webhook is not part of it: see hack/README.md).
-start_cert_manager() {
-  kubectl_admin apply --server-side -f "$CERT_MANAGER_BIN/crds/" >/dev/null
-  kubectl_admin wait --for condition=Established --timeout "${WAIT_SECONDS}s" \
-    crd/certificates.cert-manager.io crd/issuers.cert-manager.io crd/certificaterequests.cert-manager.io >/dev/null
-  local kubeconfig="$STATE/kubeconfigs/cert-manager.kubeconfig"
-  start_component cert-manager-controller "$CERT_MANAGER_BIN/cert-manager-controller" --kubeconfig "$kubeconfig"
-  start_component cert-manager-cainjector "$CERT_MANAGER_BIN/cert-manager-cainjector" --kubeconfig "$kubeconfig"
 }
 
 main() {

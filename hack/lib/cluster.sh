@@ -22,8 +22,9 @@ CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 KUBELET_ROOT=$STATE/kubelet
 VOLUMES_DIR=$STATE/volumes
 # Components in start order; stopped in reverse.
-COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner kube-router
-  cert-manager-controller cert-manager-cainjector)
+COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner kube-router)
+# Started on demand by hack/cert-manager.sh, for the scenarios that use cert-manager; stopped with the cluster.
+ADDONS=(cert-manager-controller cert-manager-cainjector)
 
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH
 
@@ -183,7 +184,7 @@ cleanup_cluster() {
   # apiserver while its etcd is still there (without etcd it hangs in its graceful shutdown), then etcd.
   log "stopping the other components"
   local stoppers=() component
-  for component in "${COMPONENTS[@]}"; do
+  for component in "${ADDONS[@]}" "${COMPONENTS[@]}"; do
     case $component in etcd | kube-apiserver) continue ;; esac
     stop_component "$component" &
     stoppers+=($!)

@@ -84,6 +84,7 @@ async fn ca_issuer(client: &kube::Client, n: &str) -> Result<()> {
 
 #[tokio::test]
 async fn a_cluster_runs_on_certificates_cert_manager_issues() -> Result<()> {
+    etcd_op_test_support::start_cert_manager()?;
     let client = client().await?;
     let ns = TestNamespace::create(&client, "e2e-cert-manager").await?;
     let n = ns.name.as_str();
@@ -137,6 +138,7 @@ async fn a_cluster_runs_on_certificates_cert_manager_issues() -> Result<()> {
 
 #[tokio::test]
 async fn a_cluster_gets_its_certificates_from_the_issuer_it_names() -> Result<()> {
+    etcd_op_test_support::start_cert_manager()?;
     let client = client().await?;
     let ns = TestNamespace::create(&client, "e2e-issuer-ref").await?;
     let n = ns.name.as_str();

@@ -237,6 +237,7 @@ fn apply_and_roll_out(kustomization: &std::path::Path) -> Result<()> {
 /// config/default, where the manager serves its own certificate again.
 #[tokio::test]
 async fn the_certmanager_component_serves_the_webhook_on_cert_managers_certificate() -> Result<()> {
+    etcd_op_test_support::start_cert_manager()?;
     let client = etcd_op_test_support::client().await?;
     let deployed = etcd_op_test_support::state_dir().join("operator-overlay");
     if !deployed.join("kustomization.yaml").exists() {

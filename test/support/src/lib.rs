@@ -74,6 +74,24 @@ pub fn kubeconfig() -> Result<PathBuf> {
         .map_err(|e| anyhow!(e))
 }
 
+/// Starts the test bed's cert-manager (`hack/cert-manager.sh`) for a scenario that uses it, once per test
+/// process; a no-op while it runs. The local cluster is started first if need be.
+pub fn start_cert_manager() -> Result<()> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    kubeconfig()?;
+    STARTED
+        .get_or_init(|| {
+            let status = Command::new(repo_root().join("hack/cert-manager.sh"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .map_err(|e| format!("running hack/cert-manager.sh: {e}"))?;
+            status.success().then_some(()).ok_or_else(|| format!("hack/cert-manager.sh failed with {status}"))
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))
+}
+
 /// A client for the test cluster. Make one per test: a client belongs to the runtime it was made in.
 pub async fn client() -> Result<Client> {
     let path = kubeconfig()?;
