@@ -351,6 +351,19 @@ async fn answer(
     body
 }
 
+/// Takes the DELETE of pod `name` and answers that it is being deleted.
+async fn answer_pod_deleted(handle: &mut ApiHandle, name: &str) -> Value {
+    let path = format!("/api/v1/namespaces/ns/pods/{name}");
+    answer(
+        handle,
+        "DELETE",
+        &path,
+        200,
+        |_| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ns"}}),
+    )
+    .await
+}
+
 fn api_status(code: u16, reason: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": reason, "code": code})
 }
@@ -429,14 +442,7 @@ async fn restart_deletes_only_the_pod_and_resource_deletion_takes_gone_for_done(
     let ec = cluster(3);
     let restart = plan_of(&obs, Step::RestartMember { name: "demo-1".into() });
     let (outcome, _) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &restart)), async {
-        answer(
-            &mut api,
-            "DELETE",
-            "/api/v1/namespaces/ns/pods/demo-1",
-            200,
-            |_| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-1", "namespace": "ns"}}),
-        )
-        .await
+        answer_pod_deleted(&mut api, "demo-1").await
     });
     assert!(outcome.is_ok(), "{outcome:?}");
 
@@ -495,14 +501,7 @@ async fn a_peer_url_moves_to_https_at_the_leader_then_the_member_restarts() {
     let ec = cluster(3);
     let secure = plan_of(&obs, Step::SecurePeerUrl { name: "demo-1".into(), id: 2 });
     let (outcome, _) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &secure)), async {
-        answer(
-            &mut api,
-            "DELETE",
-            "/api/v1/namespaces/ns/pods/demo-1",
-            200,
-            |_| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "demo-1", "namespace": "ns"}}),
-        )
-        .await
+        answer_pod_deleted(&mut api, "demo-1").await
     });
     assert!(outcome.is_ok(), "{outcome:?}");
     assert_eq!(etcd.calls(), [format!("update_peer_url {} 2 https://demo-1.demo.ns.svc:2380", endpoint(0))]);

@@ -503,6 +503,12 @@ proptest! {
     fn planning_is_deterministic(obs in arb_observation()) {
         prop_assert_eq!(plan(&obs), plan(&obs));
     }
+
+    #[test]
+    fn every_plan_while_turning_tls_on_is_safe(obs in arb_turning_tls_on()) {
+        let p = plan(&obs);
+        check_invariants(&obs, &p)?;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1400,14 +1406,4 @@ fn arb_turning_tls_on() -> impl Strategy<Value = Observation> {
             obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader };
             obs
         })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 4_000, ..ProptestConfig::default() })]
-
-    #[test]
-    fn every_plan_while_turning_tls_on_is_safe(obs in arb_turning_tls_on()) {
-        let p = plan(&obs);
-        check_invariants(&obs, &p)?;
-    }
 }

@@ -2,8 +2,9 @@
 //!
 //! Order of concerns, first match wins: pause; leftovers of an earlier cluster of the same name; a cluster
 //! that does not answer or has no leader; repair of drift between etcd membership and pods/PVCs; raised
-//! alarms; learners; a rollout that cannot progress; members that stay unhealthy; size; rolling restarts
-//! (upgrades and template changes). A guard then keeps deletions off a member list that may be stale and
+//! alarms; a member that listens for peers otherwise than its peer URL says; learners; a rollout that cannot
+//! progress; members that stay unhealthy; size; rolling restarts (upgrades, template changes, and the
+//! certificates for TLS being turned on); TLS turned on (peer URLs, then the recorded transport). A guard then keeps deletions off a member list that may be stale and
 //! moves leadership when etcd keeps refusing membership changes, and a step that needs a missing
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.

@@ -124,6 +124,47 @@ async fn the_operator_stopped_dead_after_member_add_and_mid_bootstrap_finishes_e
     ns.delete().await
 }
 
+/// TLS being turned on, the operator dies right after each `MemberUpdate` moved a member's peer URL to
+/// https, before that member restarts to listen for peers over TLS: the member is cut off from its peers.
+/// Each time the operator comes back, it restarts that member first (its listener follows its peer URL), and
+/// the change completes with every peer URL https and no acknowledged write lost.
+#[tokio::test]
+async fn the_operator_stopped_dead_after_a_peer_url_moved_restarts_that_member() -> Result<()> {
+    let client = etcd_op_e2e::client().await?;
+    let ns = etcd_op_e2e::TestNamespace::create(&client, "e2e-peer-url-crash").await?;
+    let n = ns.name.as_str();
+    let plaintext = json!({"peer": {"enabled": false}, "client": {"enabled": false}});
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36, "tls": plaintext})).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "peer-url-crash");
+    checker.wait_for_writes(20).await?;
+    let crash_points = CrashPoints::set(&format!("after-peer-url-update=return({n}/demo)"))?;
+    let restarts_before = operator_restarts(&client).await?;
+
+    // Peer TLS only: the plaintext checker keeps writing throughout.
+    patch_spec(&client, n, "demo", json!({"tls": {"peer": {"enabled": true}}})).await?;
+    let done = wait_for("peer TLS recorded and the cluster settled", CHANGE_TIMEOUT * 2, || async {
+        let ec = get_cluster(&client, n, "demo").await?;
+        let tls = ec.status.as_ref().and_then(|s| s.tls.clone());
+        let on = tls.is_some_and(|t| t.peer && !t.client && t.turning_on.is_none());
+        Ok((on && etcd_op_e2e::settled(&ec, 3, V36)).then_some(ec))
+    })
+    .await?;
+    let crashes = operator_restarts(&client).await? - restarts_before;
+    drop(crash_points);
+
+    assert_eq!(crashes, 3, "the operator stopped once after each member's peer URL moved");
+    let status = done.status.clone().unwrap_or_default();
+    assert!(
+        status.members.iter().all(|m| m.peer_urls.iter().all(|u| u.starts_with("https://"))),
+        "every peer URL is https: {:?}",
+        status.members
+    );
+    let written = checker.stop_and_verify().await?;
+    eprintln!("peer URL crash points: {crashes} operator crashes, {written} acknowledged writes verified");
+    ns.delete().await
+}
+
 #[tokio::test]
 async fn node_restart_brings_the_same_cluster_back_with_its_data() -> Result<()> {
     use etcd_op_test_support::{start_kubelet, stop_kubelet};
