@@ -28,7 +28,7 @@ use super::Context;
 use super::error::Error;
 use super::model::{CertificateLife, Transport};
 use super::observe::Objects;
-use super::resources::{CertificateSecret, certificate_secret, secret_text, template_hash, with_trust};
+use super::resources::{CertificateSecret, certificate_secret, folded_hash, secret_text, template_hash};
 use super::user_certificates::Pending;
 use crate::etcd::ClientTls;
 use crate::pki::{self, CA_CERT, KeyedCertificate, LeafRequest, TLS_CERT, TLS_KEY, Usage, Validity};
@@ -41,7 +41,7 @@ pub struct Certificates {
     /// Every certificate's life, for status, conditions and metrics.
     pub lives: Vec<CertificateLife>,
     /// A fingerprint of what members trust once the authorities have been rotated, empty before: part of
-    /// the hash members run on (`with_trust`).
+    /// the hash members run on (`folded_hash`).
     pub trust: String,
     /// Where the rotation spec.tls.authorityRotation asked for is.
     pub rotation: Option<AuthorityRotationStatus>,
@@ -160,13 +160,13 @@ fn rotation_status(
     Some(AuthorityRotationStatus { requested: requested.to_string(), phase: phase.to_string() })
 }
 
-/// The fingerprint of what members trust, once any authority has been rotated (see [`with_trust`]).
+/// The fingerprint of what members trust, once any authority has been rotated (see [`folded_hash`]).
 fn trust_fingerprint(authorities: &[StoredAuthority]) -> String {
     if authorities.iter().all(|a| a.rotation.is_none()) {
         return String::new();
     }
     let bundles: Vec<&str> = authorities.iter().map(|a| a.bundle.as_str()).collect();
-    with_trust("trust", &bundles.join(""))
+    folded_hash("trust", &bundles.join(""))
 }
 
 /// The lifetime of the leaves this cluster's spec asks for.
@@ -226,7 +226,7 @@ pub async fn ensure(
         authorities.push(store.authority(kind, requested).await?);
     }
     let settled_on = |authorities: &[StoredAuthority]| {
-        objects.members_ready_on(ec, &with_trust(&template_hash(ec), &trust_fingerprint(authorities)))
+        objects.members_ready_on(ec, &folded_hash(&template_hash(ec), &trust_fingerprint(authorities)))
     };
     let settled = settled_on(&authorities);
     let mut changes = Vec::new();

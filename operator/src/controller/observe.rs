@@ -22,8 +22,8 @@ use super::model::{
 };
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
-    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, member_of_peer_url, quota_of_pod,
-    recorded_quota, schemes_of_pod, selector_string, template_hash, with_trust,
+    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, folded_hash, member_of_peer_url,
+    quota_of_pod, recorded_quota, schemes_of_pod, selector_string, template_hash,
 };
 use crate::etcd::{EndpointStatus, EtcdApi, MemberInfo};
 
@@ -34,7 +34,7 @@ pub struct Observed {
     pub pvcs: BTreeMap<String, PersistentVolumeClaim>,
 }
 
-/// `trust` is the fingerprint of what members trust (see [`with_trust`]). While TLS is turned on for a running
+/// `trust` is the fingerprint of what members trust (see [`folded_hash`]). While TLS is turned on for a running
 /// cluster (`tls_change`), the members' template carries that too: the roll it starts gives every member the
 /// certificates while it still speaks plaintext, the first of the change's stages.
 pub fn desired_target(ec: &EtcdCluster, trust: &str, tls_change: Option<Transport>) -> Result<Target, Error> {
@@ -44,9 +44,9 @@ pub fn desired_target(ec: &EtcdCluster, trust: &str, tls_change: Option<Transpor
         return Err(Error::InvalidSpec(format!("spec.size {} is outside {MIN_SIZE}..={MAX_SIZE}", ec.spec.size)));
     }
     let size = usize::try_from(ec.spec.size).map_err(|_| Error::InvalidSpec("spec.size is negative".into()))?;
-    let mut template_hash = with_trust(&template_hash(ec), trust);
+    let mut template_hash = folded_hash(&template_hash(ec), trust);
     if let Some(to) = tls_change {
-        template_hash = with_trust(&template_hash, &format!("turning TLS on: {}", to.as_str()));
+        template_hash = folded_hash(&template_hash, &format!("turning TLS on: {}", to.as_str()));
     }
     Ok(Target { size, version, template_hash })
 }

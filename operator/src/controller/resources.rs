@@ -221,12 +221,12 @@ pub fn template_hash(ec: &EtcdCluster) -> String {
     fnv1a(&serde_json::to_string(&ec.spec.pod_template).unwrap_or_default())
 }
 
-/// The hash members run on: the pod template's, and, once the cluster's authorities have been rotated,
-/// a fingerprint of the trust bundles, so a change of what members trust rolls them (etcd reads its trusted
-/// authorities only when it starts). Without a rotation it is the template's own, so members created before
-/// rotations existed are not restarted.
-pub fn with_trust(template_hash: &str, trust: &str) -> String {
-    if trust.is_empty() { template_hash.to_string() } else { fnv1a(&format!("{template_hash}\n{trust}")) }
+/// `base` with `extra` folded in, or `base` itself when there is nothing to fold. The hash members run on is
+/// the pod template's with what else their pods take only when they start: a fingerprint of the trust
+/// bundles once the cluster's authorities have been rotated, and a TLS change under way. With neither it is
+/// the template's own, so members created before rotations and TLS changes existed are not restarted.
+pub fn folded_hash(base: &str, extra: &str) -> String {
+    if extra.is_empty() { base.to_string() } else { fnv1a(&format!("{base}\n{extra}")) }
 }
 
 fn fnv1a(text: &str) -> String {
