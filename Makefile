@@ -4,7 +4,6 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
 IMG ?= controller:latest
-CRD := config/crd/bases/etcd.cloud.io_etcdclusters.yaml
 # Recipes that need kubectl ask hack/kubectl.sh for one: $$KUBECTL if set, else the cached build, else a
 # kubectl with kustomize v5 on PATH, else kubectl alone built from the pinned module.
 FIND_KUBECTL = kubectl=$$(hack/kubectl.sh)
@@ -27,8 +26,8 @@ deps-build: ## Install what building the operator needs (protoc and the well-kno
 	hack/deps.sh build
 
 .PHONY: manifests
-manifests: deps-build ## Generate the CRD from the Rust types into config/crd/bases.
-	$(CARGO) run --quiet -p etcd-op -- crd > $(CRD)
+manifests: deps-build ## Generate the CRDs from the Rust types into config/crd/bases.
+	$(CARGO) run --quiet -p etcd-op -- crd --dir config/crd/bases
 
 .PHONY: fmt
 fmt: ## Format the Rust code.

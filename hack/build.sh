@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|all
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|all
 # Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
 # when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
@@ -114,6 +114,21 @@ build_cert_manager() {
   echo "$out"
 }
 
+# s3proxy, the S3-compatible store of the backup scenarios: one jar with its dependencies from Maven Central,
+# on its filesystem backend. Prints the jar's path.
+build_s3proxy() {
+  local out="$CACHE_DIR/s3proxy-v$S3PROXY_VERSION"
+  if [ ! -f "$out/.complete" ]; then
+    log "fetching s3proxy v$S3PROXY_VERSION from Maven Central"
+    mkdir -p "$out"
+    mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="org.gaul:s3proxy:$S3PROXY_VERSION:jar:jar-with-dependencies" \
+      -DoutputDirectory="$out" -Dmdep.stripVersion=true >&2
+    [ -f "$out/s3proxy-jar-with-dependencies.jar" ] || die "s3proxy's jar is not where Maven was asked to put it ($out)"
+    touch "$out/.complete"
+  fi
+  echo "$out/s3proxy-jar-with-dependencies.jar"
+}
+
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   kubectl) build_kubectl ;;
@@ -123,12 +138,14 @@ case "${1:-all}" in
   coredns) build_coredns ;;
   kube-router) build_kube_router ;;
   cert-manager) build_cert_manager ;;
+  s3proxy) build_s3proxy ;;
   all)
     build_kubernetes
     build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_etcd_at "$ETCD_NEXT_VERSION"
     build_coredns
     build_kube_router
     build_cert_manager
+    build_s3proxy
     ;;
-  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|all" ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|all" ;;
 esac

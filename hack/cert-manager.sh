@@ -13,7 +13,7 @@ WAIT_SECONDS=${ETCD_OP_WAIT_SECONDS:-120}
 
 running() {
   local component
-  for component in "${ADDONS[@]}"; do component_pid "$component" >/dev/null || return 1; done
+  for component in "${CERT_MANAGER_COMPONENTS[@]}"; do component_pid "$component" >/dev/null || return 1; done
 }
 
 main() {

@@ -42,6 +42,9 @@ CLUSTER_NEEDS=(
   "iproute2 ip"
   "procps sysctl"
   "mount mount umount"
+  # s3proxy, the S3-compatible store of the backup scenarios: a Java program, fetched from Maven Central.
+  "openjdk-17-jre-headless java"
+  "maven mvn"
 )
 
 # The Go release the pinned modules need at least (the highest `go` line of hack/tools/*/go.mod).

@@ -4,3 +4,14 @@ pub mod v1;
 
 /// The API group of every etcd-op kind.
 pub const GROUP: &str = "etcd.cloud.io";
+
+/// Every CustomResourceDefinition of etcd-op, each with the file name kubebuilder gives it under
+/// `config/crd/bases` (`<group>_<plural>.yaml`).
+pub fn crds()
+-> Vec<(String, k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition)> {
+    use kube::CustomResourceExt;
+    [v1::EtcdCluster::crd(), v1::EtcdBackup::crd()]
+        .into_iter()
+        .map(|crd| (format!("{GROUP}_{}.yaml", crd.spec.names.plural), crd))
+        .collect()
+}

@@ -23,8 +23,13 @@ KUBELET_ROOT=$STATE/kubelet
 VOLUMES_DIR=$STATE/volumes
 # Components in start order; stopped in reverse.
 COMPONENTS=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy provisioner kube-router)
-# Started on demand by hack/cert-manager.sh, for the scenarios that use cert-manager; stopped with the cluster.
-ADDONS=(cert-manager-controller cert-manager-cainjector)
+# Started on demand by hack/cert-manager.sh and hack/s3proxy.sh, for the scenarios that use them; stopped with
+# the cluster.
+CERT_MANAGER_COMPONENTS=(cert-manager-controller cert-manager-cainjector)
+ADDONS=("${CERT_MANAGER_COMPONENTS[@]}" s3proxy)
+# The S3-compatible store of the backup scenarios: on the node's address, so pods reach it as the host does.
+S3PROXY_PORT=9000
+S3PROXY_BUCKET=etcd-backups
 
 export PATH=/usr/local/go/bin:/usr/local/sbin:/usr/sbin:/sbin:$PATH
 

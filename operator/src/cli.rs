@@ -23,8 +23,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the EtcdCluster CustomResourceDefinition as YAML and exit.
-    Crd,
+    /// Print etcd-op's CustomResourceDefinitions as YAML and exit: with --dir, each into its own file there
+    /// (`etcd.cloud.io_<plural>.yaml`, as config/crd/bases holds them), else all to standard output.
+    Crd {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

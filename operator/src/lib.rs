@@ -7,5 +7,6 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod pki;
+pub mod store;
 pub mod telemetry;
 pub mod webhook;

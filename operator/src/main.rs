@@ -7,7 +7,7 @@ use clap::Parser;
 use etcd_op_api::v1::EtcdCluster;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Api, Client, Config, CustomResourceExt};
+use kube::{Api, Client, Config};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -19,8 +19,8 @@ use etcd_op::metrics::{LeaseLabels, Metrics};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        return print_crd();
+    if let Some(Command::Crd { dir }) = cli.command {
+        return print_crds(dir.as_deref());
     }
     if let Err(message) = etcd_op::telemetry::init(cli.manager.log_format, &cli.manager.log_level) {
         eprintln!("etcd-op: {message}");
@@ -35,17 +35,27 @@ async fn main() -> ExitCode {
     }
 }
 
-fn print_crd() -> ExitCode {
-    match serde_saphyr::to_string(&EtcdCluster::crd()) {
-        Ok(yaml) => {
-            print!("{yaml}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("etcd-op: rendering the CRD failed: {e}");
-            ExitCode::FAILURE
+fn print_crds(dir: Option<&std::path::Path>) -> ExitCode {
+    for (file, crd) in etcd_op_api::crds() {
+        let yaml = match serde_saphyr::to_string(&crd) {
+            Ok(yaml) => yaml,
+            Err(e) => {
+                eprintln!("etcd-op: rendering the CRD {file} failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match dir {
+            Some(dir) => {
+                let path = dir.join(&file);
+                if let Err(e) = std::fs::write(&path, yaml) {
+                    eprintln!("etcd-op: writing {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+            None => print!("---\n{yaml}"),
         }
     }
+    ExitCode::SUCCESS
 }
 
 async fn client(args: &ManagerArgs) -> Result<Client, String> {
@@ -199,6 +209,7 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
         },
         refusals: Default::default(),
         last_words: Default::default(),
+        access: Default::default(),
     });
 
     let signal_stop = stop_tx.clone();

@@ -78,6 +78,12 @@ pub struct StepLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupLabels {
+    /// `succeeded` or `failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LeaseLabels {
     pub name: String,
 }
@@ -89,6 +95,7 @@ pub struct Metrics {
     pub reconcile_errors_by_reason: Family<ErrorLabels, Counter>,
     pub reconcile_time: Family<ControllerLabels, Histogram>,
     pub steps_total: Family<StepLabels, Counter>,
+    pub backups_total: Family<BackupLabels, Counter>,
     pub desired_members: Family<ClusterLabels, Gauge>,
     pub ready_members: Family<ClusterLabels, Gauge>,
     pub leader_present: Family<ClusterLabels, Gauge>,
@@ -141,6 +148,8 @@ impl Default for Metrics {
         );
         let steps_total = Family::<StepLabels, Counter>::default();
         registry.register("etcd_op_steps", "Steps taken on etcd clusters, by step", steps_total.clone());
+        let backups_total = Family::<BackupLabels, Counter>::default();
+        registry.register("etcd_op_backups", "EtcdBackups that ended, by outcome", backups_total.clone());
         let desired_members = Family::<ClusterLabels, Gauge>::default();
         let ready_members = Family::<ClusterLabels, Gauge>::default();
         let leader_present = Family::<ClusterLabels, Gauge>::default();
@@ -235,6 +244,7 @@ impl Default for Metrics {
             reconcile_errors_by_reason,
             reconcile_time,
             steps_total,
+            backups_total,
             desired_members,
             ready_members,
             leader_present,

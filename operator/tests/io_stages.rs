@@ -14,7 +14,7 @@ use etcd_op::controller::model::{
 use etcd_op::controller::observe::read_membership;
 use etcd_op::controller::plan::{Plan, Step, plan};
 use etcd_op::controller::{Context, Error, Settings, act};
-use etcd_op::etcd::{Alarm, ClientTls, EndpointStatus, EtcdApi, EtcdError, MemberInfo};
+use etcd_op::etcd::{Alarm, ClientTls, EndpointStatus, EtcdApi, EtcdError, MemberInfo, SnapshotStream};
 use etcd_op::metrics::Metrics;
 use etcd_op_api::v1::EtcdCluster;
 use futures::future::BoxFuture;
@@ -119,6 +119,17 @@ impl EtcdApi for FakeEtcd {
         peer_url: &'a str,
     ) -> BoxFuture<'a, Result<(), EtcdError>> {
         self.change(endpoint, format!("update_peer_url {endpoint} {id:x} {peer_url}"), ())
+    }
+    fn revision<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>> {
+        self.record(format!("revision {endpoint}"));
+        Box::pin(async move {
+            self.statuses.get(endpoint).map(|s| s.raft_index as i64).ok_or_else(|| Self::silent(endpoint))
+        })
+    }
+    // The cluster's stages never take snapshots; the backup path is tested against real etcd.
+    fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>> {
+        self.record(format!("snapshot {endpoint}"));
+        Box::pin(async move { Err(Self::silent(endpoint)) })
     }
 }
 
@@ -250,6 +261,7 @@ fn context(etcd: Arc<FakeEtcd>) -> (Context, ApiHandle) {
         },
         refusals: Default::default(),
         last_words: Default::default(),
+        access: Default::default(),
     };
     (ctx, handle)
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use etcd_op_api::v1::EtcdCluster;
+use etcd_op_api::v1::{EtcdBackup, EtcdCluster};
 use kube::CustomResourceExt;
 
 fn repo_root() -> PathBuf {
@@ -12,11 +12,36 @@ fn repo_root() -> PathBuf {
 }
 
 #[test]
-fn committed_crd_matches_the_rust_types() {
-    let generated = serde_saphyr::to_string(&EtcdCluster::crd()).expect("the CRD serializes");
-    let path = repo_root().join("config/crd/bases/etcd.cloud.io_etcdclusters.yaml");
-    let committed = std::fs::read_to_string(&path).expect("the committed CRD exists");
-    assert!(generated == committed, "{} is stale: run `make manifests` and commit the result", path.display());
+fn committed_crds_match_the_rust_types() {
+    let crds = etcd_op_api::crds();
+    assert_eq!(crds.len(), 2, "EtcdCluster and EtcdBackup");
+    for (file, crd) in crds {
+        let generated = serde_saphyr::to_string(&crd).expect("the CRD serializes");
+        let path = repo_root().join("config/crd/bases").join(&file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(generated == committed, "{} is stale: run `make manifests` and commit the result", path.display());
+    }
+    let listed = std::fs::read_dir(repo_root().join("config/crd/bases")).expect("config/crd/bases").count();
+    assert_eq!(listed, 2, "config/crd/bases holds exactly the generated CRDs");
+}
+
+#[test]
+fn backup_crd_carries_what_kubectl_users_expect() {
+    let crd = EtcdBackup::crd();
+    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["etcdbackup".to_string()][..]));
+    let version = &crd.spec.versions[0];
+    let columns: Vec<&str> = version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+    for wanted in ["Cluster", "Phase", "Size", "Revision", "Age"] {
+        assert!(columns.contains(&wanted), "printer column {wanted} missing: {columns:?}");
+    }
+    let schema = serde_json::to_value(version.schema.as_ref().expect("schema")).expect("json");
+    let spec = &schema["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    for field in ["clusterName", "store"] {
+        let description = spec[field]["description"].as_str().unwrap_or_default();
+        assert!(description.len() > 10, "spec.{field} lacks a description: {description:?}");
+    }
+    let rules = serde_json::to_string(&schema["openAPIV3Schema"]["x-kubernetes-validations"]).expect("json");
+    assert!(rules.contains("self.spec == oldSelf.spec"), "the spec is immutable: {rules}");
 }
 
 #[test]

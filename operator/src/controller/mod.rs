@@ -1,6 +1,7 @@
 //! The EtcdCluster controller: a thin driver over observe → plan → act → report.
 
 pub mod act;
+pub mod backup;
 pub mod certificates;
 pub mod children;
 pub mod error;
@@ -71,6 +72,39 @@ pub struct Context {
     pub refusals: std::sync::Mutex<std::collections::HashMap<String, Instant>>,
     /// What the logs of members that went down said, read once per termination.
     pub last_words: last_words::LastWords,
+    /// How each cluster's members were last seen and are reached, for the backup controller.
+    pub access: AccessBook,
+}
+
+/// What the last reconcile of a cluster saw of its members, and the operator's client certificate for them:
+/// what a backup takes its snapshot with, without observing the cluster a second time.
+#[derive(Clone, Debug)]
+pub struct ClusterAccess {
+    pub candidates: Vec<backup::plan::Candidate>,
+    pub tls: Option<crate::etcd::ClientTls>,
+}
+
+/// [`ClusterAccess`] by namespace and cluster name. In memory: an operator that starts fills it with the
+/// first reconcile of each cluster.
+#[derive(Default)]
+pub struct AccessBook(std::sync::Mutex<std::collections::HashMap<(String, String), ClusterAccess>>);
+
+impl AccessBook {
+    pub fn record(&self, namespace: &str, cluster: &str, access: ClusterAccess) {
+        if let Ok(mut book) = self.0.lock() {
+            book.insert((namespace.to_string(), cluster.to_string()), access);
+        }
+    }
+
+    pub fn get(&self, namespace: &str, cluster: &str) -> Option<ClusterAccess> {
+        self.0.lock().ok()?.get(&(namespace.to_string(), cluster.to_string())).cloned()
+    }
+
+    pub fn forget(&self, namespace: &str, cluster: &str) {
+        if let Ok(mut book) = self.0.lock() {
+            book.remove(&(namespace.to_string(), cluster.to_string()));
+        }
+    }
 }
 
 impl Context {
@@ -110,8 +144,13 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` completes; in-flight reconciles finish first.
+/// Runs the controllers (EtcdCluster, EtcdBackup) until `shutdown` completes; in-flight reconciles finish first.
 pub async fn run(ctx: Arc<Context>, ready: Readiness, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    futures::join!(run_clusters(ctx.clone(), ready, shutdown.clone()), backup::run(ctx, shutdown));
+}
+
+async fn run_clusters(ctx: Arc<Context>, ready: Readiness, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let namespace = ctx.config.namespace.clone();
     let client = ctx.client.clone();
     let clusters: Api<EtcdCluster> = api(&client, namespace.as_deref());
@@ -156,6 +195,7 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     if ec.metadata.deletion_timestamp.is_some() {
         // Owner references let the garbage collector remove members; there is nothing external to clean.
         ctx.metrics.forget_cluster(&namespace, &name);
+        ctx.access.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     let new_generation = ec.status.as_ref().and_then(|s| s.observed_generation) != ec.metadata.generation;
@@ -195,6 +235,14 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         None => ctx.etcd.clone(),
     };
     let observed = observe::observe(ctx, etcd.as_ref(), ec, objects, certificates.lives, &certificates.trust).await?;
+    ctx.access.record(
+        &namespace,
+        &name,
+        ClusterAccess {
+            candidates: backup::plan::candidates(&observed.observation),
+            tls: certificates.operator_tls.clone(),
+        },
+    );
     let plan = plan::plan(&observed.observation);
     let previous_step = ec.status.as_ref().and_then(|s| s.next_step.as_ref());
     let decision_changed = previous_step.is_none_or(|p| p.action != plan.step.action() || p.reason != plan.reason);

@@ -251,13 +251,13 @@ pub async fn publish_step(ctx: &Context, ec: &EtcdCluster, plan: &Plan) {
 }
 
 /// A Normal event for a change made outside the planner's steps (an authority rotated).
-pub async fn publish_normal(ctx: &Context, ec: &EtcdCluster, reason: &str, note: &str) {
-    publish(ctx, ec, &reconcile_event(EventType::Normal, reason, note)).await;
+pub async fn publish_normal<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, reason: &str, note: &str) {
+    publish(ctx, object, &reconcile_event(EventType::Normal, reason, note)).await;
 }
 
 /// A Warning event for a condition the user must see (a refused spec, lost quorum, a failed step).
-pub async fn publish_warning(ctx: &Context, ec: &EtcdCluster, reason: &str, note: &str) {
-    publish(ctx, ec, &reconcile_event(EventType::Warning, reason, note)).await;
+pub async fn publish_warning<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, reason: &str, note: &str) {
+    publish(ctx, object, &reconcile_event(EventType::Warning, reason, note)).await;
 }
 
 fn reconcile_event(type_: EventType, reason: &str, note: &str) -> Event {
@@ -270,9 +270,9 @@ fn reconcile_event(type_: EventType, reason: &str, note: &str) -> Event {
     }
 }
 
-async fn publish(ctx: &Context, ec: &EtcdCluster, event: &Event) {
-    if let Err(error) = ctx.recorder.publish(event, &ec.object_ref(&())).await {
-        tracing::warn!(cluster = %ec.name_any(), %error, "publishing an event failed");
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, event: &Event) {
+    if let Err(error) = ctx.recorder.publish(event, &object.object_ref(&())).await {
+        tracing::warn!(kind = %K::kind(&()), name = %object.name_any(), %error, "publishing an event failed");
     }
 }
 

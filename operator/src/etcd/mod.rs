@@ -9,11 +9,18 @@ use etcd_client::{
     TlsOptions,
 };
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 pub use crate::controller::model::Alarm;
 
 /// The key etcd's own health check reads; a count-only read of it returns no data.
 const LINEARIZABLE_PROBE_KEY: &str = "health";
+/// How long a snapshot stream may send nothing before it counts as broken: etcd sends a chunk as soon as it
+/// has read one from its database file.
+const SNAPSHOT_IDLE: Duration = Duration::from_secs(30);
+
+/// A snapshot as etcd streams it: the database file, then its sha256.
+pub type SnapshotStream = BoxStream<'static, Result<bytes::Bytes, EtcdError>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdError {
@@ -70,6 +77,10 @@ pub trait EtcdApi: Send + Sync {
         id: u64,
         peer_url: &'a str,
     ) -> BoxFuture<'a, Result<(), EtcdError>>;
+    /// The member's current revision, read from the member alone (serializable): everything it has applied.
+    fn revision<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>>;
+    /// A snapshot of the member's database, streamed as etcd sends it.
+    fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>>;
     /// The same calls, to the members of a cluster whose client port speaks mutual TLS.
     fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi>;
 }
@@ -132,6 +143,12 @@ impl EtcdApi for Etcd {
     ) -> BoxFuture<'a, Result<(), EtcdError>> {
         Box::pin(Etcd::update_peer_url(self, endpoint, id, peer_url))
     }
+    fn revision<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>> {
+        Box::pin(Etcd::revision(self, endpoint))
+    }
+    fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>> {
+        Box::pin(Etcd::snapshot(self, endpoint))
+    }
     fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi> {
         Arc::new(Etcd { timeout: self.timeout, tls: Some(tls.options()) })
     }
@@ -154,17 +171,22 @@ impl Etcd {
         Self { timeout, tls: None }
     }
 
+    fn connect_options(&self, endpoint: &str) -> ConnectOptions {
+        let options = ConnectOptions::new().with_connect_timeout(self.timeout).with_timeout(self.timeout);
+        // A member that still serves plaintext (TLS being turned on) is asked in plaintext: the client refuses
+        // TLS options for an http URL.
+        match self.tls.as_ref().filter(|_| endpoint.starts_with("https://")) {
+            Some(tls) => options.with_tls(tls.clone()),
+            None => options,
+        }
+    }
+
     async fn call<T, F, Fut>(&self, endpoint: &str, op: F) -> Result<T, EtcdError>
     where
         F: FnOnce(Client) -> Fut,
         Fut: Future<Output = Result<T, etcd_client::Error>>,
     {
-        let mut options = ConnectOptions::new().with_connect_timeout(self.timeout).with_timeout(self.timeout);
-        // A member that still serves plaintext (TLS being turned on) is asked in plaintext: the client refuses
-        // TLS options for an http URL.
-        if let Some(tls) = self.tls.as_ref().filter(|_| endpoint.starts_with("https://")) {
-            options = options.with_tls(tls.clone());
-        }
+        let options = self.connect_options(endpoint);
         let work = async {
             let client = Client::connect([endpoint], Some(options)).await?;
             op(client).await
@@ -255,6 +277,41 @@ impl Etcd {
     pub async fn update_peer_url(&self, endpoint: &str, id: u64, peer_url: &str) -> Result<(), EtcdError> {
         let urls = vec![peer_url.to_string()];
         self.call(endpoint, |mut c| async move { c.member_update(id, urls).await }).await.map(drop)
+    }
+
+    pub async fn revision(&self, endpoint: &str) -> Result<i64, EtcdError> {
+        let options = GetOptions::new().with_count_only().with_serializable();
+        let response =
+            self.call(endpoint, |mut c| async move { c.get(LINEARIZABLE_PROBE_KEY, Some(options)).await }).await?;
+        let header = response.header().ok_or_else(|| EtcdError::NoHeader { endpoint: endpoint.to_string() })?;
+        Ok(header.revision())
+    }
+
+    /// Opens the member's snapshot stream. The connection and the start are bounded by the usual deadline,
+    /// each chunk after that by [`SNAPSHOT_IDLE`]: a large database takes as long as it takes, a stalled
+    /// stream ends in an error.
+    pub async fn snapshot(&self, endpoint: &str) -> Result<SnapshotStream, EtcdError> {
+        let options = self.connect_options(endpoint);
+        let open = async {
+            let mut client = Client::connect([endpoint], Some(options)).await?;
+            let stream = client.snapshot().await?;
+            Ok::<_, etcd_client::Error>((client, stream))
+        };
+        let endpoint = endpoint.to_string();
+        let (client, stream) = match tokio::time::timeout(self.timeout * 2, open).await {
+            Err(_) => return Err(EtcdError::Timeout { endpoint, timeout: self.timeout }),
+            Ok(result) => result.map_err(|source| EtcdError::Call { endpoint: endpoint.clone(), source })?,
+        };
+        // The client travels with the stream: its connection carries it.
+        let chunks =
+            futures::stream::try_unfold((client, stream, endpoint), |(client, mut stream, endpoint)| async move {
+                let message = match tokio::time::timeout(SNAPSHOT_IDLE, stream.message()).await {
+                    Err(_) => return Err(EtcdError::Timeout { endpoint, timeout: SNAPSHOT_IDLE }),
+                    Ok(message) => message.map_err(|source| EtcdError::Call { endpoint: endpoint.clone(), source })?,
+                };
+                Ok(message.map(|m| (bytes::Bytes::copy_from_slice(m.blob()), (client, stream, endpoint))))
+            });
+        Ok(Box::pin(chunks))
     }
 
     /// Asks the leader at `leader_endpoint` to hand leadership to member `to`.

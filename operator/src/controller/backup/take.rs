@@ -1,0 +1,82 @@
+//! Act: stream one member's snapshot to the store, then read the stored object back and check it.
+
+use etcd_op_api::v1::{EtcdBackup, EtcdBackupStatus};
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+
+use super::plan::Candidate;
+use crate::controller::{ClusterAccess, Context};
+use crate::store::{Credentials, Store, digest::human_size};
+
+/// The object key of a backup: under the store's prefix, a folder per namespace and cluster, and a name that
+/// sorts by time, so that the newest is the last listed.
+pub fn object_key(backup: &EtcdBackup, started: Timestamp) -> String {
+    let file = format!(
+        "{}/{}/{}-{}.db",
+        backup.namespace().unwrap_or_default(),
+        backup.spec.cluster_name,
+        started.strftime("%Y%m%dT%H%M%SZ"),
+        backup.name_any()
+    );
+    backup.spec.store.s3.key(&file)
+}
+
+/// Takes the snapshot and returns the status of a backup that succeeded, or why it failed.
+pub async fn take(
+    ctx: &Context,
+    backup: &EtcdBackup,
+    source: &Candidate,
+    access: &ClusterAccess,
+    credentials: &Credentials,
+    started: &EtcdBackupStatus,
+) -> Result<EtcdBackupStatus, String> {
+    let s3 = &backup.spec.store.s3;
+    let store = Store::s3(s3, credentials).map_err(|e| e.to_string())?;
+    let start = started.start_time.as_ref().map_or_else(Timestamp::now, |t| t.0);
+    let key = object_key(backup, start);
+    let etcd = match &access.tls {
+        Some(tls) => ctx.etcd.with_tls(tls),
+        None => ctx.etcd.clone(),
+    };
+    let endpoint = source.endpoint.as_str();
+    // Read before the snapshot begins: the member applies in order, so the snapshot holds at least this.
+    let member = etcd.status(endpoint).await.map_err(|e| format!("asking member {} its status: {e}", source.name))?;
+    let revision =
+        etcd.revision(endpoint).await.map_err(|e| format!("asking member {} its revision: {e}", source.name))?;
+    let stream =
+        etcd.snapshot(endpoint).await.map_err(|e| format!("opening member {}'s snapshot: {e}", source.name))?;
+    let sent =
+        store.upload(&key, stream).await.map_err(|e| format!("uploading member {}'s snapshot: {e}", source.name))?;
+    if !sent.database_intact {
+        // What etcd sent does not match the hash it appended: nothing restorable was stored.
+        let _ = store.delete(&key).await;
+        return Err(format!(
+            "the snapshot member {} sent does not end with the sha256 of its database; the object was deleted",
+            source.name
+        ));
+    }
+    let stored = store.digest(&key).await.map_err(|e| format!("reading back {}: {e}", s3.location(&key)))?;
+    if stored != sent {
+        return Err(format!(
+            "{} reads back as {} bytes with sha256 {}, but {} bytes with sha256 {} were sent",
+            s3.location(&key),
+            stored.size,
+            stored.sha256,
+            sent.size,
+            sent.sha256
+        ));
+    }
+    let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
+    Ok(EtcdBackupStatus {
+        location: Some(s3.location(&key)),
+        key: Some(key),
+        size_bytes: Some(size),
+        size: Some(human_size(stored.size)),
+        sha256: Some(stored.sha256),
+        revision: Some(revision),
+        raft_index: Some(i64::try_from(member.raft_index).unwrap_or(i64::MAX)),
+        etcd_cluster_id: Some(format!("{:x}", member.cluster_id)),
+        etcd_version: Some(member.version),
+        ..started.clone()
+    })
+}

@@ -1,0 +1,148 @@
+//! Object stores that keep backups: an S3-compatible bucket reached with the key pair of a Secret. Snapshots go
+//! up in parts as they arrive, so memory holds a few parts at most, never a whole snapshot; what was stored is
+//! read back and hashed before a backup counts.
+
+pub mod digest;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, S3Store, SECRET_ACCESS_KEY_KEY};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+
+pub use digest::{SnapshotDigest, SnapshotHasher};
+
+/// S3's smallest part; every part but the last must be at least this big.
+const PART_SIZE: usize = 5 * 1024 * 1024;
+/// Parts in flight at once: what the upload may hold in memory, with the part being filled.
+const PARTS_IN_FLIGHT: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store's credentials Secret {secret}: {why}")]
+    Credentials { secret: String, why: String },
+    #[error("the store s3://{bucket}: {source}")]
+    Store { bucket: String, source: object_store::Error },
+    #[error("the snapshot stream: {0}")]
+    Source(String),
+}
+
+/// A key pair for the store; never printed.
+#[derive(Clone)]
+pub struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    pub fn new(access_key_id: impl Into<String>, secret_access_key: impl Into<String>) -> Self {
+        Self { access_key_id: access_key_id.into(), secret_access_key: secret_access_key.into() }
+    }
+
+    /// Reads the key pair from the Secret `name` in `namespace`.
+    pub async fn read(client: &kube::Client, namespace: &str, name: &str) -> Result<Self, StoreError> {
+        let secret_name = format!("{namespace}/{name}");
+        let fail = |why: String| StoreError::Credentials { secret: secret_name.clone(), why };
+        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .ok_or_else(|| fail("not found".into()))?;
+        let value = |key: &str| -> Result<String, StoreError> {
+            let bytes = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| b.0.clone())
+                .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.clone().into_bytes()))
+                .ok_or_else(|| fail(format!("has no {key}")))?;
+            let text = String::from_utf8(bytes).map_err(|_| fail(format!("{key} is not text")))?;
+            Ok(text.trim().to_string())
+        };
+        Ok(Self::new(value(ACCESS_KEY_ID_KEY)?, value(SECRET_ACCESS_KEY_KEY)?))
+    }
+}
+
+/// One bucket.
+#[derive(Clone, Debug)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    bucket: String,
+}
+
+impl Store {
+    pub fn s3(spec: &S3Store, credentials: &Credentials) -> Result<Self, StoreError> {
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&spec.bucket)
+            .with_region(spec.region())
+            .with_access_key_id(&credentials.access_key_id)
+            .with_secret_access_key(&credentials.secret_access_key)
+            // Path-style addressing: every S3-compatible server understands it, and no DNS name per bucket is
+            // needed.
+            .with_virtual_hosted_style_request(false);
+        if let Some(endpoint) = &spec.endpoint {
+            builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
+        }
+        let inner = builder.build().map_err(|source| StoreError::Store { bucket: spec.bucket.clone(), source })?;
+        Ok(Self { inner: Arc::new(inner), bucket: spec.bucket.clone() })
+    }
+
+    fn failed(&self, source: object_store::Error) -> StoreError {
+        StoreError::Store { bucket: self.bucket.clone(), source }
+    }
+
+    /// Uploads the chunks as object `key`, in parts, hashing them as they pass. A stream that fails leaves no
+    /// object: the upload is aborted.
+    pub async fn upload<S, E>(&self, key: &str, mut chunks: S) -> Result<SnapshotDigest, StoreError>
+    where
+        S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let upload = self.inner.put_multipart(&Path::from(key)).await.map_err(|e| self.failed(e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut hasher = SnapshotHasher::default();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => {
+                    let _ = writer.abort().await;
+                    return Err(StoreError::Source(error.to_string()));
+                }
+            };
+            hasher.update(&chunk);
+            if let Err(error) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                let _ = writer.abort().await;
+                return Err(self.failed(error));
+            }
+            writer.put(chunk);
+        }
+        writer.finish().await.map_err(|e| self.failed(e))?;
+        Ok(hasher.finish())
+    }
+
+    /// Reads object `key` back and hashes it as it streams.
+    pub async fn digest(&self, key: &str) -> Result<SnapshotDigest, StoreError> {
+        let object = self.inner.get(&Path::from(key)).await.map_err(|e| self.failed(e))?;
+        let mut stream = object.into_stream();
+        let mut hasher = SnapshotHasher::default();
+        while let Some(chunk) = stream.next().await {
+            hasher.update(&chunk.map_err(|e| self.failed(e))?);
+        }
+        Ok(hasher.finish())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(&Path::from(key)).await.map_err(|e| self.failed(e))
+    }
+}
