@@ -368,3 +368,121 @@ async fn integration_mutual_tls_admits_only_the_clusters_clients_and_reloads_a_r
         assert!(exited.is_none(), "member {} kept running through the renewal: {exited:?}", m.name);
     }
 }
+
+/// s3proxy on loopback with a filesystem backend, as the test bed runs it; stopped when dropped.
+struct S3Proxy {
+    child: Child,
+    endpoint: String,
+    data: PathBuf,
+}
+
+impl S3Proxy {
+    const BUCKET: &'static str = "backups";
+    const ACCESS_KEY: &'static str = "integration";
+    const SECRET_KEY: &'static str = "integration-secret";
+
+    async fn start(root: &std::path::Path) -> Self {
+        let jar = std::env::var("S3PROXY_JAR").expect("S3PROXY_JAR names s3proxy's jar (hack/build.sh s3proxy)");
+        let endpoint = format!("http://127.0.0.1:{}", free_port());
+        let data = root.join("s3");
+        std::fs::create_dir_all(data.join(Self::BUCKET)).expect("bucket folder");
+        let config = root.join("s3proxy.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "s3proxy.endpoint={endpoint}\ns3proxy.authorization=aws-v2-or-v4\ns3proxy.identity={}\n\
+                 s3proxy.credential={}\njclouds.provider=filesystem\njclouds.filesystem.basedir={}\n",
+                Self::ACCESS_KEY,
+                Self::SECRET_KEY,
+                data.display()
+            ),
+        )
+        .expect("s3proxy config");
+        let log = std::fs::File::create(root.join("s3proxy.log")).expect("log file");
+        let child = Command::new("java")
+            .args(["-Xmx256m", "-jar", &jar, "--properties"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("java starts s3proxy");
+        let proxy = Self { child, endpoint, data };
+        let address = proxy.endpoint.trim_start_matches("http://").to_string();
+        eventually("s3proxy to listen", Duration::from_secs(60), || async {
+            tokio::net::TcpStream::connect(&address).await.ok()
+        })
+        .await;
+        proxy
+    }
+
+    fn spec(&self) -> etcd_op_api::v1::S3Store {
+        etcd_op_api::v1::S3Store {
+            endpoint: Some(self.endpoint.clone()),
+            bucket: Self::BUCKET.into(),
+            prefix: Some("it".into()),
+            region: None,
+            credentials_secret: etcd_op_api::v1::SecretName { name: "unused".into() },
+        }
+    }
+
+    /// Where the filesystem backend keeps object `key`.
+    fn file_of(&self, key: &str) -> PathBuf {
+        self.data.join(Self::BUCKET).join(key)
+    }
+}
+
+impl Drop for S3Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs etcd and s3proxy: `make test-integration` builds etcd, fetches s3proxy and sets ETCD_BIN and S3PROXY_JAR"]
+async fn integration_a_snapshot_streams_to_an_s3_store_in_parts_and_reads_back_as_sent() {
+    use etcd_op::store::{Credentials, Store};
+    // The manager installs its crypto provider once at start; so does this test.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let root = scratch_dir("backup");
+    let etcd = Etcd::default();
+    let mut a = Member::new("a", &root);
+    a.start(&a.entry(), "new");
+    leading_status(&etcd, &a).await;
+    let s3 = S3Proxy::start(&root).await;
+
+    // Over 5 MiB of values, so the snapshot goes up in more than one part.
+    let mut client = etcd_client::Client::connect([a.client.as_str()], None).await.expect("etcd client");
+    let value = "v".repeat(4096);
+    for i in 0..1600 {
+        client.put(format!("key-{i:05}"), value.clone(), None).await.expect("put");
+    }
+    let revision = etcd.revision(&a.client).await.expect("revision");
+    assert!(revision >= 1601, "the member's revision counts the writes: {revision}");
+
+    let spec = s3.spec();
+    let store = Store::s3(&spec, &Credentials::new(S3Proxy::ACCESS_KEY, S3Proxy::SECRET_KEY)).expect("store");
+    let key = spec.key("a.db");
+    let snapshot = etcd.snapshot(&a.client).await.expect("snapshot stream");
+    let sent = store.upload(&key, snapshot).await.expect("upload");
+    assert!(sent.database_intact, "the stream ends with the sha256 of the database before it");
+    assert!(sent.size > 6 * 1024 * 1024, "more than one part: {} bytes", sent.size);
+    let stored = store.digest(&key).await.expect("read back");
+    assert_eq!(stored, sent, "the stored object is what was sent");
+    let on_disk = std::fs::read(s3.file_of(&key)).expect("the object is a file of the store's backend");
+    assert_eq!(on_disk.len() as u64, sent.size);
+
+    // A wrong key pair is refused by the store.
+    let wrong = Store::s3(&spec, &Credentials::new(S3Proxy::ACCESS_KEY, "wrong")).expect("store");
+    assert!(wrong.digest(&key).await.is_err(), "the store checks signatures");
+
+    // One flipped byte in the stored object: the read-back differs, and the database no longer matches the
+    // hash etcd appended.
+    let mut corrupted = on_disk;
+    let middle = corrupted.len() / 2;
+    corrupted[middle] ^= 0xff;
+    std::fs::write(s3.file_of(&key), &corrupted).expect("corrupt the object");
+    let read = store.digest(&key).await.expect("read back");
+    assert_ne!(read.sha256, sent.sha256);
+    assert!(!read.database_intact);
+}
