@@ -23,6 +23,10 @@ main() {
   [ -x "$binary" ] || die "$binary does not exist; build it with: cargo build --release -p etcd-op"
   local rootfs; rootfs=$(mktemp -d) && chmod 0755 "$rootfs"
   oci_base_etc "$rootfs"
+  # The authorities TLS clients trust, where distroless keeps them: an object store over https is checked
+  # against them (and the S3 client refuses to start without any).
+  mkdir -p "$rootfs/etc/ssl/certs"
+  cp -L /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/ca-certificates.crt"
   install -m 0755 "$binary" "$rootfs/manager"
   copy_libraries "$binary" "$rootfs"
   local tar="$CACHE_DIR/images/etcd-op-dev.tar"

@@ -242,6 +242,11 @@ impl WriteChecker {
         self.acknowledged.lock().await.len()
     }
 
+    /// The writes acknowledged so far: what any copy of the data taken after this moment must hold.
+    pub async fn acknowledged_writes(&self) -> BTreeMap<String, String> {
+        self.acknowledged.lock().await.clone()
+    }
+
     /// Waits (at most a minute) until `count` writes have been acknowledged, so a fault hits a cluster that
     /// holds data the checker knows of.
     pub async fn wait_for_writes(&self, count: usize) -> Result<()> {
@@ -278,6 +283,13 @@ pub struct Written {
 }
 
 impl Written {
+    /// The same writes, counting as acknowledged only those in `earlier`: what a copy taken after `earlier`
+    /// was read must hold. Every later write may be there or not; no key the checker never wrote may.
+    pub fn acknowledged_before(mut self, earlier: &BTreeMap<String, String>) -> Self {
+        self.acknowledged.retain(|key, _| earlier.contains_key(key));
+        self
+    }
+
     /// Reads the keys back through `endpoint`: every acknowledged write must be there with its value, and
     /// no key that was never written. Returns the number of acknowledged writes verified.
     pub async fn verify(&self, endpoint: &EtcdEndpoint) -> Result<usize> {

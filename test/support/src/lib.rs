@@ -74,22 +74,59 @@ pub fn kubeconfig() -> Result<PathBuf> {
         .map_err(|e| anyhow!(e))
 }
 
-/// Starts the test bed's cert-manager (`hack/cert-manager.sh`) for a scenario that uses it, once per test
-/// process; a no-op while it runs. The local cluster is started first if need be.
-pub fn start_cert_manager() -> Result<()> {
-    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+/// Runs an add-on's start script (`hack/<script>`) once per test process; a no-op while the add-on runs. The
+/// local cluster is started first if need be.
+fn start_addon(script: &'static str, started: &'static OnceLock<std::result::Result<(), String>>) -> Result<()> {
     kubeconfig()?;
-    STARTED
+    started
         .get_or_init(|| {
-            let status = Command::new(repo_root().join("hack/cert-manager.sh"))
+            let status = Command::new(repo_root().join("hack").join(script))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .status()
-                .map_err(|e| format!("running hack/cert-manager.sh: {e}"))?;
-            status.success().then_some(()).ok_or_else(|| format!("hack/cert-manager.sh failed with {status}"))
+                .map_err(|e| format!("running hack/{script}: {e}"))?;
+            status.success().then_some(()).ok_or_else(|| format!("hack/{script} failed with {status}"))
         })
         .clone()
         .map_err(|e| anyhow!(e))
+}
+
+/// Starts the test bed's cert-manager (`hack/cert-manager.sh`) for a scenario that uses it.
+pub fn start_cert_manager() -> Result<()> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    start_addon("cert-manager.sh", &STARTED)
+}
+
+/// The test bed's S3-compatible store, as `hack/s3proxy.sh` describes it in `$STATE/s3proxy/env`.
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    /// Where pods and the host reach it.
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Where its filesystem backend keeps the bucket's objects, one file per key.
+    pub bucket_dir: PathBuf,
+}
+
+/// Starts the test bed's S3-compatible store (`hack/s3proxy.sh`) for a scenario that uses it.
+pub fn start_s3proxy() -> Result<S3Settings> {
+    static STARTED: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    start_addon("s3proxy.sh", &STARTED)?;
+    let path = state_dir().join("s3proxy/env");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let settings: std::collections::BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+    let value = |key: &str| -> Result<String> {
+        settings.get(key).map(|v| (*v).to_string()).with_context(|| format!("{} has no {key}", path.display()))
+    };
+    let bucket = value("S3_BUCKET")?;
+    Ok(S3Settings {
+        endpoint: value("S3_ENDPOINT")?,
+        bucket_dir: PathBuf::from(value("S3_DATA_DIR")?).join(&bucket),
+        bucket,
+        access_key_id: value("S3_ACCESS_KEY_ID")?,
+        secret_access_key: value("S3_SECRET_ACCESS_KEY")?,
+    })
 }
 
 /// A client for the test cluster. Make one per test: a client belongs to the runtime it was made in.
