@@ -29,6 +29,33 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Fetch a backup's snapshot from an S3-compatible store into a file, checking it on the way: its sha256
+    /// must be the one given, and the database must end with the sha256 etcd appended. The key pair comes
+    /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. The restore pods of a cluster run this.
+    FetchSnapshot(FetchSnapshotArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct FetchSnapshotArgs {
+    /// The store's URL; AWS S3 when unset.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub bucket: String,
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// The object's key.
+    #[arg(long)]
+    pub key: String,
+    /// The sha256 (hex) the object must hash to.
+    #[arg(long)]
+    pub sha256: String,
+    /// Where to write the snapshot.
+    #[arg(long, value_name = "PATH")]
+    pub to: PathBuf,
+    /// A directory to remove first (a partial restore's leftovers), if it exists.
+    #[arg(long, value_name = "DIR")]
+    pub clear: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -88,6 +115,10 @@ pub struct ManagerArgs {
     /// Seconds a member may stay unhealthy before it is removed and replaced by a fresh member.
     #[arg(long, env = "MEMBER_UNHEALTHY_THRESHOLD", default_value_t = 300, value_name = "SECONDS")]
     pub member_unhealthy_threshold: u64,
+
+    /// The image restore pods fetch snapshots with: this manager's own image, read from its pod when unset.
+    #[arg(long, env = "RESTORE_IMAGE", value_name = "IMAGE")]
+    pub restore_image: Option<String>,
 
     /// Clusters reconciled at once.
     #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = 4)]

@@ -19,8 +19,10 @@ use etcd_op::metrics::{LeaseLabels, Metrics};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Crd { dir }) = cli.command {
-        return print_crds(dir.as_deref());
+    match cli.command {
+        Some(Command::Crd { dir }) => return print_crds(dir.as_deref()),
+        Some(Command::FetchSnapshot(args)) => return fetch_snapshot(args).await,
+        None => {}
     }
     if let Err(message) = etcd_op::telemetry::init(cli.manager.log_format, &cli.manager.log_level) {
         eprintln!("etcd-op: {message}");
@@ -56,6 +58,44 @@ fn print_crds(dir: Option<&std::path::Path>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The restore pods' first step: the snapshot from the store into a file, checked. Its error is the pod's
+/// termination message, which the operator reports.
+async fn fetch_snapshot(args: etcd_op::cli::FetchSnapshotArgs) -> ExitCode {
+    if rustls::crypto::ring::default_provider().install_default().is_err() {
+        eprintln!("etcd-op: a TLS crypto provider was already installed");
+    }
+    match etcd_op::store::fetch_snapshot(&args).await {
+        Ok(message) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            // Kubernetes reads a container's termination message from this file.
+            let _ = std::fs::write("/dev/termination-log", &message);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The image of this manager's own container, read from its pod: restore pods run it to fetch snapshots.
+async fn own_image(client: &Client) -> Option<String> {
+    let namespace = etcd_op::leader::own_namespace()?;
+    let pod_name = std::env::var("POD_NAME").ok()?;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &namespace);
+    match pods.get(&pod_name).await {
+        Ok(pod) => {
+            let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
+            let manager = containers.iter().find(|c| c.name == "manager").or(containers.first());
+            manager.and_then(|c| c.image.clone())
+        }
+        Err(error) => {
+            warn!(%error, "cannot read the manager's own pod for its image: restores need --restore-image");
+            None
+        }
+    }
 }
 
 async fn client(args: &ManagerArgs) -> Result<Client, String> {
@@ -206,6 +246,10 @@ async fn run_manager(args: ManagerArgs) -> Result<(), String> {
             namespace: args.namespace.clone(),
             cluster_domain: args.cluster_domain.clone(),
             operator_peer: etcd_op::leader::own_namespace().map(|namespace| operator_peer(&namespace)),
+            operator_image: match args.restore_image.clone() {
+                Some(image) => Some(image),
+                None => own_image(&client).await,
+            },
         },
         refusals: Default::default(),
         last_words: Default::default(),

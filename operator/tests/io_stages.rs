@@ -258,6 +258,7 @@ fn context(etcd: Arc<FakeEtcd>) -> (Context, ApiHandle) {
             namespace: None,
             cluster_domain: "cluster.local".into(),
             operator_peer: None,
+            operator_image: None,
         },
         refusals: Default::default(),
         last_words: Default::default(),
@@ -324,6 +325,7 @@ fn observation(size: usize) -> Observation {
         missing_storage_class: None,
         transport: Transport::PLAINTEXT,
         tls_change: None,
+        restore: None,
         certificates: Vec::new(),
     }
 }

@@ -2,8 +2,8 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Target,
-    Transport, TroubleKind, Version, quorum,
+    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Restore,
+    RestoreFrom, RestoreState, Target, Transport, TroubleKind, Version, quorum,
 };
 use etcd_op::controller::plan::{
     Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, RESTART_SETTLES_WITHIN_SECS, ROLLOUT_STUCK_AFTER_SECS,
@@ -210,6 +210,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     missing_storage_class: None,
                     transport: if tls_change.is_some() { Transport::PLAINTEXT } else { Transport::MUTUAL_TLS },
                     tls_change,
+                    restore: None,
                     certificates: Vec::new(),
                 }
             },
@@ -305,6 +306,12 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         );
     }
     match &p.step {
+        Step::RestoreMembers { .. } => {
+            prop_assert!(
+                obs.restore.is_some() && !obs.formed,
+                "volumes are restored only for a new cluster restored from a backup"
+            );
+        }
         Step::BootstrapMembers { members } => {
             prop_assert!(!members.is_empty());
             if obs.members.is_empty() {
@@ -570,6 +577,7 @@ impl Simulator {
     fn apply(&mut self, step: &Step, target: &Target) {
         let applied = self.leader_applied();
         match step {
+            Step::RestoreMembers { .. } => panic!("the simulated clusters restore nothing"),
             Step::BootstrapMembers { members } => {
                 for name in members {
                     let ordinal = ordinal_of("demo", name).unwrap();
@@ -1406,4 +1414,96 @@ fn arb_turning_tls_on() -> impl Strategy<Value = Observation> {
             obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: leader };
             obs
         })
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A new cluster restored from a backup
+
+fn restoring(states: &[(u32, Option<RestoreState>)], source: Result<(), &str>) -> Observation {
+    let members: Vec<Member> = states
+        .iter()
+        .filter(|(_, state)| state.is_some())
+        .map(|&(i, _)| {
+            let mut m = healthy_member(i, u64::from(i) + 1, false, V36, 0);
+            m.etcd = None;
+            m.pod = None;
+            m
+        })
+        .collect();
+    let mut obs = observation(members, None, target(3, V36));
+    obs.initial_members =
+        if obs.members.is_empty() { Vec::new() } else { (0..3).map(|i| format!("demo-{i}")).collect() };
+    obs.restore = Some(Restore {
+        backup: "nightly".into(),
+        source: source
+            .map(|()| RestoreFrom {
+                store: etcd_op_api::v1::S3Store {
+                    endpoint: None,
+                    bucket: "b".into(),
+                    prefix: None,
+                    region: None,
+                    credentials_secret: etcd_op_api::v1::SecretName { name: "s".into() },
+                },
+                key: "k".into(),
+                sha256: "00".into(),
+            })
+            .map_err(str::to_string),
+        members: states.iter().filter_map(|(i, s)| Some((format!("demo-{i}"), s.clone()?))).collect(),
+    });
+    obs
+}
+
+fn all_three() -> Vec<String> {
+    vec!["demo-0".into(), "demo-1".into(), "demo-2".into()]
+}
+
+#[test]
+fn a_restored_cluster_restores_every_volume_before_any_member_starts() {
+    let p = plan(&restoring(&[], Ok(())));
+    assert_eq!(p.step, Step::RestoreMembers { members: all_three() });
+    assert!(p.reason.contains("nightly"), "{}", p.reason);
+    // One restore still runs: nobody starts.
+    let running =
+        [(0, Some(RestoreState::Succeeded)), (1, Some(RestoreState::Running)), (2, Some(RestoreState::Succeeded))];
+    let p = plan(&restoring(&running, Ok(())));
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("demo-1"), "{}", p.reason);
+    // Every volume restored: the members start together, from the same initial cluster.
+    let done =
+        [(0, Some(RestoreState::Succeeded)), (1, Some(RestoreState::Restored)), (2, Some(RestoreState::Succeeded))];
+    assert_eq!(plan(&restoring(&done, Ok(()))).step, Step::BootstrapMembers { members: all_three() });
+}
+
+#[test]
+fn a_volume_whose_restore_pod_went_is_restored_again() {
+    let states = [(0, Some(RestoreState::Succeeded)), (1, Some(RestoreState::Pending)), (2, None)];
+    assert_eq!(plan(&restoring(&states, Ok(()))).step, Step::RestoreMembers { members: all_three() });
+}
+
+#[test]
+fn a_failed_restore_starts_no_member_and_says_why() {
+    let states = [
+        (0, Some(RestoreState::Succeeded)),
+        (1, Some(RestoreState::Failed("fetch exited with 1: refused: sha256 differs".into()))),
+        (2, Some(RestoreState::Succeeded)),
+    ];
+    let p = plan(&restoring(&states, Ok(())));
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::RestoreFailed));
+    assert!(p.reason.contains("demo-1") && p.reason.contains("sha256 differs"), "{}", p.reason);
+}
+
+#[test]
+fn a_backup_that_cannot_be_restored_creates_nothing() {
+    let p = plan(&restoring(&[], Err("EtcdBackup nightly has not succeeded (Failed)")));
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::RestoreRefused));
+    assert!(p.reason.contains("has not succeeded"), "{}", p.reason);
+    // Volumes already restored start even if the backup went meanwhile: nothing is fetched again.
+    let done =
+        [(0, Some(RestoreState::Succeeded)), (1, Some(RestoreState::Succeeded)), (2, Some(RestoreState::Restored))];
+    assert_eq!(
+        plan(&restoring(&done, Err("EtcdBackup nightly does not exist"))).step,
+        Step::BootstrapMembers { members: all_three() }
+    );
 }

@@ -2,7 +2,7 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// Where backups are kept: an S3-compatible object store.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupStore {
     /// An S3-compatible object store (AWS S3, or any server that speaks its API and AWS signatures).
@@ -11,7 +11,7 @@ pub struct BackupStore {
 
 /// A bucket of an S3-compatible object store. Snapshots are uploaded in parts as etcd streams them, so the
 /// operator never holds a whole snapshot in memory.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Store {
     /// The store's URL, for example `https://s3.eu-west-1.amazonaws.com` or `http://minio.storage:9000`.
@@ -41,7 +41,7 @@ pub struct S3Store {
 }
 
 /// A Secret in the object's namespace.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretName {
     #[schemars(length(min = 1, max = 253))]

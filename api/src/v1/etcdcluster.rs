@@ -45,6 +45,8 @@ pub const MAX_SIZE: i32 = 9;
     validation = Rule::new("!has(self.spec.storage.emptyDir) || ((has(self.spec.tls) ? self.spec.tls.peer.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.peer.enabled : true) && (has(self.spec.tls) ? self.spec.tls.client.enabled : true) == (has(oldSelf.spec.tls) ? oldSelf.spec.tls.client.enabled : true))").message("spec.tls: TLS can be turned on for a running cluster on persistent storage only: every member restarts to take it, and a member on emptyDir loses its data when it restarts").reason(Reason::FieldValueForbidden),
     // Where certificates come from is chosen at creation too: members trust the authority they started with.
     validation = Rule::new("(has(self.spec.tls) && has(self.spec.tls.secrets)) == (has(oldSelf.spec.tls) && has(oldSelf.spec.tls.secrets))").message("spec.tls.secrets: where a cluster's certificates come from (the operator's authorities or your Secrets) is chosen when it is created").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("has(self.spec.bootstrap) == has(oldSelf.spec.bootstrap) && (!has(self.spec.bootstrap) || self.spec.bootstrap == oldSelf.spec.bootstrap)").message("spec.bootstrap: where a cluster's data comes from is set when it is created and cannot change").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.spec.bootstrap) || !has(self.spec.storage.emptyDir)").message("spec.bootstrap.restore needs persistent storage: a member on emptyDir would lose the restored data at its first restart"),
     validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
     scale(
         spec_replicas_path = ".spec.size",
@@ -135,6 +137,33 @@ pub struct EtcdClusterSpec {
     /// plugin enforces policies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_clients: Option<Vec<NetworkPolicyPeer>>,
+
+    /// Where a new cluster's data comes from. Unset, the cluster starts empty. With `restore`, every initial
+    /// member's volume is restored from a backup (etcd's own `etcdutl snapshot restore`, which checks the
+    /// snapshot's hash) before any member starts, with a new cluster token, so that all of them come up as one
+    /// new cluster holding the backup's data. Settable only when the cluster is created; refused on emptyDir
+    /// storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
+}
+
+/// How a new cluster gets its first data.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Restore the cluster from a backup.
+    pub restore: RestoreSource,
+}
+
+/// The backup a new cluster is restored from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreSource {
+    /// An EtcdBackup in the cluster's namespace that succeeded. Its snapshot is fetched from its store with
+    /// the store's credentials Secret and checked against the sha256 in its status before it is restored.
+    /// A snapshot taken from a newer etcd minor release than the cluster's is refused.
+    #[schemars(length(min = 1, max = 253))]
+    pub backup_name: String,
 }
 
 /// Mutual TLS for the peer port (member to member) and the client port.

@@ -30,24 +30,31 @@ pub async fn act(
     match &plan.step {
         Step::Nothing | Step::Wait => Ok(()),
         Step::BootstrapMembers { members } => {
-            let peers: Vec<String> = members
-                .iter()
-                .map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name, transport)))
-                .collect();
-            // A bootstrap cut short is finished with the token its first members were created with.
-            let started = members.iter().find_map(|name| obs.member(name)?.bootstrap.clone());
-            let token = match started {
-                Some(recorded) => recorded.token,
-                None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
-            };
-            let bootstrap = Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token, transport };
+            let bootstrap = initial_bootstrap(ec, obs, members);
             for (made, name) in members.iter().filter(|name| !obs.is_created(name)).enumerate() {
                 if made > 0 {
                     crash_point("mid-bootstrap", ec);
                 }
+                if let Some(restore) = &obs.restore {
+                    super::restore::finish_member(ctx, &namespace, name, restore).await?;
+                }
                 create_member(ctx, ec, obs, name, version, &bootstrap).await?;
             }
             Ok(())
+        }
+        Step::RestoreMembers { members } => {
+            let Some(restore) = &obs.restore else {
+                return Err(Error::StepNotPossible {
+                    step: "RestoreMembers",
+                    why: "the cluster restores nothing".into(),
+                });
+            };
+            let bootstrap = initial_bootstrap(ec, obs, members);
+            let image = ctx.config.operator_image.as_deref().ok_or_else(|| Error::StepNotPossible {
+                step: "RestoreMembers",
+                why: "the operator does not know its own image, which fetches the snapshot: set --restore-image".into(),
+            })?;
+            super::restore::start(ctx, ec, members, version, &bootstrap, restore, image, transport).await
         }
         Step::AddLearner { name } => {
             let leader = leader_endpoint(obs, "add a learner")?;
@@ -157,6 +164,20 @@ fn leader_endpoint<'a>(obs: &'a Observation, step: &'static str) -> Result<&'a s
         .ok_or_else(|| Error::StepNotPossible { step, why: "the leader did not answer at its pod's address".into() })
 }
 
+/// The static initial cluster of a new cluster. A bootstrap cut short is finished with the token its first
+/// members were created with; a new one gets a token of its own, so no volume of another cluster can join.
+fn initial_bootstrap(ec: &EtcdCluster, obs: &Observation, members: &[String]) -> Bootstrap {
+    let (cluster, namespace) = (ec.name_any(), ec.namespace().unwrap_or_default());
+    let peers: Vec<String> =
+        members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name, obs.transport))).collect();
+    let started = members.iter().find_map(|name| obs.member(name)?.bootstrap.clone());
+    let token = match started {
+        Some(recorded) => recorded.token,
+        None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
+    };
+    Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token, transport: obs.transport }
+}
+
 /// A member joining a running cluster starts with every current member plus itself.
 fn joining_bootstrap(obs: &Observation, cluster: &str, namespace: &str, name: &str) -> Bootstrap {
     let mut peers: Vec<String> = obs
@@ -213,7 +234,7 @@ where
     }
 }
 
-async fn delete_if_present<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
+pub async fn delete_if_present<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone

@@ -12,6 +12,7 @@ pub mod observe;
 pub mod plan;
 pub mod report;
 pub mod resources;
+pub mod restore;
 pub mod user_certificates;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub struct Settings {
     /// the operator runs outside the cluster (its traffic then comes from a host, which `allowedClients`
     /// must admit where policies are enforced).
     pub operator_peer: Option<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+    /// The operator's own image: restore pods fetch snapshots with it. `None` outside a cluster, unless given.
+    pub operator_image: Option<String>,
 }
 
 pub struct Context {

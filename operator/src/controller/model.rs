@@ -113,6 +113,42 @@ pub struct Observation {
     pub tls_change: Option<Transport>,
     /// The cluster's certificates, when it uses TLS.
     pub certificates: Vec<CertificateLife>,
+    /// A new cluster restored from a backup (spec.bootstrap.restore), until it forms.
+    pub restore: Option<Restore>,
+}
+
+/// A new cluster whose initial members' volumes are restored from a backup before any of them starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restore {
+    /// The EtcdBackup's name.
+    pub backup: String,
+    /// Where the snapshot is and what it must hash to; why it cannot be restored otherwise.
+    pub source: Result<RestoreFrom, String>,
+    /// How far each initial member's volume is, by member name; a member without a volume is not listed.
+    pub members: std::collections::BTreeMap<String, RestoreState>,
+}
+
+/// A stored snapshot, as its EtcdBackup's status describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreFrom {
+    pub store: etcd_op_api::v1::S3Store,
+    pub key: String,
+    pub sha256: String,
+}
+
+/// Where a member's volume is in its restore.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RestoreState {
+    /// The volume waits for its restore, and no restore pod runs for it.
+    Pending,
+    /// Its restore pod fetches and restores the snapshot.
+    Running,
+    /// Its restore pod finished: the volume holds the backup's data.
+    Succeeded,
+    /// Its restore pod failed, saying why.
+    Failed(String),
+    /// The restore is done and recorded on the volume: the member may start.
+    Restored,
 }
 
 impl Observation {

@@ -291,6 +291,7 @@ pub async fn observe(
         .find(|b| b.state == InitialState::New)
         .map(Bootstrap::member_names)
         .unwrap_or_default();
+    let restore = super::restore::observe(ctx, ec, &pvcs).await?;
     let observation = Observation {
         cluster,
         committed: committed_target(ec, &desired),
@@ -316,6 +317,7 @@ pub async fn observe(
         transport,
         tls_change,
         certificates,
+        restore,
     };
     Ok(Observed { observation, pvcs })
 }

@@ -9,7 +9,10 @@
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.
 
-use super::model::{Alarm, EtcdMember, EtcdView, Member, Observation, PodView, Target, Transport, Version, quorum};
+use super::model::{
+    Alarm, EtcdMember, EtcdView, Member, Observation, PodView, Restore, RestoreState, Target, Transport, Version,
+    quorum,
+};
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
 /// promotion of a learner that is not in sync; this keeps the operator from asking too early.
@@ -36,6 +39,11 @@ pub enum Step {
     Wait,
     /// Create the PVC and pod of every member of a static initial cluster that does not have them yet.
     BootstrapMembers {
+        members: Vec<String>,
+    },
+    /// Restoring a new cluster from a backup: create the marked volume and the restore pod of every member of
+    /// the static initial cluster whose volume is not restored and has no restore pod running.
+    RestoreMembers {
         members: Vec<String>,
     },
     /// Add a learner to etcd, then create its PVC and pod.
@@ -88,6 +96,7 @@ impl Step {
             Step::Nothing => "None",
             Step::Wait => "Wait",
             Step::BootstrapMembers { .. } => "BootstrapMembers",
+            Step::RestoreMembers { .. } => "RestoreMembers",
             Step::AddLearner { .. } => "AddLearner",
             Step::CreateMemberPod { .. } => "CreateMemberPod",
             Step::PromoteLearner { .. } => "PromoteLearner",
@@ -137,6 +146,10 @@ pub enum Blocker {
     AlarmCorrupt,
     /// The StorageClass the members' volumes need does not exist.
     StorageClassMissing,
+    /// The backup spec.bootstrap.restore names cannot be restored (missing, not succeeded, too new).
+    RestoreRefused,
+    /// A member's restore failed (the snapshot did not match its recorded hash, etcdutl refused it).
+    RestoreFailed,
 }
 
 impl Blocker {
@@ -150,6 +163,8 @@ impl Blocker {
             Blocker::AlarmNoSpace => "AlarmNoSpace",
             Blocker::AlarmCorrupt => "AlarmCorrupt",
             Blocker::StorageClassMissing => "StorageClassMissing",
+            Blocker::RestoreRefused => "RestoreRefused",
+            Blocker::RestoreFailed => "RestoreFailed",
         }
     }
 }
@@ -247,7 +262,7 @@ fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
 fn needs_storage_class(obs: &Observation, decision: Decision) -> Decision {
     let Some(class) = &obs.missing_storage_class else { return decision };
     let creates_volume = match &decision.0 {
-        Step::BootstrapMembers { .. } | Step::AddLearner { .. } => true,
+        Step::BootstrapMembers { .. } | Step::RestoreMembers { .. } | Step::AddLearner { .. } => true,
         Step::CreateMemberPod { name } => obs.members.iter().any(|m| m.name == *name && m.pvc.is_none()),
         // While a new cluster waits for members whose volumes cannot be provisioned.
         Step::Wait => !obs.formed && obs.members.iter().any(|m| m.pod.as_ref().is_none_or(|p| !p.ready)),
@@ -319,6 +334,11 @@ fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
     if !strangers.is_empty() {
         return None;
     }
+    if let Some(restore) = &obs.restore
+        && let Some(decision) = restore_volumes(obs, restore, &initial)
+    {
+        return Some(decision);
+    }
     let missing = initial.iter().filter(|n| !obs.is_created(n)).count();
     if missing == 0 {
         return Some((
@@ -347,6 +367,55 @@ fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
         format!("{missing} of the {} initial members are missing: creating them", initial.len())
     };
     Some((Step::BootstrapMembers { members: initial }, Activity::Creating, reason))
+}
+
+/// Before the members of a restored cluster start, every one of their volumes is restored: a refused or failed
+/// restore starts no member. `None` once every volume still without its member's pod is restored.
+fn restore_volumes(obs: &Observation, restore: &Restore, initial: &[String]) -> Option<Decision> {
+    let without_pod: Vec<&String> = initial.iter().filter(|n| obs.member(n).is_none_or(|m| m.pod.is_none())).collect();
+    let state = |name: &String| restore.members.get(name.as_str());
+    if let Some((name, why)) = without_pod.iter().find_map(|n| match state(n) {
+        Some(RestoreState::Failed(why)) => Some((n, why)),
+        _ => None,
+    }) {
+        return Some((
+            Step::Wait,
+            Activity::Blocked(Blocker::RestoreFailed),
+            format!(
+                "restoring member {name} from EtcdBackup {} failed: {why}; no member was started: delete this \
+                 EtcdCluster and create it again from another backup",
+                restore.backup
+            ),
+        ));
+    }
+    let to_restore = without_pod.iter().filter(|n| matches!(state(n), None | Some(RestoreState::Pending))).count();
+    if to_restore > 0 {
+        return Some(match &restore.source {
+            Err(why) => (
+                Step::Wait,
+                Activity::Blocked(Blocker::RestoreRefused),
+                format!("cannot restore the cluster: {why}; no member was created"),
+            ),
+            Ok(_) => (
+                Step::RestoreMembers { members: initial.to_vec() },
+                Activity::Creating,
+                format!(
+                    "restoring {to_restore} of the {} initial members' volumes from EtcdBackup {}",
+                    initial.len(),
+                    restore.backup
+                ),
+            ),
+        });
+    }
+    let running: Vec<&str> =
+        without_pod.iter().filter(|n| state(n) == Some(&RestoreState::Running)).map(|n| n.as_str()).collect();
+    (!running.is_empty()).then(|| {
+        (
+            Step::Wait,
+            Activity::Creating,
+            format!("waiting for the restore of {} from EtcdBackup {}", running.join(", "), restore.backup),
+        )
+    })
 }
 
 /// The first member, among those `eligible`, whose pod is gone but whose volume remains: it comes back as

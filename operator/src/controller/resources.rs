@@ -242,7 +242,7 @@ pub fn owner_reference(ec: &EtcdCluster) -> Option<OwnerReference> {
     ec.controller_owner_ref(&())
 }
 
-fn meta(ec: &EtcdCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
+pub fn meta(ec: &EtcdCluster, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: ec.namespace(),

@@ -146,3 +146,59 @@ impl Store {
         self.inner.delete(&Path::from(key)).await.map_err(|e| self.failed(e))
     }
 }
+
+/// Fetches a snapshot into `args.to`, checking it as it streams; returns what was fetched, or why it is
+/// refused. A refused snapshot leaves no file.
+pub async fn fetch_snapshot(args: &crate::cli::FetchSnapshotArgs) -> Result<String, String> {
+    use tokio::io::AsyncWriteExt;
+    let env = |key: &str| std::env::var(key).map_err(|_| format!("{key} is not set"));
+    let credentials = Credentials::new(env(ACCESS_KEY_ID_KEY)?, env(SECRET_ACCESS_KEY_KEY)?);
+    let spec = S3Store {
+        endpoint: args.endpoint.clone(),
+        bucket: args.bucket.clone(),
+        prefix: None,
+        region: Some(args.region.clone()),
+        credentials_secret: etcd_op_api::v1::SecretName { name: String::new() },
+    };
+    let location = spec.location(&args.key);
+    if let Some(dir) = &args.clear
+        && let Err(error) = tokio::fs::remove_dir_all(dir).await
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(format!("removing {}: {error}", dir.display()));
+    }
+    let store = Store::s3(&spec, &credentials).map_err(|e| e.to_string())?;
+    let object = store
+        .inner
+        .get(&Path::from(args.key.as_str()))
+        .await
+        .map_err(|e| format!("fetching {location}: {}", store.failed(e)))?;
+    let mut stream = object.into_stream();
+    let mut file =
+        tokio::fs::File::create(&args.to).await.map_err(|e| format!("creating {}: {e}", args.to.display()))?;
+    let mut hasher = SnapshotHasher::default();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("fetching {location}: {}", store.failed(e)))?;
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", args.to.display()))?;
+    }
+    file.flush().await.map_err(|e| format!("writing {}: {e}", args.to.display()))?;
+    let digest = hasher.finish();
+    let refused = if digest.sha256 != args.sha256.to_ascii_lowercase() {
+        Some(format!(
+            "{location} hashes to sha256 {}, not {} as its EtcdBackup recorded: it changed after the backup was taken",
+            digest.sha256, args.sha256
+        ))
+    } else if !digest.database_intact {
+        Some(format!(
+            "{location} does not end with the sha256 of the database before it: it is not a whole etcd snapshot"
+        ))
+    } else {
+        None
+    };
+    if let Some(why) = refused {
+        let _ = tokio::fs::remove_file(&args.to).await;
+        return Err(format!("refused: {why}; nothing was restored"));
+    }
+    Ok(format!("fetched {location}: {} bytes, sha256 {}", digest.size, digest.sha256))
+}

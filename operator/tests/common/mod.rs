@@ -65,6 +65,7 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         missing_storage_class: None,
         transport: Transport::PLAINTEXT,
         tls_change: None,
+        restore: None,
         certificates: Vec::new(),
     }
 }
@@ -87,6 +88,7 @@ pub fn spec() -> EtcdClusterSpec {
         on_data_loss: DataLossPolicy::Halt,
         tls: None,
         allowed_clients: None,
+        bootstrap: None,
     }
 }
 

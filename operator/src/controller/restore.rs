@@ -1,0 +1,305 @@
+//! Restoring a new cluster from a backup (spec.bootstrap.restore). Each initial member's volume is made with a
+//! `restore` mark, then a restore pod fills it: the operator's image fetches the snapshot from the store and
+//! checks it against the sha256 its EtcdBackup recorded, then the cluster's etcd image runs `etcdutl snapshot
+//! restore` (which checks the hash etcd appended) with the member's name, the initial cluster and a new token.
+//! Only when every member's restore succeeded are the members' pods created, so a refused snapshot leaves no
+//! member started; the mark then says `restored`, and the restore pods go.
+
+use std::collections::BTreeMap;
+
+use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupPhase, EtcdBackup, EtcdCluster, SECRET_ACCESS_KEY_KEY};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
+};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+use super::Context;
+use super::act::{create_if_absent, delete_if_present};
+use super::error::Error;
+use super::model::{Restore, RestoreFrom, RestoreState, Version};
+use super::resources::Transport;
+use super::resources::{
+    Bootstrap, DATA_MOUNT, LABEL_MANAGED_BY, MANAGER, MEMBER_UID, image, member_pvc, meta, peer_url,
+};
+
+/// On a restored member's volume: `pending` until its restore pod succeeded and the member is about to start,
+/// then `restored`.
+pub const ANNOTATION_RESTORE: &str = "etcd.cloud.io/restore";
+pub const RESTORE_PENDING: &str = "pending";
+pub const RESTORE_DONE: &str = "restored";
+/// The cluster a restore pod restores for. Restore pods carry no member labels: they are never members.
+pub const LABEL_RESTORE_OF: &str = "etcd.cloud.io/restore-of";
+/// Where the restore pod keeps the fetched snapshot: a scratch volume that goes with the pod.
+const SCRATCH_MOUNT: &str = "/restore";
+
+pub fn restore_pod_name(member: &str) -> String {
+    format!("{member}-restore")
+}
+
+/// What the restore of a cluster that has not formed yet stands at; `None` for a cluster that restores
+/// nothing, or has formed.
+pub async fn observe(
+    ctx: &Context,
+    ec: &EtcdCluster,
+    pvcs: &BTreeMap<String, PersistentVolumeClaim>,
+) -> Result<Option<Restore>, Error> {
+    let Some(bootstrap) = &ec.spec.bootstrap else { return Ok(None) };
+    if ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()) {
+        return Ok(None);
+    }
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let name = &bootstrap.restore.backup_name;
+    let backup = Api::<EtcdBackup>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("EtcdBackup {namespace}/{name}"), source })?;
+    let source = match backup {
+        None => Err(format!("EtcdBackup {name} does not exist")),
+        Some(backup) => source_of(&backup, &ec.spec.version),
+    };
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
+        .list(&ListParams::default().labels(&format!("{LABEL_RESTORE_OF}={}", ec.name_any())))
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("restore pods of {namespace}/{}", ec.name_any()), source })?;
+    let pods: BTreeMap<String, Pod> = pods.items.into_iter().map(|p| (p.name_any(), p)).collect();
+    let members = pvcs
+        .iter()
+        .filter_map(|(member, pvc)| Some((member.clone(), state_of(pvc, pods.get(&restore_pod_name(member)))?)))
+        .collect();
+    Ok(Some(Restore { backup: name.clone(), source, members }))
+}
+
+/// The snapshot of a backup that succeeded, unless it comes from a newer etcd minor release than `version`:
+/// etcd does not start on data a newer release wrote.
+pub fn source_of(backup: &EtcdBackup, version: &str) -> Result<RestoreFrom, String> {
+    let name = backup.name_any();
+    let status = backup.status.clone().unwrap_or_default();
+    if status.phase != Some(BackupPhase::Succeeded) {
+        let phase = status.phase.map_or("no phase yet".to_string(), |p| format!("{p:?}"));
+        return Err(format!("EtcdBackup {name} has not succeeded ({phase}): only a checked snapshot is restored"));
+    }
+    let (Some(key), Some(sha256)) = (status.key, status.sha256) else {
+        return Err(format!("EtcdBackup {name} records no key or sha256"));
+    };
+    let minor = |v: &str| Version::parse(v.trim_start_matches('v')).map(|v| (v.major, v.minor));
+    if let (Some(taken), Some(wanted)) = (status.etcd_version.as_deref().and_then(minor), minor(version))
+        && taken > wanted
+    {
+        return Err(format!(
+            "EtcdBackup {name} was taken from etcd {}, a newer minor release than the cluster's {version}: \
+             etcd cannot start on it; create the cluster with spec.version {}.{} or later",
+            status.etcd_version.unwrap_or_default(),
+            taken.0,
+            taken.1
+        ));
+    }
+    Ok(RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256 })
+}
+
+/// A volume's restore, from its mark and its restore pod; `None` for a volume that restores nothing.
+pub fn state_of(pvc: &PersistentVolumeClaim, pod: Option<&Pod>) -> Option<RestoreState> {
+    match pvc.annotations().get(ANNOTATION_RESTORE).map(String::as_str) {
+        None => None,
+        Some(RESTORE_DONE) => Some(RestoreState::Restored),
+        Some(_) => Some(match pod {
+            None => RestoreState::Pending,
+            Some(pod) if pod.metadata.deletion_timestamp.is_some() => RestoreState::Running,
+            Some(pod) => match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+                Some("Succeeded") => RestoreState::Succeeded,
+                Some("Failed") => RestoreState::Failed(failure_of(pod)),
+                _ => RestoreState::Running,
+            },
+        }),
+    }
+}
+
+/// What the failed container of a restore pod said last.
+fn failure_of(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let statuses = status
+        .iter()
+        .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()));
+    statuses
+        .filter_map(|c| {
+            let terminated = c.state.as_ref()?.terminated.as_ref()?;
+            (terminated.exit_code != 0).then(|| {
+                let said = terminated.message.as_deref().unwrap_or("").trim();
+                format!("{} exited with {}: {}", c.name, terminated.exit_code, said)
+            })
+        })
+        .next()
+        .unwrap_or_else(|| "the restore pod failed".to_string())
+}
+
+/// A restored member's volume: the member's, marked `pending`.
+pub fn restore_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> PersistentVolumeClaim {
+    let mut pvc = member_pvc(ec, member, bootstrap);
+    pvc.metadata.annotations.get_or_insert_default().insert(ANNOTATION_RESTORE.into(), RESTORE_PENDING.into());
+    pvc
+}
+
+/// The pod that fills `member`'s volume from the snapshot; it runs once and is never restarted.
+pub fn restore_pod(
+    ec: &EtcdCluster,
+    member: &str,
+    version: Version,
+    bootstrap: &Bootstrap,
+    from: &RestoreFrom,
+    operator_image: &str,
+    transport: Transport,
+) -> Pod {
+    let cluster = ec.name_any();
+    let namespace = ec.namespace().unwrap_or_default();
+    let labels = BTreeMap::from([
+        (LABEL_RESTORE_OF.to_string(), cluster.clone()),
+        (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+    ]);
+    let data = format!("{DATA_MOUNT}/data");
+    let snapshot = format!("{SCRATCH_MOUNT}/snapshot.db");
+    let store = &from.store;
+    let mut fetch_args = vec![
+        "fetch-snapshot".to_string(),
+        format!("--bucket={}", store.bucket),
+        format!("--region={}", store.region()),
+        format!("--key={}", from.key),
+        format!("--sha256={}", from.sha256),
+        format!("--to={snapshot}"),
+        // A restore cut short leaves a partial data directory; the volume was never served, so it goes.
+        format!("--clear={data}"),
+    ];
+    if let Some(endpoint) = &store.endpoint {
+        fetch_args.push(format!("--endpoint={endpoint}"));
+    }
+    let credential = |name: &str| EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: store.credentials_secret.name.clone(),
+                key: name.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    let mounts = vec![
+        VolumeMount { name: "data".into(), mount_path: DATA_MOUNT.into(), ..VolumeMount::default() },
+        VolumeMount { name: "scratch".into(), mount_path: SCRATCH_MOUNT.into(), ..VolumeMount::default() },
+    ];
+    let locked_down = SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    };
+    let fetch = Container {
+        name: "fetch".into(),
+        image: Some(operator_image.to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(fetch_args),
+        env: Some(vec![credential(ACCESS_KEY_ID_KEY), credential(SECRET_ACCESS_KEY_KEY)]),
+        volume_mounts: Some(mounts.clone()),
+        security_context: Some(locked_down.clone()),
+        ..Container::default()
+    };
+    let restore = Container {
+        name: "restore".into(),
+        image: Some(image(ec, version)),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec!["/usr/local/bin/etcdutl".into()]),
+        args: Some(vec![
+            "snapshot".into(),
+            "restore".into(),
+            snapshot,
+            format!("--data-dir={data}"),
+            format!("--name={member}"),
+            format!("--initial-cluster={}", bootstrap.initial_cluster),
+            format!("--initial-cluster-token={}", bootstrap.token.clone().unwrap_or_default()),
+            format!("--initial-advertise-peer-urls={}", peer_url(&cluster, &namespace, member, transport)),
+        ]),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        volume_mounts: Some(mounts),
+        security_context: Some(locked_down),
+        ..Container::default()
+    };
+    Pod {
+        metadata: meta(ec, restore_pod_name(member), labels),
+        spec: Some(PodSpec {
+            restart_policy: Some("Never".into()),
+            init_containers: Some(vec![fetch]),
+            containers: vec![restore],
+            volumes: Some(vec![
+                Volume {
+                    name: "data".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: member.to_string(),
+                        read_only: None,
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "scratch".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Volume::default()
+                },
+            ]),
+            enable_service_links: Some(false),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(MEMBER_UID),
+                run_as_group: Some(MEMBER_UID),
+                fs_group: Some(MEMBER_UID),
+                fs_group_change_policy: Some("OnRootMismatch".to_string()),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+                ..PodSecurityContext::default()
+            }),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// Creates the marked volume and the restore pod of each member whose volume waits for its restore.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    ctx: &Context,
+    ec: &EtcdCluster,
+    members: &[String],
+    version: Version,
+    bootstrap: &Bootstrap,
+    restore: &Restore,
+    operator_image: &str,
+    transport: Transport,
+) -> Result<(), Error> {
+    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
+    let from =
+        restore.source.as_ref().map_err(|why| Error::StepNotPossible { step: "RestoreMembers", why: why.clone() })?;
+    for member in members {
+        if !matches!(restore.members.get(member), None | Some(RestoreState::Pending)) {
+            continue;
+        }
+        create_if_absent(ctx, &namespace, restore_pvc(ec, member, bootstrap)).await?;
+        let pod = restore_pod(ec, member, version, bootstrap, from, operator_image, transport);
+        create_if_absent(ctx, &namespace, pod).await?;
+    }
+    Ok(())
+}
+
+/// Before a restored member's pod is created: its volume is marked `restored` (a member pod never runs on a
+/// volume still marked `pending`), and its restore pod goes.
+pub async fn finish_member(ctx: &Context, namespace: &str, member: &str, restore: &Restore) -> Result<(), Error> {
+    if restore.members.get(member) != Some(&RestoreState::Succeeded) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_RESTORE: RESTORE_DONE}}});
+    Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), namespace)
+        .patch(member, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .map_err(|source| Error::KubeWrite { what: format!("restore mark of PVC {namespace}/{member}"), source })?;
+    delete_if_present::<Pod>(ctx, namespace, &restore_pod_name(member)).await
+}
