@@ -285,9 +285,10 @@ pub struct Written {
 impl Written {
     /// The same writes, counting as acknowledged only those in `earlier`: what a copy taken after `earlier`
     /// was read must hold. Every later write may be there or not; no key the checker never wrote may.
-    pub fn acknowledged_before(mut self, earlier: &BTreeMap<String, String>) -> Self {
-        self.acknowledged.retain(|key, _| earlier.contains_key(key));
-        self
+    pub fn acknowledged_before(&self, earlier: &BTreeMap<String, String>) -> Self {
+        let mut acknowledged = self.acknowledged.clone();
+        acknowledged.retain(|key, _| earlier.contains_key(key));
+        Written { prefix: self.prefix.clone(), acknowledged, attempted: self.attempted.clone() }
     }
 
     /// Reads the keys back through `endpoint`: every acknowledged write must be there with its value, and

@@ -6,12 +6,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use etcd_op_api::v1::{BackupPhase, EtcdBackup};
+use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdCluster};
 use etcd_op_e2e::*;
 use etcd_op_test_support::{S3Settings, TestNamespace, client, create, repo_root, start_s3proxy, wait_for};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(180);
@@ -112,7 +112,8 @@ impl Drop for Restored {
 }
 
 #[tokio::test]
-async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_it() -> Result<()> {
+async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_it_into_etcdutl_and_a_new_cluster()
+-> Result<()> {
     let s3 = start_s3proxy()?;
     let client = client().await?;
     let ns = TestNamespace::create(&client, "backup").await?;
@@ -144,7 +145,12 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
             "location: {:?}",
             status.location
         );
+        // A second backup, to be corrupted in the store below.
+        create_backup(&client, &namespace, "second", &s3, "store").await?;
+        let second = ended(&client, &namespace, "second").await?.status.context("status")?;
+        ensure!(second.phase == Some(BackupPhase::Succeeded), "the second backup failed: {:?}", second.message);
         let written = checker.stop().await?;
+        let old_cluster_id = get_cluster(&client, &namespace, "demo").await?.status.and_then(|s| s.cluster_id);
 
         // The stored object is what status says, and etcd's own tools restore it.
         let file = s3.bucket_dir.join(&key);
@@ -187,6 +193,66 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
         ensure!(message.contains("uploading"), "the message says what failed: {message}");
         let complete = status.conditions.iter().find(|c| c.type_ == "Complete").context("Complete condition")?;
         ensure!(complete.status == "False" && complete.reason == "BackupFailed", "{complete:?}");
+
+        // The cluster is deleted with its volumes, then created again from the first backup: every write
+        // acknowledged before the backup was asked for is there, nothing unknown, under a new cluster ID.
+        Api::<EtcdCluster>::namespaced(client.clone(), &namespace).delete("demo", &Default::default()).await?;
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &namespace);
+        wait_for("the deleted cluster's volumes to go", CHANGE_TIMEOUT, || async {
+            Ok(pvcs.list(&ListParams::default()).await?.items.is_empty().then_some(()))
+        })
+        .await?;
+        let from_backup = json!({"size": 3, "version": V36, "bootstrap": {"restore": {"backupName": "first"}}});
+        create_cluster(&client, &namespace, "demo", from_backup).await?;
+        let restored = wait_settled(&client, &namespace, "demo", 3, V36, CREATE_TIMEOUT).await?;
+        let new_cluster_id = restored.status.as_ref().and_then(|s| s.cluster_id.clone());
+        ensure!(
+            new_cluster_id.is_some() && new_cluster_id != old_cluster_id,
+            "a new cluster ID: {new_cluster_id:?} after {old_cluster_id:?}"
+        );
+        let endpoint = client_endpoint(&client, &namespace, "demo").await?;
+        let verified = written.acknowledged_before(&before).verify(&endpoint).await?;
+        ensure!(verified == before.len(), "verified {verified} of {} writes in the restored cluster", before.len());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+        let restore_pods = pods.list(&ListParams::default().labels("etcd.cloud.io/restore-of=demo")).await?.items;
+        ensure!(
+            restore_pods.is_empty(),
+            "the restore pods go once the members start: {:?}",
+            restore_pods.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
+        );
+
+        // The second backup's object is corrupted in the store: a cluster created from it is refused with the
+        // reason, and no member starts.
+        let second_file = s3.bucket_dir.join(second.key.as_deref().context("second key")?);
+        let mut bytes = std::fs::read(&second_file)?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&second_file, &bytes)?;
+        create_cluster(
+            &client,
+            &namespace,
+            "broken",
+            json!({"size": 3, "version": V36, "bootstrap": {"restore": {"backupName": "second"}}}),
+        )
+        .await?;
+        let refused = wait_for("the restore of a corrupted snapshot to be refused", CREATE_TIMEOUT, || async {
+            let ec = get_cluster(&client, &namespace, "broken").await?;
+            let degraded = ec
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| c.type_ == "Degraded" && c.status == "True")
+                .cloned();
+            Ok(degraded.filter(|c| c.reason == "RestoreFailed"))
+        })
+        .await?;
+        ensure!(refused.message.contains("sha256"), "the reason names the hash: {}", refused.message);
+        let members = pods.list(&ListParams::default().labels("etcd.cloud.io/cluster=broken")).await?.items;
+        ensure!(
+            members.is_empty(),
+            "no member of the refused cluster started: {:?}",
+            members.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
+        );
     }
     ns.delete().await
 }
