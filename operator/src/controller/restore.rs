@@ -303,3 +303,136 @@ pub async fn finish_member(ctx: &Context, namespace: &str, member: &str, restore
         .map_err(|source| Error::KubeWrite { what: format!("restore mark of PVC {namespace}/{member}"), source })?;
     delete_if_present::<Pod>(ctx, namespace, &restore_pod_name(member)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcd_op_api::v1::{BackupStore, EtcdBackupSpec, EtcdBackupStatus, S3Store, SecretName};
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus};
+
+    fn backup(phase: BackupPhase, version: &str) -> EtcdBackup {
+        let mut backup = EtcdBackup::new(
+            "nightly",
+            EtcdBackupSpec {
+                cluster_name: "demo".into(),
+                store: BackupStore {
+                    s3: S3Store {
+                        endpoint: Some("http://store:9000".into()),
+                        bucket: "backups".into(),
+                        prefix: None,
+                        region: None,
+                        credentials_secret: SecretName { name: "s3".into() },
+                    },
+                },
+            },
+        );
+        backup.status = Some(EtcdBackupStatus {
+            phase: Some(phase),
+            key: Some("ns/demo/1.db".into()),
+            sha256: Some("ab".repeat(32)),
+            etcd_version: Some(version.into()),
+            ..EtcdBackupStatus::default()
+        });
+        backup
+    }
+
+    #[test]
+    fn only_a_succeeded_backup_from_no_newer_minor_release_is_restored() {
+        let from = source_of(&backup(BackupPhase::Succeeded, "3.6.16"), "3.6.16").expect("restorable");
+        assert_eq!(from.key, "ns/demo/1.db");
+        assert!(source_of(&backup(BackupPhase::Succeeded, "3.5.35"), "3.6.16").is_ok(), "older data upgrades");
+        let newer = source_of(&backup(BackupPhase::Succeeded, "3.7.3"), "3.6.16").expect_err("newer minor");
+        assert!(newer.contains("newer minor release") && newer.contains("3.7"), "{newer}");
+        let failed = source_of(&backup(BackupPhase::Failed, "3.6.16"), "3.6.16").expect_err("failed backup");
+        assert!(failed.contains("has not succeeded"), "{failed}");
+    }
+
+    fn marked(mark: Option<&str>) -> PersistentVolumeClaim {
+        let mut pvc = PersistentVolumeClaim::default();
+        if let Some(mark) = mark {
+            pvc.metadata.annotations = Some(BTreeMap::from([(ANNOTATION_RESTORE.to_string(), mark.to_string())]));
+        }
+        pvc
+    }
+
+    fn pod_in(phase: &str, fetch_said: Option<&str>) -> Pod {
+        let fetch = fetch_said.map(|said| ContainerStatus {
+            name: "fetch".into(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code: 1,
+                    message: Some(said.into()),
+                    ..ContainerStateTerminated::default()
+                }),
+                ..ContainerState::default()
+            }),
+            ..ContainerStatus::default()
+        });
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                init_container_statuses: fetch.map(|f| vec![f]),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn a_volumes_restore_is_read_from_its_mark_and_its_pod() {
+        assert_eq!(state_of(&marked(None), None), None, "a volume that restores nothing");
+        assert_eq!(state_of(&marked(Some(RESTORE_DONE)), None), Some(RestoreState::Restored));
+        assert_eq!(state_of(&marked(Some(RESTORE_PENDING)), None), Some(RestoreState::Pending));
+        assert_eq!(
+            state_of(&marked(Some(RESTORE_PENDING)), Some(&pod_in("Pending", None))),
+            Some(RestoreState::Running)
+        );
+        assert_eq!(
+            state_of(&marked(Some(RESTORE_PENDING)), Some(&pod_in("Succeeded", None))),
+            Some(RestoreState::Succeeded)
+        );
+        let failed = state_of(&marked(Some(RESTORE_PENDING)), Some(&pod_in("Failed", Some("refused: sha256 differs"))));
+        assert_eq!(failed, Some(RestoreState::Failed("fetch exited with 1: refused: sha256 differs".into())));
+    }
+
+    #[test]
+    fn a_restore_pod_fetches_checked_then_restores_with_the_members_identity_and_the_new_token() {
+        let ec = EtcdCluster::new("demo", serde_json::from_value(serde_json::json!({})).expect("a default spec"));
+        let bootstrap = Bootstrap {
+            initial_cluster: "demo-0=https://a:2380,demo-1=https://b:2380".into(),
+            state: super::super::model::InitialState::New,
+            token: Some("fresh-token".into()),
+            transport: Transport::MUTUAL_TLS,
+        };
+        let from = source_of(&backup(BackupPhase::Succeeded, "3.6.16"), "3.6.16").expect("restorable");
+        let pod = restore_pod(
+            &ec,
+            "demo-1",
+            Version::new(3, 6, 16),
+            &bootstrap,
+            &from,
+            "etcd-op:test",
+            Transport::MUTUAL_TLS,
+        );
+        assert_eq!(pod.metadata.name.as_deref(), Some("demo-1-restore"));
+        let spec = pod.spec.expect("spec");
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        let fetch = &spec.init_containers.expect("init")[0];
+        assert_eq!(fetch.image.as_deref(), Some("etcd-op:test"));
+        let args = fetch.args.clone().unwrap_or_default();
+        assert!(args.contains(&format!("--sha256={}", "ab".repeat(32))), "{args:?}");
+        assert!(args.contains(&"--clear=/var/lib/etcd/data".to_string()), "{args:?}");
+        let env: Vec<_> = fetch.env.iter().flatten().map(|e| e.name.as_str()).collect();
+        assert_eq!(env, [ACCESS_KEY_ID_KEY, SECRET_ACCESS_KEY_KEY]);
+        let restore = &spec.containers[0];
+        let args = restore.args.clone().unwrap_or_default();
+        for wanted in ["--name=demo-1", "--initial-cluster-token=fresh-token", "--data-dir=/var/lib/etcd/data"] {
+            assert!(args.iter().any(|a| a == wanted), "{wanted} in {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.contains("skip-hash-check")), "etcd's hash is always checked");
+        assert!(
+            pod.metadata.labels.expect("labels").get(super::super::resources::LABEL_MEMBER).is_none(),
+            "never a member"
+        );
+    }
+}
