@@ -10,7 +10,7 @@ pub const GROUP: &str = "etcd.cloud.io";
 pub fn crds()
 -> Vec<(String, k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition)> {
     use kube::CustomResourceExt;
-    [v1::EtcdCluster::crd(), v1::EtcdBackup::crd()]
+    [v1::EtcdCluster::crd(), v1::EtcdBackup::crd(), v1::EtcdBackupSchedule::crd()]
         .into_iter()
         .map(|crd| (format!("{GROUP}_{}.yaml", crd.spec.names.plural), crd))
         .collect()

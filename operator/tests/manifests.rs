@@ -14,7 +14,7 @@ fn repo_root() -> PathBuf {
 #[test]
 fn committed_crds_match_the_rust_types() {
     let crds = etcd_op_api::crds();
-    assert_eq!(crds.len(), 2, "EtcdCluster and EtcdBackup");
+    assert_eq!(crds.len(), 3, "EtcdCluster, EtcdBackup and EtcdBackupSchedule");
     for (file, crd) in crds {
         let generated = serde_saphyr::to_string(&crd).expect("the CRD serializes");
         let path = repo_root().join("config/crd/bases").join(&file);
@@ -22,7 +22,7 @@ fn committed_crds_match_the_rust_types() {
         assert!(generated == committed, "{} is stale: run `make manifests` and commit the result", path.display());
     }
     let listed = std::fs::read_dir(repo_root().join("config/crd/bases")).expect("config/crd/bases").count();
-    assert_eq!(listed, 2, "config/crd/bases holds exactly the generated CRDs");
+    assert_eq!(listed, 3, "config/crd/bases holds exactly the generated CRDs");
 }
 
 #[test]

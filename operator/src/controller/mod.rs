@@ -13,6 +13,7 @@ pub mod plan;
 pub mod report;
 pub mod resources;
 pub mod restore;
+pub mod schedule;
 pub mod user_certificates;
 
 use std::sync::Arc;
@@ -147,10 +148,14 @@ where
     }
 }
 
-/// Runs the controllers (EtcdCluster, EtcdBackup) until `shutdown` completes; in-flight reconciles finish first.
+/// Runs the controllers (EtcdCluster, EtcdBackup, EtcdBackupSchedule) until `shutdown` completes; in-flight reconciles finish first.
 pub async fn run(ctx: Arc<Context>, ready: Readiness, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    futures::join!(run_clusters(ctx.clone(), ready, shutdown.clone()), backup::run(ctx, shutdown));
+    futures::join!(
+        run_clusters(ctx.clone(), ready, shutdown.clone()),
+        backup::run(ctx.clone(), shutdown.clone()),
+        schedule::run(ctx, shutdown)
+    );
 }
 
 async fn run_clusters(ctx: Arc<Context>, ready: Readiness, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {

@@ -431,7 +431,7 @@ mod tests {
         }
         assert!(!args.iter().any(|a| a.contains("skip-hash-check")), "etcd's hash is always checked");
         assert!(
-            pod.metadata.labels.expect("labels").get(super::super::resources::LABEL_MEMBER).is_none(),
+            !pod.metadata.labels.expect("labels").contains_key(super::super::resources::LABEL_MEMBER),
             "never a member"
         );
     }
