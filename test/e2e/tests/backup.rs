@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdCluster};
+use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdBackupSchedule, EtcdCluster};
 use etcd_op_e2e::*;
 use etcd_op_test_support::{S3Settings, TestNamespace, client, create, repo_root, start_s3proxy, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
@@ -253,6 +253,74 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
             "no member of the refused cluster started: {:?}",
             members.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
         );
+    }
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn a_schedule_takes_backups_during_writes_and_retention_deletes_the_oldest_from_the_store() -> Result<()> {
+    let s3 = start_s3proxy()?;
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "schedule").await?;
+    let namespace = ns.name.clone();
+    {
+        create_cluster(&client, &namespace, "demo", json!({"size": 1, "version": V36})).await?;
+        wait_settled(&client, &namespace, "demo", 1, V36, CREATE_TIMEOUT).await?;
+        let checker = WriteChecker::start(client_endpoint(&client, &namespace, "demo").await?, "schedule");
+        checker.wait_for_writes(5).await?;
+        create_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
+        create::<EtcdBackupSchedule>(
+            &client,
+            &namespace,
+            json!({
+                "apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackupSchedule", "metadata": {"name": "every-minute"},
+                "spec": {
+                    "schedule": "* * * * *",
+                    "backupTemplate": {"clusterName": "demo", "store": {"s3": {
+                        "endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": format!("e2e/{namespace}"),
+                        "credentialsSecret": {"name": "store"},
+                    }}},
+                    "retention": {"keepLast": 1},
+                },
+            }),
+        )
+        .await?;
+
+        // Runs every minute; with keepLast 1, the first backup that succeeded goes, from the store too, once a
+        // later one succeeded.
+        let backups: Api<EtcdBackup> = Api::namespaced(client.clone(), &namespace);
+        let seen: std::sync::Mutex<std::collections::BTreeMap<String, String>> = Default::default();
+        let (gone, kept) =
+            wait_for("a scheduled backup to replace an earlier one", Duration::from_secs(240), || async {
+                let listed =
+                    backups.list(&ListParams::default().labels("etcd.cloud.io/schedule=every-minute")).await?.items;
+                let succeeded: Vec<(String, String)> = listed
+                    .iter()
+                    .filter_map(|b| {
+                        let status = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Succeeded))?;
+                        Some((b.metadata.name.clone()?, status.key.clone()?))
+                    })
+                    .collect();
+                let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
+                seen.extend(succeeded.iter().cloned());
+                let gone =
+                    seen.iter().find(|(name, _)| !listed.iter().any(|b| b.metadata.name.as_ref() == Some(*name)));
+                Ok(match (gone.map(|(n, k)| (n.clone(), k.clone())), succeeded.first()) {
+                    (Some(gone), Some(kept)) => Some((gone, kept.clone())),
+                    _ => None,
+                })
+            })
+            .await?;
+        ensure!(
+            !s3.bucket_dir.join(&gone.1).exists(),
+            "the expired backup's snapshot {} is deleted from the store",
+            gone.1
+        );
+        ensure!(s3.bucket_dir.join(&kept.1).exists(), "the kept backup's snapshot {} stays", kept.1);
+        let schedule: EtcdBackupSchedule = Api::namespaced(client.clone(), &namespace).get("every-minute").await?;
+        let status = schedule.status.context("schedule status")?;
+        ensure!(status.last_successful_time.is_some() && status.next_schedule_time.is_some(), "{status:?}");
+        checker.stop_and_verify().await?;
     }
     ns.delete().await
 }
