@@ -194,3 +194,95 @@ async fn bench_idle_cost() -> Result<()> {
     delete_cluster_role_binding(n, "scraper")?;
     ns.delete().await
 }
+
+/// Samples the operator's resident memory every 200 ms until `done` resolves; returns `done`'s value and the
+/// highest sample.
+async fn peak_memory_while<T>(
+    client: &kube::Client,
+    token: &str,
+    done: impl Future<Output = Result<T>>,
+) -> Result<(T, f64)> {
+    let mut peak: f64 = 0.0;
+    tokio::pin!(done);
+    loop {
+        tokio::select! {
+            value = &mut done => return Ok((value?, peak)),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                if let Ok((rss, _)) = operator_process(client, token).await {
+                    peak = peak.max(rss);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run with make bench"]
+async fn bench_backup_and_restore_of_a_256_mib_database() -> Result<()> {
+    use etcd_op_api::v1::{BackupPhase, EtcdBackup};
+    let s3 = etcd_op_test_support::start_s3proxy()?;
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "bench-backup").await?;
+    let n = ns.name.as_str();
+    let token = service_account_token(n, "scraper", Some("etcd-op-metrics-reader"))?;
+    let storage = json!({"volumeClaimTemplate": {"size": "4Gi"}});
+    create_cluster(&client, n, "big", json!({"size": 3, "version": VERSION, "storage": storage})).await?;
+    wait_settled(&client, n, "big", 3, VERSION, CREATE_TIMEOUT).await?;
+    let endpoint = etcd_op_e2e::client_endpoint(&client, n, "big").await?;
+    let mut etcd = etcd_op_e2e::connect(&endpoint).await?;
+    let value = vec![b'x'; 1024 * 1024];
+    for i in 0..256 {
+        etcd.put(format!("/bench/{i:04}"), value.clone(), None).await?;
+    }
+    let size = etcd.status().await?.db_size();
+    println!("BENCH backup: database of {:.0} MiB", size as f64 / 1_048_576.0);
+
+    etcd_op_test_support::create::<k8s_openapi::api::core::v1::Secret>(
+        &client,
+        n,
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "store"},
+               "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.secret_access_key}}),
+    )
+    .await?;
+    let (idle_rss, _) = operator_process(&client, &token).await?;
+    let started = Instant::now();
+    etcd_op_test_support::create::<EtcdBackup>(
+        &client,
+        n,
+        json!({"apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackup", "metadata": {"name": "big"},
+               "spec": {"clusterName": "big", "store": {"s3": {"endpoint": s3.endpoint, "bucket": s3.bucket,
+                        "prefix": format!("bench/{n}"), "credentialsSecret": {"name": "store"}}}}}),
+    )
+    .await?;
+    let backups: Api<EtcdBackup> = Api::namespaced(client.clone(), n);
+    let (backup, peak) = peak_memory_while(&client, &token, async {
+        wait_for("the backup to end", Duration::from_secs(600), || async {
+            let b = backups.get("big").await?;
+            Ok(b.status.as_ref().and_then(|s| s.phase).filter(|p| p.is_final()).map(|_| b.clone()))
+        })
+        .await
+    })
+    .await?;
+    let took = started.elapsed();
+    let status = backup.status.context("status")?;
+    anyhow::ensure!(status.phase == Some(BackupPhase::Succeeded), "the backup failed: {:?}", status.message);
+    println!(
+        "BENCH backup of a {} snapshot to s3proxy, checked: {:.1}s; operator resident memory {:.1} MiB before, peak {:.1} MiB during",
+        status.size.unwrap_or_default(),
+        took.as_secs_f64(),
+        idle_rss / 1_048_576.0,
+        peak / 1_048_576.0
+    );
+
+    let started = Instant::now();
+    let restore =
+        json!({"size": 3, "version": VERSION, "storage": storage, "bootstrap": {"restore": {"backupName": "big"}}});
+    create_cluster(&client, n, "restored", restore).await?;
+    wait_settled(&client, n, "restored", 3, VERSION, CREATE_TIMEOUT).await?;
+    println!(
+        "BENCH restore of a 3-member cluster from it, kubectl apply to Available: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    delete_cluster_role_binding(n, "scraper")?;
+    ns.delete().await
+}
