@@ -209,3 +209,15 @@ fn kustomize_certmanager_component_hands_the_certificate_to_cert_manager() {
     let dir = pod["containers"][0]["volumeMounts"][0]["mountPath"].as_str().unwrap_or("?");
     assert!(args.iter().any(|a| *a == format!("--webhook-cert-dir={dir}")), "{args:?}");
 }
+
+#[test]
+fn backup_samples_are_objects_of_their_kinds() {
+    use etcd_op_api::v1::EtcdBackupSchedule;
+    let read = |file: &str| std::fs::read_to_string(repo_root().join("config/samples").join(file)).expect("sample");
+    let backup: EtcdBackup = serde_saphyr::from_str(&read("etcd_v1_etcdbackup.yaml")).expect("an EtcdBackup");
+    assert_eq!(backup.spec.cluster_name, "etcdcluster-sample");
+    let schedule: EtcdBackupSchedule =
+        serde_saphyr::from_str(&read("etcd_v1_etcdbackupschedule.yaml")).expect("an EtcdBackupSchedule");
+    assert_eq!(schedule.spec.backup_template.cluster_name, "etcdcluster-sample");
+    assert_eq!(schedule.spec.retention.keep_last, Some(7));
+}
