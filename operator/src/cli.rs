@@ -30,7 +30,7 @@ pub enum Command {
         dir: Option<PathBuf>,
     },
     /// Fetch a backup's snapshot from an S3-compatible store into a file, checking it on the way: its sha256
-    /// must be the one given, and the database must end with the sha256 etcd appended. The key pair comes
+    /// must be the one given (if given), and the database must end with the sha256 etcd appended. The key pair comes
     /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. The restore pods of a cluster run this.
     FetchSnapshot(FetchSnapshotArgs),
 }
@@ -47,9 +47,9 @@ pub struct FetchSnapshotArgs {
     /// The object's key.
     #[arg(long)]
     pub key: String,
-    /// The sha256 (hex) the object must hash to.
+    /// The sha256 (hex) the object must hash to; without it only etcd's appended hash is checked.
     #[arg(long)]
-    pub sha256: String,
+    pub sha256: Option<String>,
     /// Where to write the snapshot.
     #[arg(long, value_name = "PATH")]
     pub to: PathBuf,

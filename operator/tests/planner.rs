@@ -1434,7 +1434,7 @@ fn restoring(states: &[(u32, Option<RestoreState>)], source: Result<(), &str>) -
     obs.initial_members =
         if obs.members.is_empty() { Vec::new() } else { (0..3).map(|i| format!("demo-{i}")).collect() };
     obs.restore = Some(Restore {
-        backup: "nightly".into(),
+        backup: "EtcdBackup nightly".into(),
         source: source
             .map(|()| RestoreFrom {
                 store: etcd_op_api::v1::S3Store {
@@ -1445,7 +1445,7 @@ fn restoring(states: &[(u32, Option<RestoreState>)], source: Result<(), &str>) -
                     credentials_secret: etcd_op_api::v1::SecretName { name: "s".into() },
                 },
                 key: "k".into(),
-                sha256: "00".into(),
+                sha256: Some("00".into()),
             })
             .map_err(str::to_string),
         members: states.iter().filter_map(|(i, s)| Some((format!("demo-{i}"), s.clone()?))).collect(),

@@ -155,15 +155,34 @@ pub struct BootstrapSpec {
     pub restore: RestoreSource,
 }
 
-/// The backup a new cluster is restored from.
+/// The backup a new cluster is restored from: an EtcdBackup, or a snapshot in a store by its key.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.backupName) != has(self.key)").message("spec.bootstrap.restore: name an EtcdBackup (backupName) or a stored snapshot (store and key), one of the two"))]
+#[x_kube(validation = Rule::new("has(self.key) == has(self.store) && (has(self.key) || !has(self.sha256))").message("spec.bootstrap.restore: store and key go together, and sha256 with them"))]
 pub struct RestoreSource {
     /// An EtcdBackup in the cluster's namespace that succeeded. Its snapshot is fetched from its store with
     /// the store's credentials Secret and checked against the sha256 in its status before it is restored.
     /// A snapshot taken from a newer etcd minor release than the cluster's is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub backup_name: String,
+    pub backup_name: Option<String>,
+
+    /// The store a snapshot is in, for a restore without its EtcdBackup (gone with a deleted namespace, or
+    /// taken elsewhere). Its credentials Secret is read in the cluster's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<super::BackupStore>,
+
+    /// The snapshot's object key in the store, as an EtcdBackup's `status.key` records it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: Option<String>,
+
+    /// The sha256 (hex) the stored object must hash to, as an EtcdBackup's `status.sha256` records it.
+    /// Without it only the hash etcd appended to the snapshot is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub sha256: Option<String>,
 }
 
 /// Mutual TLS for the peer port (member to member) and the client port.

@@ -120,7 +120,7 @@ pub struct Observation {
 /// A new cluster whose initial members' volumes are restored from a backup before any of them starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Restore {
-    /// The EtcdBackup's name.
+    /// Where the data comes from, for people: `EtcdBackup <name>` or the stored snapshot's location.
     pub backup: String,
     /// Where the snapshot is and what it must hash to; why it cannot be restored otherwise.
     pub source: Result<RestoreFrom, String>,
@@ -133,7 +133,8 @@ pub struct Restore {
 pub struct RestoreFrom {
     pub store: etcd_op_api::v1::S3Store,
     pub key: String,
-    pub sha256: String,
+    /// What the stored object must hash to, when known.
+    pub sha256: Option<String>,
 }
 
 /// Where a member's volume is in its restore.

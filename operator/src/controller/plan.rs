@@ -382,8 +382,8 @@ fn restore_volumes(obs: &Observation, restore: &Restore, initial: &[String]) -> 
             Step::Wait,
             Activity::Blocked(Blocker::RestoreFailed),
             format!(
-                "restoring member {name} from EtcdBackup {} failed: {why}; no member was started: delete this \
-                 EtcdCluster and create it again from another backup",
+                "restoring member {name} from {} failed: {why}; no member was started: delete this EtcdCluster \
+                 and create it again from another backup",
                 restore.backup
             ),
         ));
@@ -400,7 +400,7 @@ fn restore_volumes(obs: &Observation, restore: &Restore, initial: &[String]) -> 
                 Step::RestoreMembers { members: initial.to_vec() },
                 Activity::Creating,
                 format!(
-                    "restoring {to_restore} of the {} initial members' volumes from EtcdBackup {}",
+                    "restoring {to_restore} of the {} initial members' volumes from {}",
                     initial.len(),
                     restore.backup
                 ),
@@ -413,7 +413,7 @@ fn restore_volumes(obs: &Observation, restore: &Restore, initial: &[String]) -> 
         (
             Step::Wait,
             Activity::Creating,
-            format!("waiting for the restore of {} from EtcdBackup {}", running.join(", "), restore.backup),
+            format!("waiting for the restore of {} from {}", running.join(", "), restore.backup),
         )
     })
 }

@@ -51,14 +51,24 @@ pub async fn observe(
         return Ok(None);
     }
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
-    let name = &bootstrap.restore.backup_name;
-    let backup = Api::<EtcdBackup>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::KubeRead { what: format!("EtcdBackup {namespace}/{name}"), source })?;
-    let source = match backup {
-        None => Err(format!("EtcdBackup {name} does not exist")),
-        Some(backup) => source_of(&backup, &ec.spec.version),
+    let restore = &bootstrap.restore;
+    let (described, source) = match (&restore.backup_name, &restore.store, &restore.key) {
+        (Some(name), _, _) => {
+            let backup = Api::<EtcdBackup>::namespaced(ctx.client.clone(), &namespace)
+                .get_opt(name)
+                .await
+                .map_err(|source| Error::KubeRead { what: format!("EtcdBackup {namespace}/{name}"), source })?;
+            let source = match backup {
+                None => Err(format!("EtcdBackup {name} does not exist")),
+                Some(backup) => source_of(&backup, &ec.spec.version),
+            };
+            (format!("EtcdBackup {name}"), source)
+        }
+        (None, Some(store), Some(key)) => (
+            store.s3.location(key),
+            Ok(RestoreFrom { store: store.s3.clone(), key: key.clone(), sha256: restore.sha256.clone() }),
+        ),
+        _ => return Err(Error::InvalidSpec("spec.bootstrap.restore names no backup and no stored snapshot".into())),
     };
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
         .list(&ListParams::default().labels(&format!("{LABEL_RESTORE_OF}={}", ec.name_any())))
@@ -69,7 +79,7 @@ pub async fn observe(
         .iter()
         .filter_map(|(member, pvc)| Some((member.clone(), state_of(pvc, pods.get(&restore_pod_name(member)))?)))
         .collect();
-    Ok(Some(Restore { backup: name.clone(), source, members }))
+    Ok(Some(Restore { backup: described, source, members }))
 }
 
 /// The snapshot of a backup that succeeded, unless it comes from a newer etcd minor release than `version`:
@@ -96,7 +106,7 @@ pub fn source_of(backup: &EtcdBackup, version: &str) -> Result<RestoreFrom, Stri
             taken.1
         ));
     }
-    Ok(RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256 })
+    Ok(RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256: Some(sha256) })
 }
 
 /// A volume's restore, from its mark and its restore pod; `None` for a volume that restores nothing.
@@ -165,13 +175,15 @@ pub fn restore_pod(
         format!("--bucket={}", store.bucket),
         format!("--region={}", store.region()),
         format!("--key={}", from.key),
-        format!("--sha256={}", from.sha256),
         format!("--to={snapshot}"),
         // A restore cut short leaves a partial data directory; the volume was never served, so it goes.
         format!("--clear={data}"),
     ];
     if let Some(endpoint) = &store.endpoint {
         fetch_args.push(format!("--endpoint={endpoint}"));
+    }
+    if let Some(sha256) = &from.sha256 {
+        fetch_args.push(format!("--sha256={sha256}"));
     }
     let credential = |name: &str| EnvVar {
         name: name.to_string(),

@@ -184,10 +184,11 @@ pub async fn fetch_snapshot(args: &crate::cli::FetchSnapshotArgs) -> Result<Stri
     }
     file.flush().await.map_err(|e| format!("writing {}: {e}", args.to.display()))?;
     let digest = hasher.finish();
-    let refused = if digest.sha256 != args.sha256.to_ascii_lowercase() {
+    let expected = args.sha256.as_deref().map(str::to_ascii_lowercase);
+    let refused = if let Some(expected) = expected.filter(|e| *e != digest.sha256) {
         Some(format!(
-            "{location} hashes to sha256 {}, not {} as its EtcdBackup recorded: it changed after the backup was taken",
-            digest.sha256, args.sha256
+            "{location} hashes to sha256 {}, not {expected} as its backup recorded: it changed after the backup was taken",
+            digest.sha256
         ))
     } else if !digest.database_intact {
         Some(format!(

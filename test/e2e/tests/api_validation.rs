@@ -30,6 +30,21 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     );
     assert!(message.contains("either emptyDir or volumeClaimTemplate"), "two storages: {message}");
 
+    // A restore: on persistent storage only, from one source, and only at creation.
+    let restore = json!({"restore": {"backupName": "nightly"}});
+    let message = refusal(
+        create_cluster(&client, n, "restore-ephemeral", json!({"storage": {"emptyDir": {}}, "bootstrap": restore}))
+            .await,
+    );
+    assert!(message.contains("persistent storage"), "restore on emptyDir: {message}");
+    let two_sources = json!({"restore": {"backupName": "nightly", "key": "k",
+        "store": {"s3": {"bucket": "backups", "credentialsSecret": {"name": "s3"}}}}});
+    let message = refusal(create_cluster(&client, n, "restore-twice", json!({"bootstrap": two_sources})).await);
+    assert!(message.contains("one of the two"), "two restore sources: {message}");
+    create_cluster(&client, n, "restore-later", json!({"size": 1, "paused": true})).await?;
+    let message = refusal(patch_spec(&client, n, "restore-later", json!({"bootstrap": restore})).await);
+    assert!(message.contains("set when it is created"), "a restore added later: {message}");
+
     // Names whose derived names would be invalid, too long, or another cluster's.
     let long = "a".repeat(57);
     let message = refusal(create_cluster(&client, n, &long, json!({})).await);

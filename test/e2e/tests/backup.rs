@@ -221,6 +221,19 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
             restore_pods.iter().map(|p| p.metadata.name.clone()).collect::<Vec<_>>()
         );
 
+        // The same snapshot by its key and sha256 alone, as after the EtcdBackup objects are gone.
+        let first =
+            Api::<EtcdBackup>::namespaced(client.clone(), &namespace).get("first").await?.status.context("status")?;
+        let by_key = json!({"size": 1, "version": V36, "bootstrap": {"restore": {
+            "key": first.key, "sha256": first.sha256,
+            "store": {"s3": {"endpoint": s3.endpoint, "bucket": s3.bucket, "credentialsSecret": {"name": "store"}}},
+        }}});
+        create_cluster(&client, &namespace, "by-key", by_key).await?;
+        wait_settled(&client, &namespace, "by-key", 1, V36, CREATE_TIMEOUT).await?;
+        let endpoint = client_endpoint(&client, &namespace, "by-key").await?;
+        let verified = written.acknowledged_before(&before).verify(&endpoint).await?;
+        ensure!(verified == before.len(), "verified {verified} of {} writes restored by key", before.len());
+
         // The second backup's object is corrupted in the store: a cluster created from it is refused with the
         // reason, and no member starts.
         let second_file = s3.bucket_dir.join(second.key.as_deref().context("second key")?);
