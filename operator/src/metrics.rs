@@ -84,6 +84,12 @@ pub struct BackupLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub namespace: String,
+    pub schedule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LeaseLabels {
     pub name: String,
 }
@@ -96,6 +102,9 @@ pub struct Metrics {
     pub reconcile_time: Family<ControllerLabels, Histogram>,
     pub steps_total: Family<StepLabels, Counter>,
     pub backups_total: Family<BackupLabels, Counter>,
+    drill_success: Family<ScheduleLabels, Gauge>,
+    drill_restore_seconds: Family<ScheduleLabels, Gauge>,
+    drill_data_age_seconds: Family<ScheduleLabels, Gauge>,
     pub desired_members: Family<ClusterLabels, Gauge>,
     pub ready_members: Family<ClusterLabels, Gauge>,
     pub leader_present: Family<ClusterLabels, Gauge>,
@@ -150,6 +159,24 @@ impl Default for Metrics {
         registry.register("etcd_op_steps", "Steps taken on etcd clusters, by step", steps_total.clone());
         let backups_total = Family::<BackupLabels, Counter>::default();
         registry.register("etcd_op_backups", "EtcdBackups that ended, by outcome", backups_total.clone());
+        let drill_success = Family::<ScheduleLabels, Gauge>::default();
+        let drill_restore_seconds = Family::<ScheduleLabels, Gauge>::default();
+        let drill_data_age_seconds = Family::<ScheduleLabels, Gauge>::default();
+        registry.register(
+            "etcd_op_drill_success",
+            "1 when the schedule's last restore drill read its canary back",
+            drill_success.clone(),
+        );
+        registry.register(
+            "etcd_op_drill_restore_seconds",
+            "Seconds the last restore drill took, pod creation to canary read (RTO)",
+            drill_restore_seconds.clone(),
+        );
+        registry.register(
+            "etcd_op_drill_data_age_seconds",
+            "Age of the data the last restore drill restored, in seconds (RPO)",
+            drill_data_age_seconds.clone(),
+        );
         let desired_members = Family::<ClusterLabels, Gauge>::default();
         let ready_members = Family::<ClusterLabels, Gauge>::default();
         let leader_present = Family::<ClusterLabels, Gauge>::default();
@@ -245,6 +272,9 @@ impl Default for Metrics {
             reconcile_time,
             steps_total,
             backups_total,
+            drill_success,
+            drill_restore_seconds,
+            drill_data_age_seconds,
             desired_members,
             ready_members,
             leader_present,
@@ -289,6 +319,18 @@ impl Metrics {
         self.desired_members.get_or_create(&labels).set(desired);
         self.ready_members.get_or_create(&labels).set(ready);
         self.leader_present.get_or_create(&labels).set(i64::from(leader));
+    }
+
+    /// The figures of a schedule's last restore drill.
+    pub fn set_drill(&self, namespace: &str, schedule: &str, drill: &etcd_op_api::v1::DrillStatus) {
+        let labels = ScheduleLabels { namespace: namespace.to_string(), schedule: schedule.to_string() };
+        self.drill_success.get_or_create(&labels).set(i64::from(drill.result == "Succeeded"));
+        if let Some(seconds) = drill.restore_seconds {
+            self.drill_restore_seconds.get_or_create(&labels).set(seconds);
+        }
+        if let Some(seconds) = drill.data_age_seconds {
+            self.drill_data_age_seconds.get_or_create(&labels).set(seconds);
+        }
     }
 
     pub fn forget_cluster(&self, namespace: &str, name: &str) {

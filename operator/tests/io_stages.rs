@@ -126,6 +126,13 @@ impl EtcdApi for FakeEtcd {
             self.statuses.get(endpoint).map(|s| s.raft_index as i64).ok_or_else(|| Self::silent(endpoint))
         })
     }
+    fn put<'a>(&'a self, endpoint: &'a str, key: &'a str, _value: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>> {
+        self.change(endpoint, format!("put {endpoint} {key}"), 1)
+    }
+    fn get<'a>(&'a self, endpoint: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<String>, EtcdError>> {
+        self.record(format!("get {endpoint} {key}"));
+        Box::pin(async { Ok(None) })
+    }
     // The cluster's stages never take snapshots; the backup path is tested against real etcd.
     fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>> {
         self.record(format!("snapshot {endpoint}"));

@@ -35,6 +35,17 @@ pub struct EtcdBackupSpec {
 
     /// Where the snapshot goes.
     pub store: BackupStore,
+
+    /// Write the key `/etcd-op/canary/<backup name>` (its value: the backup's UID) just before the snapshot,
+    /// so that a restore drill can prove the restored data holds what was written last. Schedules with a
+    /// drill set it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub canary: bool,
+}
+
+/// The key a backup with `canary` writes just before its snapshot.
+pub fn canary_key(backup_name: &str) -> String {
+    format!("/etcd-op/canary/{backup_name}")
 }
 
 /// Where a backup is in its life. Succeeded and Failed are final.
@@ -99,6 +110,9 @@ pub struct EtcdBackupStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// The canary written just before the snapshot, when `canary` is set: its revision is in the snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_revision: Option<i64>,
     /// `Complete` once the backup ended, True when it succeeded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -48,6 +48,31 @@ pub struct EtcdBackupScheduleSpec {
     /// The newest backup that succeeded is always kept.
     #[serde(default)]
     pub retention: Retention,
+
+    /// Restore drills: at each run, before its new backup, the newest backup that succeeded is restored into
+    /// a throwaway single-member etcd (a pod on emptyDir, no Service), started, and checked by reading the
+    /// canary key written just before its snapshot. `status.lastDrill` and the metrics record the result,
+    /// the time the restore took (RTO) and the age of the data it restored (RPO).
+    #[serde(default)]
+    pub drill: bool,
+}
+
+/// The last restore drill of a schedule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DrillStatus {
+    /// The EtcdBackup restored.
+    pub backup: String,
+    /// `Succeeded` or `Failed`.
+    pub result: String,
+    pub message: String,
+    /// From the drill pod's creation to the canary read back, in seconds (the recovery time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_seconds: Option<i64>,
+    /// The age of the restored data when it was read back, in seconds (the recovery point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_age_seconds: Option<i64>,
+    pub time: Time,
 }
 
 /// How many backups, and how old, a schedule keeps.
@@ -87,6 +112,9 @@ pub struct EtcdBackupScheduleStatus {
     /// The newest EtcdBackup of this schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_backup: Option<String>,
+    /// The last restore drill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<DrillStatus>,
     /// When the next run is due, in RFC 3339.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_schedule_time: Option<String>,

@@ -33,7 +33,7 @@ pub const RESTORE_DONE: &str = "restored";
 /// The cluster a restore pod restores for. Restore pods carry no member labels: they are never members.
 pub const LABEL_RESTORE_OF: &str = "etcd.cloud.io/restore-of";
 /// Where the restore pod keeps the fetched snapshot: a scratch volume that goes with the pod.
-const SCRATCH_MOUNT: &str = "/restore";
+pub const SCRATCH_MOUNT: &str = "/restore";
 
 pub fn restore_pod_name(member: &str) -> String {
     format!("{member}-restore")
@@ -127,7 +127,7 @@ pub fn state_of(pvc: &PersistentVolumeClaim, pod: Option<&Pod>) -> Option<Restor
 }
 
 /// What the failed container of a restore pod said last.
-fn failure_of(pod: &Pod) -> String {
+pub fn failure_of(pod: &Pod) -> String {
     let status = pod.status.as_ref();
     let statuses = status
         .iter()
@@ -169,55 +169,12 @@ pub fn restore_pod(
     ]);
     let data = format!("{DATA_MOUNT}/data");
     let snapshot = format!("{SCRATCH_MOUNT}/snapshot.db");
-    let store = &from.store;
-    let mut fetch_args = vec![
-        "fetch-snapshot".to_string(),
-        format!("--bucket={}", store.bucket),
-        format!("--region={}", store.region()),
-        format!("--key={}", from.key),
-        format!("--to={snapshot}"),
-        // A restore cut short leaves a partial data directory; the volume was never served, so it goes.
-        format!("--clear={data}"),
-    ];
-    if let Some(endpoint) = &store.endpoint {
-        fetch_args.push(format!("--endpoint={endpoint}"));
-    }
-    if let Some(sha256) = &from.sha256 {
-        fetch_args.push(format!("--sha256={sha256}"));
-    }
-    let credential = |name: &str| EnvVar {
-        name: name.to_string(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: store.credentials_secret.name.clone(),
-                key: name.to_string(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    };
     let mounts = vec![
         VolumeMount { name: "data".into(), mount_path: DATA_MOUNT.into(), ..VolumeMount::default() },
         VolumeMount { name: "scratch".into(), mount_path: SCRATCH_MOUNT.into(), ..VolumeMount::default() },
     ];
-    let locked_down = SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        ..SecurityContext::default()
-    };
-    let fetch = Container {
-        name: "fetch".into(),
-        image: Some(operator_image.to_string()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        args: Some(fetch_args),
-        env: Some(vec![credential(ACCESS_KEY_ID_KEY), credential(SECRET_ACCESS_KEY_KEY)]),
-        volume_mounts: Some(mounts.clone()),
-        security_context: Some(locked_down.clone()),
-        ..Container::default()
-    };
+    // A restore cut short leaves a partial data directory; the volume was never served, so it goes.
+    let fetch = fetch_container(from, operator_image, Some(&data), mounts.clone());
     let restore = Container {
         name: "restore".into(),
         image: Some(image(ec, version)),
@@ -235,7 +192,7 @@ pub fn restore_pod(
         ]),
         termination_message_policy: Some("FallbackToLogsOnError".into()),
         volume_mounts: Some(mounts),
-        security_context: Some(locked_down),
+        security_context: Some(locked_down()),
         ..Container::default()
     };
     Pod {
@@ -261,18 +218,86 @@ pub fn restore_pod(
             ]),
             enable_service_links: Some(false),
             automount_service_account_token: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(MEMBER_UID),
-                run_as_group: Some(MEMBER_UID),
-                fs_group: Some(MEMBER_UID),
-                fs_group_change_policy: Some("OnRootMismatch".to_string()),
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security()),
             ..PodSpec::default()
         }),
         ..Pod::default()
+    }
+}
+
+/// Where a restore or drill pod keeps the fetched snapshot.
+pub const SNAPSHOT_FILE: &str = "/restore/snapshot.db";
+
+/// The container that fetches `from` into [`SNAPSHOT_FILE`] with the operator's image, checking its hashes,
+/// after removing `clear` if it exists. The store's key pair comes from its Secret.
+pub fn fetch_container(
+    from: &RestoreFrom,
+    operator_image: &str,
+    clear: Option<&str>,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    let store = &from.store;
+    let mut args = vec![
+        "fetch-snapshot".to_string(),
+        format!("--bucket={}", store.bucket),
+        format!("--region={}", store.region()),
+        format!("--key={}", from.key),
+        format!("--to={SNAPSHOT_FILE}"),
+    ];
+    if let Some(clear) = clear {
+        args.push(format!("--clear={clear}"));
+    }
+    if let Some(endpoint) = &store.endpoint {
+        args.push(format!("--endpoint={endpoint}"));
+    }
+    if let Some(sha256) = &from.sha256 {
+        args.push(format!("--sha256={sha256}"));
+    }
+    let credential = |name: &str| EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: store.credentials_secret.name.clone(),
+                key: name.to_string(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    };
+    Container {
+        name: "fetch".into(),
+        image: Some(operator_image.to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(args),
+        env: Some(vec![credential(ACCESS_KEY_ID_KEY), credential(SECRET_ACCESS_KEY_KEY)]),
+        volume_mounts: Some(mounts),
+        security_context: Some(locked_down()),
+        ..Container::default()
+    }
+}
+
+/// A container that writes only to its volumes, as the member's does.
+pub fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+/// The member's user and group, which own the volumes, as for a member's pod.
+pub fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(MEMBER_UID),
+        run_as_group: Some(MEMBER_UID),
+        fs_group: Some(MEMBER_UID),
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+        ..PodSecurityContext::default()
     }
 }
 
@@ -336,6 +361,7 @@ mod tests {
                         credentials_secret: SecretName { name: "s3".into() },
                     },
                 },
+                canary: false,
             },
         );
         backup.status = Some(EtcdBackupStatus {

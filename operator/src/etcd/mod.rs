@@ -79,6 +79,10 @@ pub trait EtcdApi: Send + Sync {
     ) -> BoxFuture<'a, Result<(), EtcdError>>;
     /// The member's current revision, read from the member alone (serializable): everything it has applied.
     fn revision<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>>;
+    /// Writes `key`; returns the revision of the write.
+    fn put<'a>(&'a self, endpoint: &'a str, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>>;
+    /// The value of `key`, read from the member alone; `None` when there is none.
+    fn get<'a>(&'a self, endpoint: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<String>, EtcdError>>;
     /// A snapshot of the member's database, streamed as etcd sends it.
     fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>>;
     /// The same calls, to the members of a cluster whose client port speaks mutual TLS.
@@ -148,6 +152,20 @@ impl EtcdApi for Etcd {
     }
     fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>> {
         Box::pin(Etcd::snapshot(self, endpoint))
+    }
+    fn put<'a>(&'a self, endpoint: &'a str, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>> {
+        Box::pin(async move {
+            let response = self.call(endpoint, |mut c| async move { c.put(key, value, None).await }).await?;
+            let header = response.header().ok_or_else(|| EtcdError::NoHeader { endpoint: endpoint.to_string() })?;
+            Ok(header.revision())
+        })
+    }
+    fn get<'a>(&'a self, endpoint: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<String>, EtcdError>> {
+        Box::pin(async move {
+            let options = GetOptions::new().with_serializable();
+            let response = self.call(endpoint, |mut c| async move { c.get(key, Some(options)).await }).await?;
+            Ok(response.kvs().first().map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
+        })
     }
     fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi> {
         Arc::new(Etcd { timeout: self.timeout, tls: Some(tls.options()) })

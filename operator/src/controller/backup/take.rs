@@ -39,6 +39,8 @@ pub async fn take(
         None => ctx.etcd.clone(),
     };
     let endpoint = source.endpoint.as_str();
+    let canary_revision =
+        if backup.spec.canary { Some(write_canary(etcd.as_ref(), backup, source).await?) } else { None };
     // Read before the snapshot begins: the member applies in order, so the snapshot holds at least this.
     let member = etcd.status(endpoint).await.map_err(|e| format!("asking member {} its status: {e}", source.name))?;
     let revision =
@@ -77,6 +79,33 @@ pub async fn take(
         raft_index: Some(i64::try_from(member.raft_index).unwrap_or(i64::MAX)),
         etcd_cluster_id: Some(format!("{:x}", member.cluster_id)),
         etcd_version: Some(member.version),
+        canary_revision,
         ..started.clone()
     })
+}
+
+/// How long the source member may take to apply the canary before the snapshot.
+const CANARY_APPLIED_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Writes the canary, then waits until the source member applied it, so that its snapshot holds it.
+async fn write_canary(etcd: &dyn crate::etcd::EtcdApi, backup: &EtcdBackup, source: &Candidate) -> Result<i64, String> {
+    let key = etcd_op_api::v1::canary_key(&backup.name_any());
+    let value = backup.uid().unwrap_or_default();
+    let written = etcd
+        .put(&source.endpoint, &key, &value)
+        .await
+        .map_err(|e| format!("writing the canary {key} through member {}: {e}", source.name))?;
+    let deadline = tokio::time::Instant::now() + CANARY_APPLIED_WITHIN;
+    loop {
+        if etcd.revision(&source.endpoint).await.is_ok_and(|applied| applied >= written) {
+            return Ok(written);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "member {} did not apply the canary (revision {written}) within {CANARY_APPLIED_WITHIN:?}",
+                source.name
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

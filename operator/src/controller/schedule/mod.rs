@@ -3,6 +3,7 @@
 //! first, then as objects.
 
 pub mod cron;
+pub mod drill;
 pub mod plan;
 
 use std::sync::Arc;
@@ -95,7 +96,8 @@ async fn reconcile(schedule: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Resu
         .collect();
     let owned: Vec<OwnedBackup> = backups.iter().map(owned_backup).collect();
 
-    // A run that is due.
+    // A run that is due: a new backup, and a drill of the newest that succeeded before it.
+    let mut drill_due = false;
     let since = status
         .last_schedule_time
         .as_ref()
@@ -106,6 +108,7 @@ async fn reconcile(schedule: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Resu
         && !schedule.spec.suspend
     {
         status.last_schedule_time = Some(Time(due));
+        drill_due = schedule.spec.drill;
         let running: Vec<&str> =
             owned.iter().filter(|b| !b.phase.is_some_and(BackupPhase::is_final)).map(|b| b.name.as_str()).collect();
         if running.is_empty() {
@@ -124,6 +127,34 @@ async fn reconcile(schedule: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Resu
             let note = format!("the run due at {due} is skipped: {} has not ended", running.join(", "));
             info!(schedule = %name, %namespace, step = "SkipRun", reason = %note, "decided");
             report::publish_normal(&ctx, schedule.as_ref(), "BackupSkipped", &note).await;
+        }
+    }
+
+    if drill_due {
+        let drilled = status.last_drill.as_ref().map(|d| d.backup.as_str());
+        let newest = backups
+            .iter()
+            .filter(|b| {
+                b.status
+                    .as_ref()
+                    .is_some_and(|s| s.phase == Some(BackupPhase::Succeeded) && s.canary_revision.is_some())
+            })
+            .max_by_key(|b| b.metadata.creation_timestamp.as_ref().map(|t| t.0));
+        if let Some(backup) = newest.filter(|b| Some(b.name_any().as_str()) != drilled) {
+            info!(schedule = %name, %namespace, step = "Drill", backup = %backup.name_any(), "decided");
+            let drill = drill::run(&ctx, &schedule, backup).await?;
+            info!(schedule = %name, %namespace, backup = %drill.backup, result = %drill.result, message = %drill.message, restore_seconds = ?drill.restore_seconds, data_age_seconds = ?drill.data_age_seconds, "drill ended");
+            ctx.metrics.set_drill(&namespace, &name, &drill);
+            let note = format!(
+                "drill of {}: {} (restore {:?} s, data age {:?} s)",
+                drill.backup, drill.message, drill.restore_seconds, drill.data_age_seconds
+            );
+            if drill.result == "Succeeded" {
+                report::publish_normal(&ctx, schedule.as_ref(), "DrillSucceeded", &note).await;
+            } else {
+                report::publish_warning(&ctx, schedule.as_ref(), "DrillFailed", &note).await;
+            }
+            status.last_drill = Some(drill);
         }
     }
 
@@ -226,7 +257,10 @@ async fn create_backup(ctx: &Context, schedule: &EtcdBackupSchedule, namespace: 
             "labels": {LABEL_SCHEDULE: schedule.name_any()},
             "ownerReferences": owner.map(|o| vec![o]),
         },
-        "spec": schedule.spec.backup_template,
+        "spec": etcd_op_api::v1::EtcdBackupSpec {
+            canary: schedule.spec.backup_template.canary || schedule.spec.drill,
+            ..schedule.spec.backup_template.clone()
+        },
     });
     let backup: EtcdBackup =
         serde_json::from_value(backup).map_err(|e| Error::InvalidSpec(format!("backup template: {e}")))?;
