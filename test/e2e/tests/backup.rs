@@ -271,7 +271,8 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
 }
 
 #[tokio::test]
-async fn a_schedule_takes_backups_during_writes_and_retention_deletes_the_oldest_from_the_store() -> Result<()> {
+async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_deletes_the_oldest_from_the_store()
+-> Result<()> {
     let s3 = start_s3proxy()?;
     let client = client().await?;
     let ns = TestNamespace::create(&client, "schedule").await?;
@@ -294,14 +295,31 @@ async fn a_schedule_takes_backups_during_writes_and_retention_deletes_the_oldest
                         "credentialsSecret": {"name": "store"},
                     }}},
                     "retention": {"keepLast": 1},
+                    "drill": true,
                 },
             }),
         )
         .await?;
 
-        // Runs every minute; with keepLast 1, the first backup that succeeded goes, from the store too, once a
-        // later one succeeded.
+        // The first backup that succeeds is corrupted in the store at once: the next run's drill of it fails.
         let backups: Api<EtcdBackup> = Api::namespaced(client.clone(), &namespace);
+        let (first, first_key) =
+            wait_for("the schedule's first backup to succeed", Duration::from_secs(150), || async {
+                let listed =
+                    backups.list(&ListParams::default().labels("etcd.cloud.io/schedule=every-minute")).await?.items;
+                Ok(listed.iter().find_map(|b| {
+                    let status = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Succeeded))?;
+                    Some((b.metadata.name.clone()?, status.key.clone()?))
+                }))
+            })
+            .await?;
+        let file = s3.bucket_dir.join(&first_key);
+        let mut bytes = std::fs::read(&file)?;
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0xff;
+        std::fs::write(&file, &bytes)?;
+
+        // With keepLast 1, the first backup that succeeded goes, from the store too, once a later one succeeded.
         let seen: std::sync::Mutex<std::collections::BTreeMap<String, String>> = Default::default();
         let (gone, kept) =
             wait_for("a scheduled backup to replace an earlier one", Duration::from_secs(240), || async {
@@ -333,6 +351,32 @@ async fn a_schedule_takes_backups_during_writes_and_retention_deletes_the_oldest
         let schedule: EtcdBackupSchedule = Api::namespaced(client.clone(), &namespace).get("every-minute").await?;
         let status = schedule.status.context("schedule status")?;
         ensure!(status.last_successful_time.is_some() && status.next_schedule_time.is_some(), "{status:?}");
+
+        // Drills: the corrupted first backup's fails naming the hash, a later one's reads its canary back.
+        let schedules: Api<EtcdBackupSchedule> = Api::namespaced(client.clone(), &namespace);
+        let drills: std::sync::Mutex<Vec<etcd_op_api::v1::DrillStatus>> = Default::default();
+        wait_for("a failed drill of the first backup and a drill of a later one", Duration::from_secs(240), || async {
+            let drill = schedules.get("every-minute").await?.status.and_then(|s| s.last_drill);
+            let mut drills = drills.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
+            if let Some(drill) = drill.filter(|d| !drills.iter().any(|seen| seen.backup == d.backup)) {
+                drills.push(drill);
+            }
+            let later = drills.iter().any(|d| d.backup != first);
+            Ok((drills.iter().any(|d| d.backup == first) && later).then_some(()))
+        })
+        .await?;
+        let drills = drills.into_inner().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
+        let failed = drills.iter().find(|d| d.backup == first).context("the first backup's drill")?;
+        ensure!(
+            failed.result == "Failed" && failed.message.contains("sha256"),
+            "the corrupted backup's drill: {failed:?}"
+        );
+        let passed = drills.iter().find(|d| d.backup != first).context("a later drill")?;
+        ensure!(passed.result == "Succeeded", "a later drill: {passed:?}");
+        ensure!(
+            passed.restore_seconds.is_some_and(|s| s > 0) && passed.data_age_seconds.is_some_and(|s| s > 0),
+            "RTO and RPO: {passed:?}"
+        );
         checker.stop_and_verify().await?;
     }
     ns.delete().await
