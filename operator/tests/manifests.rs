@@ -129,7 +129,12 @@ fn kustomize_namespaced_grants_the_manager_rights_in_one_namespace() {
     assert!(args.as_array().is_some_and(|a| a.iter().any(|v| v == "--namespace=etcd")), "{args}");
     let webhook = find("ValidatingWebhookConfiguration", "etcd-op-validating-webhook-configuration")
         .expect("the webhook configuration");
-    assert_eq!(webhook["webhooks"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], "etcd");
+    for index in 0..2 {
+        assert_eq!(
+            webhook["webhooks"][index]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "etcd"
+        );
+    }
 }
 
 fn documents(rendered: &str) -> Vec<serde_json::Value> {

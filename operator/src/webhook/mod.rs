@@ -1,5 +1,6 @@
-//! The validating admission webhook for EtcdClusters: what the CRD's schema and CEL rules cannot check
-//! because it needs other objects (the StorageClass a cluster names exists; the names a new cluster would
+//! The validating admission webhooks. For EtcdBackupSchedules: the schedule and its time zone can be read
+//! (neither a schema nor CEL can parse cron). For EtcdClusters: what the CRD's schema and CEL rules cannot
+//! check because it needs other objects (the StorageClass a cluster names exists; the names a new cluster would
 //! give its Services, Secrets, budget and policy are free). Registered for CREATE and UPDATE only, and for
 //! updates only when the spec changes, so a webhook that is down never blocks deleting a cluster or
 //! removing its metadata. Every replica serves it, leader or not.
@@ -22,11 +23,15 @@ use crate::http::Readiness;
 use rules::Operation;
 use serving::{Managed, Source, SwappableCertificate};
 
-/// The path config/webhook registers, named as kubebuilder names it.
+/// The paths config/webhook registers, named as kubebuilder names them.
 pub const VALIDATE_PATH: &str = "/validate-etcd-cloud-io-v1-etcdcluster";
+pub const VALIDATE_SCHEDULE_PATH: &str = "/validate-etcd-cloud-io-v1-etcdbackupschedule";
 
 pub fn router(client: Client) -> Router {
-    Router::new().route(VALIDATE_PATH, post(validate)).with_state(client)
+    Router::new()
+        .route(VALIDATE_PATH, post(validate))
+        .route(VALIDATE_SCHEDULE_PATH, post(validate_schedule))
+        .with_state(client)
 }
 
 async fn validate(
@@ -40,20 +45,50 @@ async fn validate(
             return Json(AdmissionResponse::invalid(error.to_string()).into_review());
         }
     };
-    let response = AdmissionResponse::from(&request);
-    let namespace = request.namespace.clone().unwrap_or_default();
-    let name = request.name.clone();
     let refusals = match decide(&client, &request).await {
         Ok(refusals) => refusals,
         Err(message) => vec![message],
     };
+    Json(respond(&request, "EtcdCluster", refusals))
+}
+
+async fn validate_schedule(Json(review): Json<AdmissionReview<DynamicObject>>) -> Json<AdmissionReview<DynamicObject>> {
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(%error, "unreadable admission review");
+            return Json(AdmissionResponse::invalid(error.to_string()).into_review());
+        }
+    };
+    let schedule = request
+        .object
+        .as_ref()
+        .map(|o| serde_json::to_value(o).and_then(serde_json::from_value::<etcd_op_api::v1::EtcdBackupSchedule>))
+        .transpose();
+    let refusals = match schedule {
+        Ok(Some(schedule)) => rules::schedule_refusals(&schedule.spec),
+        Ok(None) => Vec::new(),
+        Err(error) => vec![format!("the EtcdBackupSchedule in the request cannot be read: {error}")],
+    };
+    Json(respond(&request, "EtcdBackupSchedule", refusals))
+}
+
+/// Allows the request, or refuses it with every refusal, and logs which.
+fn respond(
+    request: &AdmissionRequest<DynamicObject>,
+    kind: &str,
+    refusals: Vec<String>,
+) -> AdmissionReview<DynamicObject> {
+    let response = AdmissionResponse::from(request);
+    let namespace = request.namespace.clone().unwrap_or_default();
+    let name = &request.name;
     if refusals.is_empty() {
-        tracing::info!(cluster = %name, %namespace, operation = ?request.operation, "admission allowed");
-        Json(response.into_review())
+        tracing::info!(%kind, %name, %namespace, operation = ?request.operation, "admission allowed");
+        response.into_review()
     } else {
         let reason = refusals.join("; ");
-        tracing::info!(cluster = %name, %namespace, operation = ?request.operation, %reason, "admission refused");
-        Json(response.deny(reason).into_review())
+        tracing::info!(%kind, %name, %namespace, operation = ?request.operation, %reason, "admission refused");
+        response.deny(reason).into_review()
     }
 }
 

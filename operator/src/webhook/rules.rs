@@ -203,6 +203,20 @@ pub fn refusals(new: &EtcdCluster, answers: &Answers, now: i64) -> Vec<String> {
     refusals
 }
 
+/// Why a backup schedule cannot run: a schedule or time zone that cannot be read.
+pub fn schedule_refusals(spec: &etcd_op_api::v1::EtcdBackupScheduleSpec) -> Vec<String> {
+    let mut refusals = Vec::new();
+    if let Err(why) = crate::controller::schedule::cron::Cron::parse(&spec.schedule) {
+        refusals.push(format!("spec.schedule: {why}"));
+    }
+    if let Some(zone) = &spec.time_zone
+        && jiff::tz::TimeZone::get(zone).is_err()
+    {
+        refusals.push(format!("spec.timeZone: {zone:?} is not an IANA time zone (such as Europe/Berlin or UTC)"));
+    }
+    refusals
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +224,25 @@ mod tests {
     use serde_json::json;
 
     const NOW: i64 = 1_800_000_000;
+
+    fn schedule(schedule: &str, zone: Option<&str>) -> etcd_op_api::v1::EtcdBackupScheduleSpec {
+        let spec = json!({"schedule": schedule, "timeZone": zone, "backupTemplate": {"clusterName": "demo",
+            "store": {"s3": {"bucket": "backups", "credentialsSecret": {"name": "s3"}}}}});
+        match serde_json::from_value(spec) {
+            Ok(spec) => spec,
+            Err(e) => panic!("test spec: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_schedule_is_refused_when_its_cron_or_zone_cannot_be_read() {
+        assert!(schedule_refusals(&schedule("0 3 * * *", Some("Europe/Berlin"))).is_empty());
+        assert!(schedule_refusals(&schedule("@daily", None)).is_empty());
+        let refused = schedule_refusals(&schedule("0 25 * * *", Some("Mars/Olympus")));
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("spec.schedule") && refused[0].contains("hour"), "{refused:?}");
+        assert!(refused[1].contains("spec.timeZone") && refused[1].contains("Mars/Olympus"), "{refused:?}");
+    }
 
     fn cluster(spec: serde_json::Value) -> EtcdCluster {
         let spec: EtcdClusterSpec = match serde_json::from_value(spec) {

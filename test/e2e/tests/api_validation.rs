@@ -45,6 +45,27 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     let message = refusal(patch_spec(&client, n, "restore-later", json!({"bootstrap": restore})).await);
     assert!(message.contains("set when it is created"), "a restore added later: {message}");
 
+    // A backup schedule whose cron or time zone cannot be read is refused by the webhook, naming the field.
+    let schedule = |cron: &str, zone: &str| {
+        json!({"apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackupSchedule", "metadata": {"name": "nightly"},
+               "spec": {"schedule": cron, "timeZone": zone, "backupTemplate": {"clusterName": "main",
+                        "store": {"s3": {"bucket": "backups", "credentialsSecret": {"name": "s3"}}}}}})
+    };
+    let message = refusal(
+        etcd_op_test_support::create::<etcd_op_api::v1::EtcdBackupSchedule>(&client, n, schedule("0 25 * * *", "UTC"))
+            .await,
+    );
+    assert!(message.contains("spec.schedule") && message.contains("hour"), "a bad hour: {message}");
+    let message = refusal(
+        etcd_op_test_support::create::<etcd_op_api::v1::EtcdBackupSchedule>(
+            &client,
+            n,
+            schedule("@daily", "Mars/Olympus"),
+        )
+        .await,
+    );
+    assert!(message.contains("spec.timeZone"), "an unknown zone: {message}");
+
     // Names whose derived names would be invalid, too long, or another cluster's.
     let long = "a".repeat(57);
     let message = refusal(create_cluster(&client, n, &long, json!({})).await);
