@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # A test of the set-up itself: removes packages that hack/deps.sh must put back (the well-known .proto files
-# etcd-client's build needs, and a tool the local cluster runs), runs hack/deps.sh, and checks that they are
-# back and that protoc compiles a file importing google/protobuf/descriptor.proto. Needs root and apt; it
+# etcd-client's build needs, a tool the local cluster runs, and Maven, which fetches the test bed's
+# s3proxy), runs hack/deps.sh, and checks that they are back and that protoc compiles a file importing
+# google/protobuf/descriptor.proto. Needs root and apt; it
 # changes the machine's packages, so it runs only on a machine given to it (CI), or when asked:
 #   ETCD_OP_TEST_DEPS=1 hack/test-deps.sh
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
 
-REMOVED=(libprotobuf-dev conntrack)
+REMOVED=(libprotobuf-dev conntrack maven)
 passed=0 failed=0
 
 check() {
