@@ -319,64 +319,81 @@ async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_delete
         bytes[middle] ^= 0xff;
         std::fs::write(&file, &bytes)?;
 
-        // With keepLast 1, the first backup that succeeded goes, from the store too, once a later one succeeded.
-        let seen: std::sync::Mutex<std::collections::BTreeMap<String, String>> = Default::default();
-        let (gone, kept) =
-            wait_for("a scheduled backup to replace an earlier one", Duration::from_secs(240), || async {
+        // Watched together, since each lasts only until the next run: with keepLast 1, the first backup that
+        // succeeded goes, from the store too, once a later one succeeded; the corrupted first backup's drill
+        // fails naming the hash, and a later one's reads its canary back.
+        let schedules: Api<EtcdBackupSchedule> = Api::namespaced(client.clone(), &namespace);
+        #[derive(Default)]
+        struct Seen {
+            succeeded: std::collections::BTreeMap<String, String>,
+            gone: Option<(String, String)>,
+            kept: Option<(String, String)>,
+            drills: Vec<etcd_op_api::v1::DrillStatus>,
+        }
+        let seen: std::sync::Mutex<Seen> = Default::default();
+        wait_for(
+            "a backup replaced, a failed drill of the first and a drill of a later one",
+            Duration::from_secs(300),
+            || async {
                 let listed =
                     backups.list(&ListParams::default().labels("etcd.cloud.io/schedule=every-minute")).await?.items;
-                let succeeded: Vec<(String, String)> = listed
+                let drill = schedules.get("every-minute").await?.status.and_then(|s| s.last_drill);
+                let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
+                for b in &listed {
+                    if let (Some(name), Some(key)) = (
+                        b.metadata.name.clone(),
+                        b.status
+                            .as_ref()
+                            .filter(|s| s.phase == Some(BackupPhase::Succeeded))
+                            .and_then(|s| s.key.clone()),
+                    ) {
+                        seen.succeeded.insert(name, key);
+                    }
+                }
+                let gone = seen
+                    .succeeded
                     .iter()
-                    .filter_map(|b| {
+                    .find(|(name, _)| !listed.iter().any(|b| b.metadata.name.as_ref() == Some(*name)))
+                    .map(|(n, k)| (n.clone(), k.clone()));
+                if let Some(gone) = gone.filter(|_| seen.gone.is_none()) {
+                    let kept = listed.iter().find_map(|b| {
                         let status = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Succeeded))?;
                         Some((b.metadata.name.clone()?, status.key.clone()?))
-                    })
-                    .collect();
-                let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
-                seen.extend(succeeded.iter().cloned());
-                let gone =
-                    seen.iter().find(|(name, _)| !listed.iter().any(|b| b.metadata.name.as_ref() == Some(*name)));
-                Ok(match (gone.map(|(n, k)| (n.clone(), k.clone())), succeeded.first()) {
-                    (Some(gone), Some(kept)) => Some((gone, kept.clone())),
-                    _ => None,
-                })
-            })
-            .await?;
-        ensure!(
-            !s3.bucket_dir.join(&gone.1).exists(),
-            "the expired backup's snapshot {} is deleted from the store",
-            gone.1
-        );
-        ensure!(s3.bucket_dir.join(&kept.1).exists(), "the kept backup's snapshot {} stays", kept.1);
-        let schedule: EtcdBackupSchedule = Api::namespaced(client.clone(), &namespace).get("every-minute").await?;
-        let status = schedule.status.context("schedule status")?;
-        ensure!(status.last_successful_time.is_some() && status.next_schedule_time.is_some(), "{status:?}");
-
-        // Drills: the corrupted first backup's fails naming the hash, a later one's reads its canary back.
-        let schedules: Api<EtcdBackupSchedule> = Api::namespaced(client.clone(), &namespace);
-        let drills: std::sync::Mutex<Vec<etcd_op_api::v1::DrillStatus>> = Default::default();
-        wait_for("a failed drill of the first backup and a drill of a later one", Duration::from_secs(240), || async {
-            let drill = schedules.get("every-minute").await?.status.and_then(|s| s.last_drill);
-            let mut drills = drills.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
-            if let Some(drill) = drill.filter(|d| !drills.iter().any(|seen| seen.backup == d.backup)) {
-                drills.push(drill);
-            }
-            let later = drills.iter().any(|d| d.backup != first);
-            Ok((drills.iter().any(|d| d.backup == first) && later).then_some(()))
-        })
+                    });
+                    ensure!(
+                        !s3.bucket_dir.join(&gone.1).exists(),
+                        "the expired backup's snapshot {} is deleted from the store",
+                        gone.1
+                    );
+                    if let Some(kept) = &kept {
+                        ensure!(s3.bucket_dir.join(&kept.1).exists(), "the kept backup's snapshot {} stays", kept.1);
+                    }
+                    seen.gone = Some(gone);
+                    seen.kept = kept;
+                }
+                if let Some(drill) = drill.filter(|d| !seen.drills.iter().any(|s| s.backup == d.backup)) {
+                    seen.drills.push(drill);
+                }
+                let drilled_first = seen.drills.iter().any(|d| d.backup == first);
+                let drilled_later = seen.drills.iter().any(|d| d.backup != first);
+                Ok((seen.gone.is_some() && seen.kept.is_some() && drilled_first && drilled_later).then_some(()))
+            },
+        )
         .await?;
-        let drills = drills.into_inner().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
-        let failed = drills.iter().find(|d| d.backup == first).context("the first backup's drill")?;
+        let seen = seen.into_inner().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
+        let failed = seen.drills.iter().find(|d| d.backup == first).context("the first backup's drill")?;
         ensure!(
             failed.result == "Failed" && failed.message.contains("sha256"),
             "the corrupted backup's drill: {failed:?}"
         );
-        let passed = drills.iter().find(|d| d.backup != first).context("a later drill")?;
+        let passed = seen.drills.iter().find(|d| d.backup != first).context("a later drill")?;
         ensure!(passed.result == "Succeeded", "a later drill: {passed:?}");
         ensure!(
             passed.restore_seconds.is_some_and(|s| s > 0) && passed.data_age_seconds.is_some_and(|s| s > 0),
             "RTO and RPO: {passed:?}"
         );
+        let status = schedules.get("every-minute").await?.status.context("schedule status")?;
+        ensure!(status.last_successful_time.is_some() && status.next_schedule_time.is_some(), "{status:?}");
         checker.stop_and_verify().await?;
     }
     ns.delete().await

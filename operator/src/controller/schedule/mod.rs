@@ -98,10 +98,14 @@ async fn reconcile(schedule: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Resu
 
     // A run that is due: a new backup, and a drill of the newest that succeeded before it.
     let mut drill_due = false;
-    let since = status
-        .last_schedule_time
-        .as_ref()
-        .map(|t| t.0)
+    // The last run taken: what status says, or the newest backup of the schedule, whichever is later. The
+    // backups are the facts: a reconcile that starts on an object older than this controller's own last
+    // status write must not take the same run again.
+    let newest_backup = owned.iter().map(|b| b.created).max();
+    let since = [status.last_schedule_time.as_ref().map(|t| t.0), newest_backup]
+        .into_iter()
+        .flatten()
+        .max()
         .or(schedule.metadata.creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(now);
     if let Some(due) = plan::due_run(&cron, &zone, since, now)
