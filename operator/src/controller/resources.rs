@@ -686,13 +686,7 @@ pub fn member_pod(
         volume_mounts: Some(mounts),
         // Fit for a namespace that enforces the `restricted` Pod Security Standard: etcd writes only its data
         // directory.
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(locked_down()),
         ..Container::default()
     };
     Pod {
@@ -710,21 +704,36 @@ pub fn member_pod(
             enable_service_links: Some(false),
             // etcd needs nothing from the Kubernetes API.
             automount_service_account_token: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(MEMBER_UID),
-                run_as_group: Some(MEMBER_UID),
-                // The data volume becomes the member's group's, so a volume written by an earlier root member
-                // stays readable.
-                fs_group: Some(MEMBER_UID),
-                fs_group_change_policy: Some("OnRootMismatch".to_string()),
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security()),
             termination_grace_period_seconds: Some(30),
             ..PodSpec::default()
         }),
         ..Pod::default()
+    }
+}
+
+/// A container that writes only to its volumes: members' etcd, and the restore and drill pods' containers.
+pub fn locked_down() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+/// The member's user and group, which own the data volume (`fsGroup`, so a volume written by an earlier root
+/// member stays readable): members' pods, and the restore and drill pods.
+pub fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(MEMBER_UID),
+        run_as_group: Some(MEMBER_UID),
+        fs_group: Some(MEMBER_UID),
+        fs_group_change_policy: Some("OnRootMismatch".to_string()),
+        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
+        ..PodSecurityContext::default()
     }
 }
 

@@ -9,9 +9,8 @@ use std::collections::BTreeMap;
 
 use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupPhase, EtcdBackup, EtcdCluster, SECRET_ACCESS_KEY_KEY};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecretKeySelector,
-    SecurityContext, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource,
+    Pod, PodSpec, SecretKeySelector, Volume, VolumeMount,
 };
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -22,7 +21,7 @@ use super::error::Error;
 use super::model::{Restore, RestoreFrom, RestoreState, Version};
 use super::resources::Transport;
 use super::resources::{
-    Bootstrap, DATA_MOUNT, LABEL_MANAGED_BY, MANAGER, MEMBER_UID, image, member_pvc, meta, peer_url,
+    Bootstrap, DATA_MOUNT, LABEL_MANAGED_BY, MANAGER, image, locked_down, member_pvc, meta, peer_url, pod_security,
 };
 
 /// On a restored member's volume: `pending` until its restore pod succeeded and the member is about to start,
@@ -197,11 +196,10 @@ pub fn restore_pod(
     };
     Pod {
         metadata: meta(ec, restore_pod_name(member), labels),
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            init_containers: Some(vec![fetch]),
-            containers: vec![restore],
-            volumes: Some(vec![
+        spec: Some(one_shot_pod_spec(
+            vec![fetch],
+            vec![restore],
+            vec![
                 Volume {
                     name: "data".into(),
                     persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
@@ -210,17 +208,9 @@ pub fn restore_pod(
                     }),
                     ..Volume::default()
                 },
-                Volume {
-                    name: "scratch".into(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Volume::default()
-                },
-            ]),
-            enable_service_links: Some(false),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod_security()),
-            ..PodSpec::default()
-        }),
+                scratch_volume(),
+            ],
+        )),
         ..Pod::default()
     }
 }
@@ -277,28 +267,24 @@ pub fn fetch_container(
     }
 }
 
-/// A container that writes only to its volumes, as the member's does.
-pub fn locked_down() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_string()]), add: None }),
-        read_only_root_filesystem: Some(true),
-        run_as_non_root: Some(true),
-        ..SecurityContext::default()
+/// The spec of a pod that runs once (restore, drill): `init` then `containers`, never restarted, nothing from
+/// the Kubernetes API, as the member's user.
+pub fn one_shot_pod_spec(init: Vec<Container>, containers: Vec<Container>, volumes: Vec<Volume>) -> PodSpec {
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        init_containers: Some(init),
+        containers,
+        volumes: Some(volumes),
+        enable_service_links: Some(false),
+        automount_service_account_token: Some(false),
+        security_context: Some(pod_security()),
+        ..PodSpec::default()
     }
 }
 
-/// The member's user and group, which own the volumes, as for a member's pod.
-pub fn pod_security() -> PodSecurityContext {
-    PodSecurityContext {
-        run_as_non_root: Some(true),
-        run_as_user: Some(MEMBER_UID),
-        run_as_group: Some(MEMBER_UID),
-        fs_group: Some(MEMBER_UID),
-        fs_group_change_policy: Some("OnRootMismatch".to_string()),
-        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_string(), localhost_profile: None }),
-        ..PodSecurityContext::default()
-    }
+/// The scratch volume a restore or drill pod fetches the snapshot into; it goes with the pod.
+pub fn scratch_volume() -> Volume {
+    Volume { name: "scratch".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() }
 }
 
 /// Creates the marked volume and the restore pod of each member whose volume waits for its restore.

@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use etcd_op_api::v1::{DEFAULT_IMAGE_REPOSITORY, DrillStatus, EtcdBackup, EtcdBackupSchedule, EtcdCluster, canary_key};
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Container, EmptyDirVolumeSource, Pod, PodSpec, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Resource, ResourceExt};
 
 use crate::controller::act::create_if_absent;
 use crate::controller::model::RestoreFrom;
+use crate::controller::resources::locked_down;
 use crate::controller::resources::{LABEL_MANAGED_BY, MANAGER};
 use crate::controller::restore::{
-    SCRATCH_MOUNT, SNAPSHOT_FILE, failure_of, fetch_container, locked_down, pod_security,
+    SCRATCH_MOUNT, SNAPSHOT_FILE, failure_of, fetch_container, one_shot_pod_spec, scratch_volume,
 };
 use crate::controller::{Context, Error};
 
@@ -94,20 +95,11 @@ pub fn drill_pod(
             owner_references: schedule.controller_owner_ref(&()).map(|o| vec![o]),
             ..ObjectMeta::default()
         },
-        spec: Some(PodSpec {
-            restart_policy: Some("Never".into()),
-            init_containers: Some(vec![fetch_container(from, operator_image, None, mounts.clone()), restore]),
-            containers: vec![serve],
-            volumes: Some(vec![Volume {
-                name: "scratch".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            }]),
-            enable_service_links: Some(false),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod_security()),
-            ..PodSpec::default()
-        }),
+        spec: Some(one_shot_pod_spec(
+            vec![fetch_container(from, operator_image, None, mounts.clone()), restore],
+            vec![serve],
+            vec![scratch_volume()],
+        )),
         ..Pod::default()
     }
 }
