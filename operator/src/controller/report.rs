@@ -222,17 +222,30 @@ pub async fn write_status(ctx: &Context, ec: &EtcdCluster, status: &EtcdClusterS
     if ec.status.as_ref() == Some(status) {
         return Ok(false);
     }
-    let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<EtcdCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    apply_status(ctx, ec, status).await.map(|()| true)
+}
+
+/// Applies `status` to `object`'s status subresource, server-side with the operator's field manager: the one
+/// way every controller of the operator writes status.
+pub async fn apply_status<K>(ctx: &Context, object: &K, status: &impl serde::Serialize) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let namespace = object.namespace().ok_or(Error::MissingNamespace)?;
+    let name = object.name_any();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = json!({
-        "apiVersion": EtcdCluster::api_version(&()),
-        "kind": EtcdCluster::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&ec.name_any(), &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::KubeWrite { what: format!("status of {namespace}/{}", ec.name_any()), source })?;
-    Ok(true)
+    api.patch_status(&name, &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map_err(
+        |source| Error::KubeWrite { what: format!("status of {} {namespace}/{name}", K::kind(&())), source },
+    )?;
+    Ok(())
 }
 
 /// One Normal event per step taken; Wait and Nothing are reported through status only.

@@ -12,11 +12,10 @@ use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdBackupStatus, EtcdCluster};
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::{Context, Error, report};
@@ -174,18 +173,5 @@ async fn write_status(ctx: &Context, backup: &EtcdBackup, status: &EtcdBackupSta
     if backup.status.as_ref() == Some(status) {
         return Ok(());
     }
-    let namespace = backup.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<EtcdBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": EtcdBackup::api_version(&()),
-        "kind": EtcdBackup::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&backup.name_any(), &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::KubeWrite {
-            what: format!("status of EtcdBackup {namespace}/{}", backup.name_any()),
-            source,
-        })?;
-    Ok(())
+    report::apply_status(ctx, backup, status).await
 }

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
@@ -288,18 +288,5 @@ async fn write_status(
     if schedule.status.as_ref() == Some(status) {
         return Ok(());
     }
-    let namespace = schedule.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<EtcdBackupSchedule> = Api::namespaced(ctx.client.clone(), &namespace);
-    let patch = json!({
-        "apiVersion": EtcdBackupSchedule::api_version(&()),
-        "kind": EtcdBackupSchedule::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&schedule.name_any(), &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::KubeWrite {
-            what: format!("status of EtcdBackupSchedule {namespace}/{}", schedule.name_any()),
-            source,
-        })?;
-    Ok(())
+    report::apply_status(ctx, schedule, status).await
 }
