@@ -333,6 +333,8 @@ fn observation(size: usize) -> Observation {
         transport: Transport::PLAINTEXT,
         tls_change: None,
         restore: None,
+        quorum_loss: Default::default(),
+        recovery: None,
         certificates: Vec::new(),
     }
 }

@@ -2,8 +2,9 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, Restore,
-    RestoreFrom, RestoreState, Target, Transport, TroubleKind, Version, quorum,
+    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView,
+    QuorumLoss, QuorumLossAction, Recovery, RescueCopy, RescueState, Restore, RestoreFrom, RestoreState, Target,
+    Transport, TroubleKind, Version, quorum,
 };
 use etcd_op::controller::plan::{
     Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, RESTART_SETTLES_WITHIN_SECS, ROLLOUT_STUCK_AFTER_SECS,
@@ -101,7 +102,64 @@ fn ready_pod() -> PodView {
     }
 }
 
+/// A generated cluster, under a generated spec.quorumLoss: the copies already taken of some members, a
+/// recovery recorded or not.
 fn arb_observation() -> impl Strategy<Value = Observation> {
+    let action = prop_oneof![
+        4 => Just(QuorumLossAction::Wait),
+        3 => Just(QuorumLossAction::RecoverFromMember),
+        3 => Just(QuorumLossAction::RecoverFromBackup),
+    ];
+    // Per member: no copy, or one running, succeeded (with a term and index) or failed.
+    let copy = prop_oneof![
+        Just(None),
+        Just(Some(None)),
+        (1u64..3, 0u64..5).prop_map(|c| Some(Some(Some(c)))),
+        Just(Some(Some(None)))
+    ];
+    (
+        arb_cluster(),
+        action,
+        prop_oneof![Just(0u64), 1u64..600],
+        prop_oneof![Just(0u64), 1u64..600],
+        proptest::collection::vec(copy, 8),
+        prop::bool::weighted(0.7),
+        prop::bool::weighted(0.1),
+    )
+        .prop_map(|(mut obs, action, after_secs, unavailable_for_secs, copies, backup_exists, recovering)| {
+            obs.quorum_loss = QuorumLoss {
+                action,
+                after_secs,
+                unavailable_for_secs,
+                cluster_id: Some(CLUSTER_ID),
+                rescue_copies: obs
+                    .members
+                    .iter()
+                    .zip(copies)
+                    .filter_map(|(m, copy)| {
+                        let state = match copy? {
+                            None => RescueState::Running,
+                            Some(Some((raft_term, raft_index))) => RescueState::Succeeded { raft_term, raft_index },
+                            Some(None) => RescueState::Failed("generated".into()),
+                        };
+                        Some((m.name.clone(), RescueCopy { backup: format!("{}-rescue", m.name), state }))
+                    })
+                    .collect(),
+                latest_backup: backup_exists.then(|| "nightly".to_string()),
+            };
+            if recovering {
+                obs.recovery = Some(Recovery {
+                    source: "nightly".into(),
+                    token: "new-token".into(),
+                    old_cluster_id: Some(CLUSTER_ID),
+                });
+                obs.formed = false;
+            }
+            obs
+        })
+}
+
+fn arb_cluster() -> impl Strategy<Value = Observation> {
     (0usize..8)
         .prop_flat_map(|n| {
             let members: Vec<_> = (0..n as u32).map(arb_member).collect();
@@ -211,6 +269,8 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                     transport: if tls_change.is_some() { Transport::PLAINTEXT } else { Transport::MUTUAL_TLS },
                     tls_change,
                     restore: None,
+                    quorum_loss: Default::default(),
+                    recovery: None,
                     certificates: Vec::new(),
                 }
             },
@@ -249,6 +309,67 @@ fn runs_what_no_healthy_voter_runs(obs: &Observation, m: &Member) -> bool {
     m.is_voter() && !m.is_healthy(CLUSTER_ID) && shapes.iter().any(|s| *s != (pod.version, pod.template_hash.clone()))
 }
 
+/// spec.quorumLoss: nothing is recovered before the policy says so and the loss has lasted; every survivor's
+/// data is copied before a recovery is recorded; the lost cluster's volumes are deleted only once it is.
+fn check_recovery(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
+    let policy = &obs.quorum_loss;
+    let holders: Vec<&Member> = obs.members.iter().filter(|m| m.holds_data(obs.ephemeral_storage)).collect();
+    let copied = |m: &Member| match policy.rescue_copies.get(&m.name).map(|c| &c.state) {
+        Some(RescueState::Succeeded { raft_term, raft_index }) => Some((*raft_term, *raft_index)),
+        _ => None,
+    };
+    let recovering = matches!(p.step, Step::CopySurvivors { .. } | Step::BeginRecovery { .. });
+    if recovering {
+        prop_assert!(obs.recovery.is_none(), "a recovery under way is not begun again");
+        prop_assert!(policy.action != QuorumLossAction::Wait, "a cluster whose policy is to wait is not recovered");
+        prop_assert!(policy.unavailable_for_secs >= policy.after_secs, "recovery waits spec.quorumLoss.afterSeconds");
+        prop_assert!(!p.counts.available(), "a cluster with quorum is not recovered");
+    }
+    match &p.step {
+        Step::CopySurvivors { members } => {
+            for name in members {
+                let m = find(obs, name);
+                prop_assert!(m.holds_data(obs.ephemeral_storage), "only members holding data are copied");
+                prop_assert!(m.answers(CLUSTER_ID), "a copy is taken from a member that answers");
+                prop_assert!(!policy.rescue_copies.contains_key(name), "a member is copied once per outage");
+            }
+        }
+        Step::BeginRecovery { action, source, member, rescue_copies, .. } => {
+            prop_assert_eq!(*action, policy.action);
+            prop_assert!(holders.iter().all(|m| copied(m).is_some()), "every survivor's data is copied first");
+            prop_assert_eq!(rescue_copies.len(), holders.len());
+            match action {
+                QuorumLossAction::RecoverFromMember => {
+                    let chosen = find(obs, member.as_deref().unwrap_or_default());
+                    let best = holders.iter().filter_map(|m| copied(m)).max();
+                    prop_assert_eq!(copied(chosen), best, "the most advanced survivor is the source");
+                    prop_assert_eq!(Some(source), policy.rescue_copies.get(&chosen.name).map(|c| &c.backup));
+                }
+                _ => prop_assert_eq!(Some(source), policy.latest_backup.as_ref()),
+            }
+        }
+        Step::ClearForRecovery { members } => {
+            prop_assert!(obs.recovery.is_some(), "a lost cluster's volumes go only once its recovery is recorded");
+            prop_assert!(!members.is_empty());
+        }
+        Step::RestoreMembers { .. } | Step::BootstrapMembers { .. } if obs.recovery.is_some() => {
+            prop_assert!(
+                obs.members.iter().all(|m| m.pod.is_none() && m.pvc.is_none()),
+                "the restored cluster is made only once the lost one's pods and volumes are gone"
+            );
+        }
+        _ if obs.recovery.is_some() => {
+            prop_assert!(
+                matches!(p.step, Step::Wait | Step::Nothing),
+                "a recovery only clears, then restores, got {:?}",
+                p.step
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Every safety rule a plan must keep, whatever it observed.
 fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
     let leader = leader_of(obs);
@@ -256,9 +377,20 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         prop_assert_eq!(&p.step, &Step::Nothing, "a paused cluster gets no step");
         return Ok(());
     }
+    check_recovery(obs, p)?;
+    if obs.recovery.is_some() {
+        return Ok(());
+    }
     if matches!(obs.etcd, EtcdView::Unreachable) {
         prop_assert!(
-            matches!(p.step, Step::BootstrapMembers { .. } | Step::CreateMemberPod { .. } | Step::Wait),
+            matches!(
+                p.step,
+                Step::BootstrapMembers { .. }
+                    | Step::CreateMemberPod { .. }
+                    | Step::Wait
+                    | Step::CopySurvivors { .. }
+                    | Step::BeginRecovery { .. }
+            ),
             "with etcd unreachable only bootstrap, pod recreation or waiting are allowed, got {:?}",
             p.step
         );
@@ -268,8 +400,11 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
     }
     if matches!(obs.etcd, EtcdView::Reachable { leader_id: None, .. }) {
         prop_assert!(
-            matches!(p.step, Step::Wait | Step::CreateMemberPod { .. }),
-            "without a leader nothing changes but pods coming back to their volumes, got {:?}",
+            matches!(
+                p.step,
+                Step::Wait | Step::CreateMemberPod { .. } | Step::CopySurvivors { .. } | Step::BeginRecovery { .. }
+            ),
+            "without a leader nothing changes but pods coming back to their volumes, or a recovery, got {:?}",
             p.step
         );
     }
@@ -478,7 +613,11 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 );
             }
         }
-        Step::Nothing | Step::Wait => {}
+        Step::Nothing
+        | Step::Wait
+        | Step::CopySurvivors { .. }
+        | Step::BeginRecovery { .. }
+        | Step::ClearForRecovery { .. } => {}
     }
     Ok(())
 }
@@ -577,7 +716,10 @@ impl Simulator {
     fn apply(&mut self, step: &Step, target: &Target) {
         let applied = self.leader_applied();
         match step {
-            Step::RestoreMembers { .. } => panic!("the simulated clusters restore nothing"),
+            Step::RestoreMembers { .. }
+            | Step::CopySurvivors { .. }
+            | Step::BeginRecovery { .. }
+            | Step::ClearForRecovery { .. } => panic!("the simulated clusters restore and recover nothing"),
             Step::BootstrapMembers { members } => {
                 for name in members {
                     let ordinal = ordinal_of("demo", name).unwrap();

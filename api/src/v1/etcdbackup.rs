@@ -41,6 +41,12 @@ pub struct EtcdBackupSpec {
     /// drill set it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub canary: bool,
+
+    /// Take the snapshot from this member (`<cluster>-<ordinal>`), whether or not the cluster has quorum:
+    /// how the operator copies a survivor's data before a recovery. Unset, the most caught-up healthy follower.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub member: Option<String>,
 }
 
 /// The key a backup with `canary` writes just before its snapshot.
@@ -97,6 +103,9 @@ pub struct EtcdBackupStatus {
     /// The member's raft index before the snapshot began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raft_index: Option<i64>,
+    /// The member's raft term before the snapshot began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft_term: Option<i64>,
     /// The etcd cluster ID (hex) of the cluster the snapshot came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_cluster_id: Option<String>,

@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,7 @@ pub const MAX_SIZE: i32 = 9;
     // Where certificates come from is chosen at creation too: members trust the authority they started with.
     validation = Rule::new("(has(self.spec.tls) && has(self.spec.tls.secrets)) == (has(oldSelf.spec.tls) && has(oldSelf.spec.tls.secrets))").message("spec.tls.secrets: where a cluster's certificates come from (the operator's authorities or your Secrets) is chosen when it is created").reason(Reason::FieldValueForbidden),
     validation = Rule::new("has(self.spec.bootstrap) == has(oldSelf.spec.bootstrap) && (!has(self.spec.bootstrap) || self.spec.bootstrap == oldSelf.spec.bootstrap)").message("spec.bootstrap: where a cluster's data comes from is set when it is created and cannot change").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.spec.quorumLoss) || self.spec.quorumLoss.action == 'Wait' || !has(self.spec.storage.emptyDir)").message("spec.quorumLoss.action: recovery restores members onto volumes; on emptyDir storage only Wait is possible"),
     validation = Rule::new("!has(self.spec.bootstrap) || !has(self.spec.storage.emptyDir)").message("spec.bootstrap.restore needs persistent storage: a member on emptyDir would lose the restored data at its first restart"),
     validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
     scale(
@@ -145,6 +146,56 @@ pub struct EtcdClusterSpec {
     /// storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bootstrap: Option<BootstrapSpec>,
+
+    /// What the operator does when the cluster loses quorum and stays without it, or when every member of a
+    /// formed cluster lost its data. Unset, or `action: Wait`, it reports `Degraded` (`QuorumLost` with the
+    /// members that hold data, or `DataLoss`) and waits for a person. Recovery first copies every surviving
+    /// member's data to `store`, so the last copies are never destroyed, then restores every member at once,
+    /// with a new cluster token, so the old volumes can never rejoin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum_loss: Option<QuorumLossPolicy>,
+}
+
+/// How a cluster that lost quorum comes back.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.action == 'Wait' || has(self.store)").message("spec.quorumLoss.store: recovery copies every surviving member's data to a store before it changes anything; name the store"))]
+pub struct QuorumLossPolicy {
+    /// `Wait` (the default): report and wait. `RecoverFromMember`: restore every member from the copy of the
+    /// surviving member with the highest raft term and index; a cluster whose every member lost its data
+    /// waits. `RecoverFromBackup`: restore every member from the newest EtcdBackup of the cluster that
+    /// succeeded; the same when every member lost its data.
+    #[serde(default)]
+    pub action: QuorumLossAction,
+
+    /// How long quorum must stay lost (or the data gone) before recovery starts, in seconds: a member that
+    /// comes back within it ends the outage without a recovery.
+    #[serde(default = "default_recover_after_seconds")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub after_seconds: i32,
+
+    /// Where the survivors' copies go before recovery: the rescue copies, EtcdBackups labelled
+    /// `etcd.cloud.io/rescue-of`, which outlive the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<super::BackupStore>,
+}
+
+pub const DEFAULT_RECOVER_AFTER_SECONDS: i32 = 300;
+
+fn default_recover_after_seconds() -> i32 {
+    DEFAULT_RECOVER_AFTER_SECONDS
+}
+
+/// What recovers a cluster that lost quorum.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuorumLossAction {
+    /// Report the loss and wait for a person.
+    #[default]
+    Wait,
+    /// Restore every member from the most advanced survivor's data.
+    RecoverFromMember,
+    /// Restore every member from the newest backup that succeeded.
+    RecoverFromBackup,
 }
 
 /// How a new cluster gets its first data.
@@ -156,7 +207,7 @@ pub struct BootstrapSpec {
 }
 
 /// The backup a new cluster is restored from: an EtcdBackup, or a snapshot in a store by its key.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.backupName) != has(self.key)").message("spec.bootstrap.restore: name an EtcdBackup (backupName) or a stored snapshot (store and key), one of the two"))]
 #[x_kube(validation = Rule::new("has(self.key) == has(self.store) && (has(self.key) || !has(self.sha256))").message("spec.bootstrap.restore: store and key go together, and sha256 with them"))]
@@ -492,6 +543,49 @@ pub struct EtcdClusterStatus {
     /// Transport security as the members run it, and when their certificates expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsStatus>,
+
+    /// The last recovery from a quorum loss (spec.quorumLoss): where the data came from, and the cluster
+    /// IDs before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryStatus>,
+}
+
+/// A recovery from a quorum loss, or from the loss of every member's data.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryStatus {
+    /// The action that ran: RecoverFromMember or RecoverFromBackup.
+    pub action: QuorumLossAction,
+    /// Restoring until the restored cluster has a leader, then Succeeded.
+    pub phase: RecoveryPhase,
+    /// The EtcdBackup every member was restored from.
+    pub source: String,
+    /// With RecoverFromMember, the survivor whose data was restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// Why this source, in a sentence.
+    pub reason: String,
+    /// The copies of every surviving member's data taken before anything changed (EtcdBackup names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rescue_copies: Vec<String>,
+    /// The cluster token of the restored cluster: members of any other token are not its members.
+    pub token: String,
+    /// The etcd cluster ID (hex) before the recovery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_cluster_id: Option<String>,
+    /// The etcd cluster ID (hex) of the restored cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryPhase {
+    Restoring,
+    Succeeded,
 }
 
 /// Transport security as the members run it.

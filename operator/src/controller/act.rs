@@ -99,6 +99,10 @@ pub async fn act(
             crash_point("after-peer-url-update", ec);
             delete_if_present::<Pod>(ctx, &namespace, name).await
         }
+        // The recovery is recorded by the status this step's report writes.
+        Step::BeginRecovery { .. } => Ok(()),
+        Step::CopySurvivors { members } => super::recovery::copy_survivors(ctx, ec, members).await,
+        Step::ClearForRecovery { members } => super::recovery::clear(ctx, ec, members).await,
         Step::RecordTransport { transport } => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
             let patch = Patch::Merge(serde_json::json!({
@@ -171,9 +175,10 @@ fn initial_bootstrap(ec: &EtcdCluster, obs: &Observation, members: &[String]) ->
     let peers: Vec<String> =
         members.iter().map(|name| format!("{name}={}", peer_url(&cluster, &namespace, name, obs.transport))).collect();
     let started = members.iter().find_map(|name| obs.member(name)?.bootstrap.clone());
-    let token = match started {
-        Some(recorded) => recorded.token,
-        None => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
+    let token = match (&obs.recovery, started) {
+        (Some(recovery), _) => Some(recovery.token.clone()),
+        (None, Some(recorded)) => recorded.token,
+        (None, None) => Some(format!("{}-{}", legacy_token(ec), k8s_openapi::jiff::Timestamp::now().as_second())),
     };
     Bootstrap { initial_cluster: peers.join(","), state: InitialState::New, token, transport: obs.transport }
 }

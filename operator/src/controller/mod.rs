@@ -10,6 +10,7 @@ pub mod last_words;
 pub mod model;
 pub mod observe;
 pub mod plan;
+pub mod recovery;
 pub mod report;
 pub mod resources;
 pub mod restore;

@@ -113,8 +113,60 @@ pub struct Observation {
     pub tls_change: Option<Transport>,
     /// The cluster's certificates, when it uses TLS.
     pub certificates: Vec<CertificateLife>,
-    /// A new cluster restored from a backup (spec.bootstrap.restore), until it forms.
+    /// A new cluster restored from a backup (spec.bootstrap.restore, or a recovery), until it forms.
     pub restore: Option<Restore>,
+    /// What spec.quorumLoss asks for, and what recovery needs to know.
+    pub quorum_loss: QuorumLoss,
+    /// A recovery under way (status.recovery, until the restored cluster has a leader).
+    pub recovery: Option<Recovery>,
+}
+
+/// spec.quorumLoss, and what the operator knows to carry it out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumLoss {
+    pub action: QuorumLossAction,
+    /// How long quorum (or the data) must stay lost before recovery starts.
+    pub after_secs: u64,
+    /// How long the cluster has been unavailable (its Available condition False); 0 while available.
+    pub unavailable_for_secs: u64,
+    /// The cluster ID the operator recorded for the cluster (status.clusterID).
+    pub cluster_id: Option<u64>,
+    /// Copies of surviving members' data taken for this cluster ID, by member name.
+    pub rescue_copies: std::collections::BTreeMap<String, RescueCopy>,
+    /// The newest EtcdBackup of the cluster that succeeded, rescue copies aside.
+    pub latest_backup: Option<String>,
+}
+
+pub use etcd_op_api::v1::QuorumLossAction;
+
+/// A copy of one survivor's data, an EtcdBackup taken from that member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RescueCopy {
+    /// The EtcdBackup's name.
+    pub backup: String,
+    pub state: RescueState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RescueState {
+    Running,
+    /// Stored and checked; the member's raft term and index when the snapshot began.
+    Succeeded {
+        raft_term: u64,
+        raft_index: u64,
+    },
+    Failed(String),
+}
+
+/// A recovery under way: every member is restored from `source` with `token`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovery {
+    /// The EtcdBackup every member is restored from.
+    pub source: String,
+    /// The new cluster's token: a member recorded with another one belongs to the cluster that was lost.
+    pub token: String,
+    /// The cluster ID before the recovery.
+    pub old_cluster_id: Option<u64>,
 }
 
 /// A new cluster whose initial members' volumes are restored from a backup before any of them starts.

@@ -291,13 +291,15 @@ pub async fn observe(
         .find(|b| b.state == InitialState::New)
         .map(Bootstrap::member_names)
         .unwrap_or_default();
-    let restore = super::restore::observe(ctx, ec, &pvcs).await?;
+    let (quorum_loss, recovery) = super::recovery::observe(ctx, ec).await?;
+    let restore = super::restore::observe(ctx, ec, &pvcs, recovery.as_ref()).await?;
     let observation = Observation {
         cluster,
         committed: committed_target(ec, &desired),
         desired,
         paused: ec.spec.paused,
-        formed: ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
+        // A recovery makes a new cluster: until it forms, nothing of the lost one counts as formed.
+        formed: recovery.is_none() && ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()),
         initial_members,
         leftovers,
         foreign_pods,
@@ -318,6 +320,8 @@ pub async fn observe(
         tls_change,
         certificates,
         restore,
+        quorum_loss,
+        recovery,
     };
     Ok(Observed { observation, pvcs })
 }

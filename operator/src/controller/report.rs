@@ -2,7 +2,8 @@
 //! an event per step taken. Status is written only when it changed, so a quiet cluster costs no writes.
 
 use etcd_op_api::v1::{
-    CertificateStatus, ClusterTarget, EtcdCluster, EtcdClusterStatus, MemberStatus, NextStep, Phase, TlsStatus,
+    CertificateStatus, ClusterTarget, EtcdCluster, EtcdClusterStatus, MemberStatus, NextStep, Phase, RecoveryPhase,
+    RecoveryStatus, TlsStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
@@ -138,7 +139,34 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             authority_rotation: None,
             turning_on: obs.tls_change.map(|to| to.as_str().to_string()),
         }),
+        recovery: super::recovery::status_after(
+            previous.recovery.as_ref(),
+            begun_recovery(plan, previous.cluster_id.clone(), now),
+            match obs.etcd {
+                EtcdView::Reachable { cluster_id, leader_id: Some(_) } => Some(cluster_id),
+                _ => None,
+            },
+            now,
+        ),
     }
+}
+
+/// The recovery a BeginRecovery step records.
+fn begun_recovery(plan: &Plan, old_cluster_id: Option<String>, now: Timestamp) -> Option<RecoveryStatus> {
+    let Step::BeginRecovery { action, source, member, rescue_copies, token } = &plan.step else { return None };
+    Some(RecoveryStatus {
+        action: *action,
+        phase: RecoveryPhase::Restoring,
+        source: source.clone(),
+        member: member.clone(),
+        reason: plan.reason.clone(),
+        rescue_copies: rescue_copies.clone(),
+        token: token.clone(),
+        old_cluster_id,
+        new_cluster_id: None,
+        start_time: Some(Time(now)),
+        completion_time: None,
+    })
 }
 
 /// True while a certificate has less than a sixth of its life left: a leaf whose renewal keeps failing, or

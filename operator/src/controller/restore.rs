@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupPhase, EtcdBackup, EtcdCluster, SECRET_ACCESS_KEY_KEY};
+use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupPhase, EtcdBackup, EtcdCluster, RestoreSource, SECRET_ACCESS_KEY_KEY};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource,
     Pod, PodSpec, SecretKeySelector, Volume, VolumeMount,
@@ -18,7 +18,7 @@ use kube::api::{Api, ListParams};
 use super::Context;
 use super::act::{create_if_absent, delete_if_present};
 use super::error::Error;
-use super::model::{Restore, RestoreFrom, RestoreState, Version};
+use super::model::{Recovery, Restore, RestoreFrom, RestoreState, Version};
 use super::resources::Transport;
 use super::resources::{
     Bootstrap, DATA_MOUNT, LABEL_MANAGED_BY, MANAGER, image, locked_down, member_pvc, meta, peer_url, pod_security,
@@ -44,13 +44,16 @@ pub async fn observe(
     ctx: &Context,
     ec: &EtcdCluster,
     pvcs: &BTreeMap<String, PersistentVolumeClaim>,
+    recovery: Option<&Recovery>,
 ) -> Result<Option<Restore>, Error> {
-    let Some(bootstrap) = &ec.spec.bootstrap else { return Ok(None) };
-    if ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()) {
-        return Ok(None);
-    }
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
-    let restore = &bootstrap.restore;
+    let restore = match (recovery, &ec.spec.bootstrap) {
+        // A recovery restores the lost cluster from its source, whatever the cluster was first made from.
+        (Some(recovery), _) => RestoreSource { backup_name: Some(recovery.source.clone()), ..RestoreSource::default() },
+        (None, Some(_)) if ec.status.as_ref().is_some_and(|s| s.cluster_id.is_some()) => return Ok(None),
+        (None, Some(bootstrap)) => bootstrap.restore.clone(),
+        (None, None) => return Ok(None),
+    };
     let (described, source) = match (&restore.backup_name, &restore.store, &restore.key) {
         (Some(name), _, _) => {
             let backup = Api::<EtcdBackup>::namespaced(ctx.client.clone(), &namespace)
@@ -348,6 +351,7 @@ mod tests {
                     },
                 },
                 canary: false,
+                member: None,
             },
         );
         backup.status = Some(EtcdBackupStatus {

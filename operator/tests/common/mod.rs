@@ -66,6 +66,8 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         transport: Transport::PLAINTEXT,
         tls_change: None,
         restore: None,
+        quorum_loss: Default::default(),
+        recovery: None,
         certificates: Vec::new(),
     }
 }
@@ -89,6 +91,7 @@ pub fn spec() -> EtcdClusterSpec {
         tls: None,
         allowed_clients: None,
         bootstrap: None,
+        quorum_loss: None,
     }
 }
 

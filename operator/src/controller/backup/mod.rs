@@ -79,6 +79,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
             (Some(_), Some(access)) => ClusterView::Observed(access.candidates.clone()),
         },
         store_problem: credentials.as_ref().err().map(ToString::to_string),
+        member: backup.spec.member.clone(),
     };
 
     // Plan, act, report.

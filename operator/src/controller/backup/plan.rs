@@ -17,6 +17,8 @@ pub struct Candidate {
     pub leader: bool,
     /// A voter that answers, reports no error, and whose pod is ready.
     pub healthy_voter: bool,
+    /// It answered the operator as a member of the cluster, with quorum or without.
+    pub answers: bool,
     pub applied_index: u64,
 }
 
@@ -34,6 +36,7 @@ pub fn candidates(obs: &Observation) -> Vec<Candidate> {
                 endpoint: m.pod.as_ref()?.endpoint.clone()?,
                 leader: m.is_leader(leader_id),
                 healthy_voter: m.is_healthy(cluster_id) && !m.is_learner(),
+                answers: m.answers(cluster_id),
                 applied_index: m.applied_index().unwrap_or(0),
             })
         })
@@ -59,6 +62,8 @@ pub struct BackupView {
     pub cluster: ClusterView,
     /// Why the store cannot be used (its Secret is missing or incomplete), if so.
     pub store_problem: Option<String>,
+    /// The member spec.member names, if any.
+    pub member: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,6 +104,13 @@ pub fn plan(view: &BackupView) -> BackupStep {
     match &view.cluster {
         ClusterView::Missing => waiting("the EtcdCluster does not exist".into()),
         ClusterView::NotObserved => BackupStep::Wait("the operator has not observed the cluster yet".into()),
+        // A named member is copied whether or not the cluster has quorum: the copy a recovery takes first.
+        ClusterView::Observed(candidates) if view.member.is_some() => {
+            match candidates.iter().find(|c| Some(&c.name) == view.member.as_ref() && c.answers) {
+                Some(source) => BackupStep::Take(source.clone()),
+                None => waiting(format!("member {} does not answer", view.member.clone().unwrap_or_default())),
+            }
+        }
         ClusterView::Observed(candidates) => match choose_source(candidates) {
             Some(source) => BackupStep::Take(source.clone()),
             None => waiting("no member is a healthy voter to take the snapshot from".into()),
@@ -112,11 +124,24 @@ mod tests {
     use proptest::prelude::*;
 
     fn candidate(name: &str, leader: bool, healthy_voter: bool, applied_index: u64) -> Candidate {
-        Candidate { name: name.into(), endpoint: format!("http://{name}:2379"), leader, healthy_voter, applied_index }
+        Candidate {
+            name: name.into(),
+            endpoint: format!("http://{name}:2379"),
+            leader,
+            healthy_voter,
+            answers: healthy_voter,
+            applied_index,
+        }
     }
 
     fn observed(candidates: Vec<Candidate>) -> BackupView {
-        BackupView { phase: None, age_secs: 5, cluster: ClusterView::Observed(candidates), store_problem: None }
+        BackupView {
+            phase: None,
+            age_secs: 5,
+            cluster: ClusterView::Observed(candidates),
+            store_problem: None,
+            member: None,
+        }
     }
 
     #[test]
@@ -147,7 +172,8 @@ mod tests {
 
     #[test]
     fn a_missing_cluster_or_secret_waits_then_fails() {
-        let mut view = BackupView { phase: None, age_secs: 1, cluster: ClusterView::Missing, store_problem: None };
+        let mut view =
+            BackupView { phase: None, age_secs: 1, cluster: ClusterView::Missing, store_problem: None, member: None };
         assert!(matches!(plan(&view), BackupStep::Wait(why) if why.contains("does not exist")));
         view.age_secs = GIVE_UP_AFTER_SECS + 1;
         assert!(matches!(plan(&view), BackupStep::Fail(_)));
@@ -165,8 +191,19 @@ mod tests {
             age_secs: 99_999,
             cluster: ClusterView::NotObserved,
             store_problem: None,
+            member: None,
         };
         assert!(matches!(plan(&view), BackupStep::Wait(_)));
+    }
+
+    #[test]
+    fn a_named_member_is_copied_without_quorum_when_it_answers() {
+        let mut lone = candidate("c-0", false, false, 9);
+        lone.answers = true;
+        let view = BackupView { member: Some("c-0".into()), ..observed(vec![lone, candidate("c-1", false, false, 3)]) };
+        assert!(matches!(plan(&view), BackupStep::Take(c) if c.name == "c-0"));
+        let view = BackupView { member: Some("c-1".into()), ..view };
+        assert!(matches!(plan(&view), BackupStep::Wait(why) if why.contains("c-1 does not answer")));
     }
 
     #[test]
@@ -204,7 +241,7 @@ mod tests {
         #[test]
         fn an_ended_backup_is_never_taken_again(candidates in any_candidates(), succeeded in any::<bool>(), age in 0u64..10_000) {
             let phase = if succeeded { BackupPhase::Succeeded } else { BackupPhase::Failed };
-            let view = BackupView { phase: Some(phase), age_secs: age, cluster: ClusterView::Observed(candidates), store_problem: None };
+            let view = BackupView { phase: Some(phase), age_secs: age, cluster: ClusterView::Observed(candidates), store_problem: None, member: None };
             prop_assert_eq!(plan(&view), BackupStep::Nothing);
         }
     }

@@ -77,6 +77,7 @@ pub async fn take(
         sha256: Some(stored.sha256),
         revision: Some(revision),
         raft_index: Some(i64::try_from(member.raft_index).unwrap_or(i64::MAX)),
+        raft_term: Some(i64::try_from(member.raft_term).unwrap_or(i64::MAX)),
         etcd_cluster_id: Some(format!("{:x}", member.cluster_id)),
         etcd_version: Some(member.version),
         canary_revision,

@@ -9,9 +9,13 @@
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.
 
+mod recovery;
+
+use recovery::{carry_out_recovery, recovered};
+
 use super::model::{
-    Alarm, EtcdMember, EtcdView, Member, Observation, PodView, Restore, RestoreState, Target, Transport, Version,
-    quorum,
+    Alarm, EtcdMember, EtcdView, Member, Observation, PodView, QuorumLossAction, Restore, RestoreState, Target,
+    Transport, Version, quorum,
 };
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
@@ -87,6 +91,27 @@ pub enum Step {
     RecordTransport {
         transport: Transport,
     },
+    /// Quorum lost past spec.quorumLoss.afterSeconds: copy these surviving members' data to the store (an
+    /// EtcdBackup from each), before anything changes.
+    CopySurvivors {
+        members: Vec<String>,
+    },
+    /// Every survivor's data is copied: record the recovery (status.recovery) with its source and new token.
+    /// Nothing is deleted before it is recorded.
+    BeginRecovery {
+        action: QuorumLossAction,
+        /// The EtcdBackup every member is restored from.
+        source: String,
+        /// With RecoverFromMember, the survivor whose copy that is.
+        member: Option<String>,
+        rescue_copies: Vec<String>,
+        token: String,
+    },
+    /// A recovery is recorded: delete the lost cluster's member pods and volumes, whose data is in the store,
+    /// so the members are made again restored.
+    ClearForRecovery {
+        members: Vec<String>,
+    },
 }
 
 impl Step {
@@ -106,6 +131,9 @@ impl Step {
             Step::RestartMember { .. } => "RestartMember",
             Step::SecurePeerUrl { .. } => "SecurePeerUrl",
             Step::RecordTransport { .. } => "RecordTransport",
+            Step::CopySurvivors { .. } => "CopySurvivors",
+            Step::BeginRecovery { .. } => "BeginRecovery",
+            Step::ClearForRecovery { .. } => "ClearForRecovery",
         }
     }
 
@@ -150,6 +178,8 @@ pub enum Blocker {
     RestoreRefused,
     /// A member's restore failed (the snapshot did not match its recorded hash, etcdutl refused it).
     RestoreFailed,
+    /// spec.quorumLoss asks for a recovery that cannot go on (a survivor's copy failed, no backup to use).
+    RecoveryFailed,
 }
 
 impl Blocker {
@@ -165,6 +195,7 @@ impl Blocker {
             Blocker::StorageClassMissing => "StorageClassMissing",
             Blocker::RestoreRefused => "RestoreRefused",
             Blocker::RestoreFailed => "RestoreFailed",
+            Blocker::RecoveryFailed => "RecoveryFailed",
         }
     }
 }
@@ -234,6 +265,11 @@ fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
             ),
         );
     }
+    if let Some(recovery) = obs.recovery.as_ref()
+        && !recovered(obs, recovery)
+    {
+        return carry_out_recovery(obs, target, recovery);
+    }
     match obs.etcd {
         EtcdView::Unreachable => bootstrap(obs, target).unwrap_or_else(|| decide_unreachable(obs)),
         EtcdView::Reachable { cluster_id, leader_id } => {
@@ -283,6 +319,7 @@ fn deletes(step: &Step) -> bool {
     matches!(
         step,
         Step::RemoveMember { .. }
+            | Step::ClearForRecovery { .. }
             | Step::DeleteMemberResources { .. }
             | Step::RestartMember { .. }
             | Step::SecurePeerUrl { .. }
@@ -307,14 +344,15 @@ fn without_leader(obs: &Observation, cluster_id: u64) -> Decision {
 fn quorum_lost(obs: &Observation, what: &str) -> Decision {
     let holders: Vec<&str> =
         obs.members.iter().filter(|m| m.holds_data(obs.ephemeral_storage)).map(|m| m.name.as_str()).collect();
-    (
+    let lost = (
         Step::Wait,
         Activity::Blocked(Blocker::QuorumLost),
         format!(
             "{what}: quorum is lost; members holding data: [{}]; recover from a survivor or a backup",
             holders.join(", ")
         ),
-    )
+    );
+    recovery::recover(obs, lost)
 }
 
 /// A new cluster starts with all its members at once, from a static initial cluster: faster than growing one
@@ -346,6 +384,14 @@ fn bootstrap(obs: &Observation, target: &Target) -> Option<Decision> {
             Activity::Creating,
             format!("waiting for the {} initial members to start and elect a leader", initial.len()),
         ));
+    }
+    if obs.members.is_empty() && obs.formed && obs.quorum_loss.action == QuorumLossAction::RecoverFromBackup {
+        let lost = (
+            Step::Wait,
+            Activity::Blocked(Blocker::DataLoss),
+            "every member and its data are gone (no pod, no volume)".to_string(),
+        );
+        return Some(recovery::recover(obs, lost));
     }
     if obs.members.is_empty() && obs.formed && !obs.start_empty_after_data_loss {
         return Some((
