@@ -11,6 +11,7 @@
 
 mod recovery;
 
+pub use recovery::recovery_token;
 use recovery::{carry_out_recovery, recovered};
 
 use super::model::{
