@@ -46,6 +46,7 @@ pub const MAX_SIZE: i32 = 9;
     // Where certificates come from is chosen at creation too: members trust the authority they started with.
     validation = Rule::new("(has(self.spec.tls) && has(self.spec.tls.secrets)) == (has(oldSelf.spec.tls) && has(oldSelf.spec.tls.secrets))").message("spec.tls.secrets: where a cluster's certificates come from (the operator's authorities or your Secrets) is chosen when it is created").reason(Reason::FieldValueForbidden),
     validation = Rule::new("has(self.spec.bootstrap) == has(oldSelf.spec.bootstrap) && (!has(self.spec.bootstrap) || self.spec.bootstrap == oldSelf.spec.bootstrap)").message("spec.bootstrap: where a cluster's data comes from is set when it is created and cannot change").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.spec.quorumLoss) || self.spec.quorumLoss.action == 'Wait' || has(self.spec.backupStore)").message("spec.backupStore: recovery copies every surviving member's data to a store before it changes anything; name the store"),
     validation = Rule::new("!has(self.spec.quorumLoss) || self.spec.quorumLoss.action == 'Wait' || !has(self.spec.storage.emptyDir)").message("spec.quorumLoss.action: recovery restores members onto volumes; on emptyDir storage only Wait is possible"),
     validation = Rule::new("!has(self.spec.bootstrap) || !has(self.spec.storage.emptyDir)").message("spec.bootstrap.restore needs persistent storage: a member on emptyDir would lose the restored data at its first restart"),
     validation = Rule::new("oldSelf.hasValue() || !self.metadata.name.endsWith('-client')").optional_old_self(true).message("metadata.name must not end in '-client': <name>-client is the client Service of the cluster named <name>, and two clusters would share it"),
@@ -150,16 +151,21 @@ pub struct EtcdClusterSpec {
     /// What the operator does when the cluster loses quorum and stays without it, or when every member of a
     /// formed cluster lost its data. Unset, or `action: Wait`, it reports `Degraded` (`QuorumLost` with the
     /// members that hold data, or `DataLoss`) and waits for a person. Recovery first copies every surviving
-    /// member's data to `store`, so the last copies are never destroyed, then restores every member at once,
+    /// member's data to spec.backupStore, so the last copies are never destroyed, then restores every member at once,
     /// with a new cluster token, so the old volumes can never rejoin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quorum_loss: Option<QuorumLossPolicy>,
+
+    /// Where the operator keeps this cluster's own copies: the survivors' data before a recovery
+    /// (spec.quorumLoss), as EtcdBackups labelled `etcd.cloud.io/rescue-of` that have no owner and outlive
+    /// the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_store: Option<super::BackupStore>,
 }
 
 /// How a cluster that lost quorum comes back.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.action == 'Wait' || has(self.store)").message("spec.quorumLoss.store: recovery copies every surviving member's data to a store before it changes anything; name the store"))]
 pub struct QuorumLossPolicy {
     /// `Wait` (the default): report and wait. `RecoverFromMember`: restore every member from the copy of the
     /// surviving member with the highest raft term and index; a cluster whose every member lost its data
@@ -173,11 +179,6 @@ pub struct QuorumLossPolicy {
     #[serde(default = "default_recover_after_seconds")]
     #[schemars(range(min = 0, max = 86400))]
     pub after_seconds: i32,
-
-    /// Where the survivors' copies go before recovery: the rescue copies, EtcdBackups labelled
-    /// `etcd.cloud.io/rescue-of`, which outlive the cluster.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store: Option<super::BackupStore>,
 }
 
 pub const DEFAULT_RECOVER_AFTER_SECONDS: i32 = 300;

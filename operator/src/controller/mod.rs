@@ -302,6 +302,10 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         }
     }
 
+    if let Some(note) = recovery_ended(ec, &status) {
+        info!(cluster = %name, namespace = %namespace, step = "Recovered", reason = %note, "decided");
+        report::publish_normal(ctx, ec, "Recovered", &note).await;
+    }
     // A Warning event when a condition that needs attention turns true, or changes its reason.
     let newly_true = status.conditions.iter().filter(|c| {
         [report::DEGRADED, report::CERTIFICATES_EXPIRING].contains(&c.type_.as_str())
@@ -337,6 +341,21 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         }
         Step::Wait => Action::requeue(WHILE_WAITING),
         _ => Action::requeue(AFTER_STEP),
+    })
+}
+
+/// The sentence of a recovery that ends with this status: its source and both cluster IDs.
+fn recovery_ended(ec: &EtcdCluster, status: &etcd_op_api::v1::EtcdClusterStatus) -> Option<String> {
+    use etcd_op_api::v1::RecoveryPhase;
+    let before = ec.status.as_ref()?.recovery.as_ref()?;
+    let after = status.recovery.as_ref()?;
+    (before.phase == RecoveryPhase::Restoring && after.phase == RecoveryPhase::Succeeded).then(|| {
+        format!(
+            "recovered from EtcdBackup {}: etcd cluster ID {} before, {} now",
+            after.source,
+            after.old_cluster_id.as_deref().unwrap_or("unknown"),
+            after.new_cluster_id.as_deref().unwrap_or("unknown")
+        )
     })
 }
 

@@ -1,5 +1,5 @@
 //! The I/O of spec.quorumLoss (the decisions are in `plan::recovery`): what is known of the survivors' copies
-//! and the cluster's backups, the copies themselves (EtcdBackups taken from a named member), and the deletion
+//! and the cluster's backups, the copies themselves (EtcdBackups taken from a named member into spec.backupStore), and the deletion
 //! of the lost cluster's members.
 
 use std::collections::BTreeMap;
@@ -93,13 +93,13 @@ fn rescue_state(backup: &EtcdBackup) -> RescueState {
     }
 }
 
-/// Creates the copy of each member's data: an EtcdBackup from that member into spec.quorumLoss.store. The
+/// Creates the copy of each member's data: an EtcdBackup from that member into spec.backupStore. The
 /// copies have no owner: they outlive the cluster, as the last copies of its data must.
 pub async fn copy_survivors(ctx: &Context, ec: &EtcdCluster, members: &[String]) -> Result<(), Error> {
     let namespace = ec.namespace().ok_or(Error::MissingNamespace)?;
-    let store = ec.spec.quorum_loss.as_ref().and_then(|p| p.store.clone()).ok_or_else(|| Error::StepNotPossible {
+    let store = ec.spec.backup_store.clone().ok_or_else(|| Error::StepNotPossible {
         step: "CopySurvivors",
-        why: "spec.quorumLoss names no store".into(),
+        why: "spec.backupStore names no store".into(),
     })?;
     let cluster_id = ec.status.as_ref().and_then(|s| s.cluster_id.clone()).unwrap_or_else(|| "0".into());
     let recorded = u64::from_str_radix(&cluster_id, 16).ok();

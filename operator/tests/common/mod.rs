@@ -92,6 +92,7 @@ pub fn spec() -> EtcdClusterSpec {
         allowed_clients: None,
         bootstrap: None,
         quorum_loss: None,
+        backup_store: None,
     }
 }
 

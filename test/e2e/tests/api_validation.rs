@@ -45,6 +45,19 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     let message = refusal(patch_spec(&client, n, "restore-later", json!({"bootstrap": restore})).await);
     assert!(message.contains("set when it is created"), "a restore added later: {message}");
 
+    // Recovery from a quorum loss copies the survivors to a store first, and restores onto volumes.
+    let recover = json!({"action": "RecoverFromMember"});
+    let message = refusal(create_cluster(&client, n, "recover-nowhere", json!({"quorumLoss": recover})).await);
+    assert!(message.contains("spec.backupStore"), "recovery without a store: {message}");
+    let store = json!({"s3": {"bucket": "backups", "credentialsSecret": {"name": "s3"}}});
+    let on_empty_dir = json!({"storage": {"emptyDir": {}},
+        "quorumLoss": {"action": "RecoverFromBackup"}, "backupStore": store});
+    let message = refusal(create_cluster(&client, n, "recover-ephemeral", on_empty_dir).await);
+    assert!(message.contains("only Wait"), "recovery on emptyDir: {message}");
+    let message =
+        refusal(create_cluster(&client, n, "recover-unknown", json!({"quorumLoss": {"action": "Guess"}})).await);
+    assert!(message.contains("spec.quorumLoss.action"), "an unknown action: {message}");
+
     // A backup schedule whose cron or time zone cannot be read is refused by the webhook, naming the field.
     let schedule = |cron: &str, zone: &str| {
         json!({"apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackupSchedule", "metadata": {"name": "nightly"},
