@@ -335,6 +335,7 @@ fn observation(size: usize) -> Observation {
         restore: None,
         quorum_loss: Default::default(),
         recovery: None,
+        upgrade_backups: None,
         certificates: Vec::new(),
     }
 }

@@ -2,9 +2,9 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    Alarm, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView,
-    QuorumLoss, QuorumLossAction, Recovery, RescueCopy, RescueState, Restore, RestoreFrom, RestoreState, Target,
-    Transport, TroubleKind, Version, quorum,
+    Alarm, CopyState, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView,
+    PvcView, QuorumLoss, QuorumLossAction, Recovery, RescueCopy, Restore, RestoreFrom, RestoreState, Target, Transport,
+    TroubleKind, Version, quorum, upgrade_backup_name,
 };
 use etcd_op::controller::plan::{
     Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, RESTART_SETTLES_WITHIN_SECS, ROLLOUT_STUCK_AFTER_SECS,
@@ -125,38 +125,59 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
         proptest::collection::vec(copy, 8),
         prop::bool::weighted(0.7),
         prop::bool::weighted(0.1),
+        prop::option::of(proptest::collection::btree_map(
+            prop_oneof![Just((3u32, 6u32)), Just((3, 7))],
+            prop_oneof![
+                Just(CopyState::Running),
+                Just(CopyState::Succeeded { raft_term: 1, raft_index: 1 }),
+                Just(CopyState::Failed("generated".into()))
+            ],
+            0..3,
+        )),
     )
-        .prop_map(|(mut obs, action, after_secs, unavailable_for_secs, copies, backup_exists, recovering)| {
-            obs.quorum_loss = QuorumLoss {
+        .prop_map(
+            |(
+                mut obs,
                 action,
                 after_secs,
                 unavailable_for_secs,
-                cluster_id: Some(CLUSTER_ID),
-                rescue_copies: obs
-                    .members
-                    .iter()
-                    .zip(copies)
-                    .filter_map(|(m, copy)| {
-                        let state = match copy? {
-                            None => RescueState::Running,
-                            Some(Some((raft_term, raft_index))) => RescueState::Succeeded { raft_term, raft_index },
-                            Some(None) => RescueState::Failed("generated".into()),
-                        };
-                        Some((m.name.clone(), RescueCopy { backup: format!("{}-rescue", m.name), state }))
-                    })
-                    .collect(),
-                latest_backup: backup_exists.then(|| "nightly".to_string()),
-            };
-            if recovering {
-                obs.recovery = Some(Recovery {
-                    source: "nightly".into(),
-                    token: "new-token".into(),
-                    old_cluster_id: Some(CLUSTER_ID),
-                });
-                obs.formed = false;
-            }
-            obs
-        })
+                copies,
+                backup_exists,
+                recovering,
+                upgrade_backups,
+            )| {
+                obs.upgrade_backups = upgrade_backups;
+                obs.quorum_loss = QuorumLoss {
+                    action,
+                    after_secs,
+                    unavailable_for_secs,
+                    cluster_id: Some(CLUSTER_ID),
+                    rescue_copies: obs
+                        .members
+                        .iter()
+                        .zip(copies)
+                        .filter_map(|(m, copy)| {
+                            let state = match copy? {
+                                None => CopyState::Running,
+                                Some(Some((raft_term, raft_index))) => CopyState::Succeeded { raft_term, raft_index },
+                                Some(None) => CopyState::Failed("generated".into()),
+                            };
+                            Some((m.name.clone(), RescueCopy { backup: format!("{}-rescue", m.name), state }))
+                        })
+                        .collect(),
+                    latest_backup: backup_exists.then(|| "nightly".to_string()),
+                };
+                if recovering {
+                    obs.recovery = Some(Recovery {
+                        source: "nightly".into(),
+                        token: "new-token".into(),
+                        old_cluster_id: Some(CLUSTER_ID),
+                    });
+                    obs.formed = false;
+                }
+                obs
+            },
+        )
 }
 
 fn arb_cluster() -> impl Strategy<Value = Observation> {
@@ -271,6 +292,7 @@ fn arb_cluster() -> impl Strategy<Value = Observation> {
                     restore: None,
                     quorum_loss: Default::default(),
                     recovery: None,
+                    upgrade_backups: None,
                     certificates: Vec::new(),
                 }
             },
@@ -315,7 +337,7 @@ fn check_recovery(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
     let policy = &obs.quorum_loss;
     let holders: Vec<&Member> = obs.members.iter().filter(|m| m.holds_data(obs.ephemeral_storage)).collect();
     let copied = |m: &Member| match policy.rescue_copies.get(&m.name).map(|c| &c.state) {
-        Some(RescueState::Succeeded { raft_term, raft_index }) => Some((*raft_term, *raft_index)),
+        Some(CopyState::Succeeded { raft_term, raft_index }) => Some((*raft_term, *raft_index)),
         _ => None,
     };
     let recovering = matches!(p.step, Step::CopySurvivors { .. } | Step::BeginRecovery { .. });
@@ -364,6 +386,31 @@ fn check_recovery(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
                 "a recovery only clears, then restores, got {:?}",
                 p.step
             );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// With spec.backupStore, no member moves onto a new minor release while another runs an older one before a
+/// backup of the cluster succeeded, and that backup is asked for only then.
+fn check_upgrade_backup(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
+    let to = (p.target.version.major, p.target.version.minor);
+    let older_runs = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).any(|v| (v.major, v.minor) < to);
+    match &p.step {
+        Step::RestartMember { .. } | Step::SecurePeerUrl { .. } | Step::AddLearner { .. } if older_runs => {
+            if let Some(backups) = &obs.upgrade_backups {
+                prop_assert!(
+                    matches!(backups.get(&to), Some(CopyState::Succeeded { .. })),
+                    "a member moves to {to:?} only after the backup before it succeeded, not with {:?}",
+                    p.step
+                );
+            }
+        }
+        Step::BackUpBeforeUpgrade { backup } => {
+            prop_assert!(obs.upgrade_backups.as_ref().is_some_and(|b| !b.contains_key(&to)), "one backup per upgrade");
+            prop_assert_eq!(backup, &upgrade_backup_name("demo", to.0, to.1));
+            prop_assert!(older_runs, "the backup is taken while a member runs the older release");
         }
         _ => {}
     }
@@ -440,6 +487,7 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             obs.membership_refused_for_secs
         );
     }
+    check_upgrade_backup(obs, p)?;
     match &p.step {
         Step::RestoreMembers { .. } => {
             prop_assert!(
@@ -617,7 +665,8 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         | Step::Wait
         | Step::CopySurvivors { .. }
         | Step::BeginRecovery { .. }
-        | Step::ClearForRecovery { .. } => {}
+        | Step::ClearForRecovery { .. }
+        | Step::BackUpBeforeUpgrade { .. } => {}
     }
     Ok(())
 }
@@ -720,6 +769,12 @@ impl Simulator {
             | Step::CopySurvivors { .. }
             | Step::BeginRecovery { .. }
             | Step::ClearForRecovery { .. } => panic!("the simulated clusters restore and recover nothing"),
+            // The backup is taken and succeeds before the next observation.
+            Step::BackUpBeforeUpgrade { .. } => {
+                let to = (target.version.major, target.version.minor);
+                let done = CopyState::Succeeded { raft_term: 1, raft_index: applied };
+                self.obs.upgrade_backups.get_or_insert_default().insert(to, done);
+            }
             Step::BootstrapMembers { members } => {
                 for name in members {
                     let ordinal = ordinal_of("demo", name).unwrap();
@@ -890,6 +945,52 @@ fn upgrade_restarts_followers_first_and_the_leader_last() {
         .collect();
     assert_eq!(actions, ["restart demo-1", "restart demo-2", "lead demo-2", "restart demo-0"]);
     assert!(sim.obs.members.iter().all(|m| m.pod.as_ref().unwrap().version == Some(V36)));
+}
+
+#[test]
+fn with_a_store_a_minor_upgrade_backs_the_cluster_up_before_the_first_restart_only() {
+    let mut sim = Simulator::new(healthy_cluster(3, V35));
+    sim.obs.upgrade_backups = Some(Default::default());
+    sim.obs.desired.version = V36;
+    sim.converge();
+    let actions: Vec<String> = sim
+        .steps
+        .iter()
+        .map(|s| match s {
+            Step::RestartMember { name } => format!("restart {name}"),
+            Step::BackUpBeforeUpgrade { backup } => format!("back up {backup}"),
+            other => other.action().to_string(),
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        ["back up demo-before-3-6", "restart demo-1", "restart demo-2", "MoveLeader", "restart demo-0"]
+    );
+
+    // A patch release needs none.
+    let mut sim = Simulator::new(healthy_cluster(3, V36));
+    sim.obs.upgrade_backups = Some(Default::default());
+    sim.obs.desired.version = Version::new(3, 6, 20);
+    sim.converge();
+    assert!(sim.steps.iter().all(|s| !matches!(s, Step::BackUpBeforeUpgrade { .. })), "{:?}", sim.steps);
+}
+
+#[test]
+fn a_failed_backup_before_an_upgrade_holds_every_member_back() {
+    let mut obs = healthy_cluster(3, V35);
+    obs.desired.version = V36;
+    obs.committed = Some(target(3, V36));
+    obs.upgrade_backups = Some([((3, 6), CopyState::Running)].into());
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("waiting for EtcdBackup demo-before-3-6"), "{}", p.reason);
+    obs.upgrade_backups = Some([((3, 6), CopyState::Failed("no healthy voter".into()))].into());
+    let p = plan(&obs);
+    assert_eq!((p.step, p.activity), (Step::Wait, Activity::Blocked(Blocker::UpgradeBackupFailed)));
+    assert!(p.reason.contains("failed: no healthy voter; no member was upgraded"), "{}", p.reason);
+    // A member whose pod was lost comes back all the same.
+    obs.members[2].pod = None;
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-2".into() });
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! of its survivors to the recovery and the restored cluster.
 
 use etcd_op::controller::model::{
-    Bootstrap, EtcdView, InitialState, Observation, QuorumLoss, QuorumLossAction, Recovery, RescueCopy, RescueState,
+    Bootstrap, CopyState, EtcdView, InitialState, Observation, QuorumLoss, QuorumLossAction, Recovery, RescueCopy,
     Restore, RestoreFrom, RestoreState, Transport,
 };
 use etcd_op::controller::plan::recovery_token;
@@ -39,7 +39,7 @@ fn survivors_of(size: u32, survivors: usize, action: QuorumLossAction) -> Observ
     obs
 }
 
-fn copied(obs: &mut Observation, member: &str, state: RescueState) {
+fn copied(obs: &mut Observation, member: &str, state: CopyState) {
     obs.quorum_loss.rescue_copies.insert(member.into(), RescueCopy { backup: format!("{member}-rescue-c1"), state });
 }
 
@@ -65,7 +65,7 @@ fn survivors_are_copied_first_then_the_most_advanced_copy_is_the_source() {
     let mut obs = two_of_three_lost(QuorumLossAction::RecoverFromMember);
     assert_eq!(plan(&obs).step, Step::CopySurvivors { members: vec!["demo-0".into()] });
 
-    copied(&mut obs, "demo-0", RescueState::Running);
+    copied(&mut obs, "demo-0", CopyState::Running);
     let p = plan(&obs);
     assert_eq!(p.step, Step::Wait);
     assert!(p.reason.contains("waiting for the copies of demo-0"), "{}", p.reason);
@@ -73,8 +73,8 @@ fn survivors_are_copied_first_then_the_most_advanced_copy_is_the_source() {
     // Two survivors of five: demo-1's copy is further on in the same term.
     let mut obs = survivors_of(5, 2, QuorumLossAction::RecoverFromMember);
     assert_eq!(plan(&obs).step, Step::CopySurvivors { members: vec!["demo-0".into(), "demo-1".into()] });
-    copied(&mut obs, "demo-0", RescueState::Succeeded { raft_term: 4, raft_index: 900 });
-    copied(&mut obs, "demo-1", RescueState::Succeeded { raft_term: 4, raft_index: 950 });
+    copied(&mut obs, "demo-0", CopyState::Succeeded { raft_term: 4, raft_index: 900 });
+    copied(&mut obs, "demo-1", CopyState::Succeeded { raft_term: 4, raft_index: 950 });
     let p = plan(&obs);
     assert_eq!(
         p.step,
@@ -89,14 +89,14 @@ fn survivors_are_copied_first_then_the_most_advanced_copy_is_the_source() {
     assert!(p.reason.contains("the most advanced survivor (raft term 4, index 950)"), "{}", p.reason);
 
     // A higher term wins over a higher index.
-    copied(&mut obs, "demo-0", RescueState::Succeeded { raft_term: 5, raft_index: 10 });
+    copied(&mut obs, "demo-0", CopyState::Succeeded { raft_term: 5, raft_index: 10 });
     assert!(matches!(plan(&obs).step, Step::BeginRecovery { member: Some(m), .. } if m == "demo-0"));
 }
 
 #[test]
 fn a_failed_copy_halts_the_recovery_and_changes_nothing() {
     let mut obs = two_of_three_lost(QuorumLossAction::RecoverFromMember);
-    copied(&mut obs, "demo-0", RescueState::Failed("uploading: access denied".into()));
+    copied(&mut obs, "demo-0", CopyState::Failed("uploading: access denied".into()));
     let p = plan(&obs);
     assert_eq!((p.step, p.activity), (Step::Wait, Activity::Blocked(Blocker::RecoveryFailed)));
     assert!(p.reason.contains("demo-0-rescue-c1) failed: uploading: access denied"), "{}", p.reason);
@@ -108,7 +108,7 @@ fn a_survivor_that_does_not_answer_holds_the_recovery_back() {
     // demo-1's volume is there but its etcd does not answer: it cannot be copied, so nothing goes ahead.
     obs.members[1].pvc = Some(Default::default());
     obs.members[1].pod = Some(Default::default());
-    copied(&mut obs, "demo-0", RescueState::Succeeded { raft_term: 4, raft_index: 900 });
+    copied(&mut obs, "demo-0", CopyState::Succeeded { raft_term: 4, raft_index: 900 });
     let p = plan(&obs);
     assert_eq!(p.step, Step::Wait);
     assert!(p.reason.contains("demo-1 hold data but do not answer"), "{}", p.reason);
@@ -118,7 +118,7 @@ fn a_survivor_that_does_not_answer_holds_the_recovery_back() {
 fn from_a_backup_the_newest_success_is_restored_after_the_survivors_are_copied() {
     let mut obs = two_of_three_lost(QuorumLossAction::RecoverFromBackup);
     assert_eq!(plan(&obs).step, Step::CopySurvivors { members: vec!["demo-0".into()] });
-    copied(&mut obs, "demo-0", RescueState::Succeeded { raft_term: 4, raft_index: 900 });
+    copied(&mut obs, "demo-0", CopyState::Succeeded { raft_term: 4, raft_index: 900 });
     assert!(matches!(plan(&obs).step, Step::BeginRecovery { source, member: None, .. } if source == "nightly"));
     obs.quorum_loss.latest_backup = None;
     let p = plan(&obs);

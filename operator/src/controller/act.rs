@@ -103,6 +103,9 @@ pub async fn act(
         Step::BeginRecovery { .. } => Ok(()),
         Step::CopySurvivors { members } => super::recovery::copy_survivors(ctx, ec, members).await,
         Step::ClearForRecovery { members } => super::recovery::clear(ctx, ec, members).await,
+        Step::BackUpBeforeUpgrade { backup } => {
+            super::own_backups::back_up_before_upgrade(ctx, ec, backup, (version.major, version.minor)).await
+        }
         Step::RecordTransport { transport } => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
             let patch = Patch::Merge(serde_json::json!({

@@ -9,6 +9,7 @@ pub mod issued_certificates;
 pub mod last_words;
 pub mod model;
 pub mod observe;
+pub mod own_backups;
 pub mod plan;
 pub mod recovery;
 pub mod report;

@@ -119,6 +119,14 @@ pub struct Observation {
     pub quorum_loss: QuorumLoss,
     /// A recovery under way (status.recovery, until the restored cluster has a leader).
     pub recovery: Option<Recovery>,
+    /// With spec.backupStore, the backups taken before minor upgrades, by the (major, minor) upgraded to;
+    /// `None` without a store: upgrades then go without one.
+    pub upgrade_backups: Option<std::collections::BTreeMap<(u32, u32), CopyState>>,
+}
+
+/// The EtcdBackup taken before the upgrade of `cluster` to `major.minor`.
+pub fn upgrade_backup_name(cluster: &str, major: u32, minor: u32) -> String {
+    format!("{cluster}-before-{major}-{minor}")
 }
 
 /// spec.quorumLoss, and what the operator knows to carry it out.
@@ -144,11 +152,12 @@ pub use etcd_op_api::v1::QuorumLossAction;
 pub struct RescueCopy {
     /// The EtcdBackup's name.
     pub backup: String,
-    pub state: RescueState,
+    pub state: CopyState,
 }
 
+/// Where a copy the operator takes for itself (an EtcdBackup) is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RescueState {
+pub enum CopyState {
     Running,
     /// Stored and checked; the member's raft term and index when the snapshot began.
     Succeeded {

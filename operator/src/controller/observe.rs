@@ -291,7 +291,8 @@ pub async fn observe(
         .find(|b| b.state == InitialState::New)
         .map(Bootstrap::member_names)
         .unwrap_or_default();
-    let (quorum_loss, recovery) = super::recovery::observe(ctx, ec).await?;
+    let super::own_backups::OwnBackups { quorum_loss, recovery, upgrade_backups } =
+        super::own_backups::observe(ctx, ec).await?;
     let restore = super::restore::observe(ctx, ec, &pvcs, recovery.as_ref()).await?;
     let observation = Observation {
         cluster,
@@ -322,6 +323,7 @@ pub async fn observe(
         restore,
         quorum_loss,
         recovery,
+        upgrade_backups,
     };
     Ok(Observed { observation, pvcs })
 }

@@ -68,6 +68,7 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         restore: None,
         quorum_loss: Default::default(),
         recovery: None,
+        upgrade_backups: None,
         certificates: Vec::new(),
     }
 }

@@ -15,8 +15,8 @@ pub use recovery::recovery_token;
 use recovery::{carry_out_recovery, recovered};
 
 use super::model::{
-    Alarm, EtcdMember, EtcdView, Member, Observation, PodView, QuorumLossAction, Restore, RestoreState, Target,
-    Transport, Version, quorum,
+    Alarm, CopyState, EtcdMember, EtcdView, Member, Observation, PodView, QuorumLossAction, Restore, RestoreState,
+    Target, Transport, Version, quorum, upgrade_backup_name,
 };
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
@@ -113,6 +113,10 @@ pub enum Step {
     ClearForRecovery {
         members: Vec<String>,
     },
+    /// Before the first member restarts onto a new minor release: back the cluster up to spec.backupStore.
+    BackUpBeforeUpgrade {
+        backup: String,
+    },
 }
 
 impl Step {
@@ -135,6 +139,7 @@ impl Step {
             Step::CopySurvivors { .. } => "CopySurvivors",
             Step::BeginRecovery { .. } => "BeginRecovery",
             Step::ClearForRecovery { .. } => "ClearForRecovery",
+            Step::BackUpBeforeUpgrade { .. } => "BackUpBeforeUpgrade",
         }
     }
 
@@ -181,6 +186,8 @@ pub enum Blocker {
     RestoreFailed,
     /// spec.quorumLoss asks for a recovery that cannot go on (a survivor's copy failed, no backup to use).
     RecoveryFailed,
+    /// The backup before a minor upgrade failed: the upgrade waits.
+    UpgradeBackupFailed,
 }
 
 impl Blocker {
@@ -197,6 +204,7 @@ impl Blocker {
             Blocker::RestoreRefused => "RestoreRefused",
             Blocker::RestoreFailed => "RestoreFailed",
             Blocker::RecoveryFailed => "RecoveryFailed",
+            Blocker::UpgradeBackupFailed => "UpgradeBackupFailed",
         }
     }
 }
@@ -241,7 +249,7 @@ impl Counts {
 pub fn plan(obs: &Observation) -> Plan {
     let (target, refusal) = choose_target(obs);
     let counts = Counts::of(obs);
-    let (step, activity, reason) = needs_storage_class(obs, decide(obs, &target, counts));
+    let (step, activity, reason) = needs_storage_class(obs, back_up_first(obs, &target, decide(obs, &target, counts)));
     let activity = match (&refusal, activity) {
         (Some((blocker, _)), Activity::Idle) => Activity::Blocked(*blocker),
         (_, activity) => activity,
@@ -313,6 +321,46 @@ fn needs_storage_class(obs: &Observation, decision: Decision) -> Decision {
         Activity::Blocked(Blocker::StorageClassMissing),
         format!("StorageClass {class} does not exist: the members' volumes cannot be provisioned; create it"),
     )
+}
+
+/// With spec.backupStore, no member moves onto a new minor release while others run an older one before a
+/// backup of the cluster succeeded: the way back, since etcd does not downgrade data a newer minor wrote. A
+/// restart, a peer URL move and a new learner each put a member on the target; a member whose pod was lost
+/// comes back at once all the same, since the backup may need it.
+fn back_up_first(obs: &Observation, target: &Target, decision: Decision) -> Decision {
+    let Some(backups) = obs.upgrade_backups.as_ref() else { return decision };
+    if !matches!(decision.0, Step::RestartMember { .. } | Step::SecurePeerUrl { .. } | Step::AddLearner { .. }) {
+        return decision;
+    }
+    let to = (target.version.major, target.version.minor);
+    let older_runs = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).any(|v| (v.major, v.minor) < to);
+    if !older_runs {
+        return decision;
+    }
+    let backup = upgrade_backup_name(&obs.cluster, to.0, to.1);
+    let activity = decision.1;
+    match backups.get(&to) {
+        Some(CopyState::Succeeded { .. }) => decision,
+        None => (
+            Step::BackUpBeforeUpgrade { backup: backup.clone() },
+            activity,
+            format!("backing the cluster up (EtcdBackup {backup}) before a member moves to {}", target.version),
+        ),
+        Some(CopyState::Running) => (
+            Step::Wait,
+            activity,
+            format!("waiting for EtcdBackup {backup}, taken before the upgrade to {}", target.version),
+        ),
+        Some(CopyState::Failed(why)) => (
+            Step::Wait,
+            Activity::Blocked(Blocker::UpgradeBackupFailed),
+            format!(
+                "EtcdBackup {backup}, taken before the upgrade to {}, failed: {why}; no member was upgraded: \
+                 delete it to try again",
+                target.version
+            ),
+        ),
+    }
 }
 
 /// Whether carrying out the step deletes something: a member from etcd, or a member's pod or volume.

@@ -8,7 +8,7 @@
 //! same data (the survivor's applied state), under a new cluster ID that no old volume can join.
 
 use super::{Activity, Blocker, Decision, Step, Target, bootstrap};
-use crate::controller::model::{EtcdView, Member, Observation, QuorumLossAction, Recovery, RescueState};
+use crate::controller::model::{CopyState, EtcdView, Member, Observation, QuorumLossAction, Recovery};
 
 /// Whether the recovery reached its end: the restored cluster, under a new cluster ID, has a leader.
 pub fn recovered(obs: &Observation, recovery: &Recovery) -> bool {
@@ -41,9 +41,7 @@ pub fn recover(obs: &Observation, lost: Decision) -> Decision {
     let holders: Vec<&Member> = obs.members.iter().filter(|m| m.holds_data(obs.ephemeral_storage)).collect();
     let copy_of = |m: &Member| policy.rescue_copies.get(&m.name);
     if let Some((m, copy, why)) = holders.iter().find_map(|m| match copy_of(m) {
-        Some(copy @ crate::controller::model::RescueCopy { state: RescueState::Failed(why), .. }) => {
-            Some((m, copy, why))
-        }
+        Some(copy @ crate::controller::model::RescueCopy { state: CopyState::Failed(why), .. }) => Some((m, copy, why)),
         _ => None,
     }) {
         return (
@@ -79,7 +77,7 @@ pub fn recover(obs: &Observation, lost: Decision) -> Decision {
     }
     let copying: Vec<&str> = holders
         .iter()
-        .filter(|m| copy_of(m).is_some_and(|c| c.state == RescueState::Running))
+        .filter(|m| copy_of(m).is_some_and(|c| c.state == CopyState::Running))
         .map(|m| m.name.as_str())
         .collect();
     if !copying.is_empty() {
@@ -109,7 +107,7 @@ pub fn recover(obs: &Observation, lost: Decision) -> Decision {
             let best = holders
                 .iter()
                 .filter_map(|m| match &copy_of(m)?.state {
-                    RescueState::Succeeded { raft_term, raft_index } => Some((*raft_term, *raft_index, *m)),
+                    CopyState::Succeeded { raft_term, raft_index } => Some((*raft_term, *raft_index, *m)),
                     _ => None,
                 })
                 // The highest term, then index; among equals the first by name, so the choice is stable.
