@@ -18,6 +18,34 @@ use tokio::task::JoinHandle;
 
 pub use etcd_op_test_support::{TestNamespace, client, dump_cluster_state};
 
+/// A Secret `name` with the test bed store's key pair, the secret key as given (a wrong one, to be refused).
+pub async fn create_store_credentials(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    s3: &etcd_op_test_support::S3Settings,
+    secret_access_key: &str,
+) -> Result<()> {
+    etcd_op_test_support::create::<Secret>(
+        client,
+        namespace,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": secret_access_key},
+        }),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The test bed's store, under a prefix of the namespace, with the key pair in the Secret `secret`.
+pub fn test_store(s3: &etcd_op_test_support::S3Settings, namespace: &str, secret: &str) -> Value {
+    json!({"s3": {
+        "endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": format!("e2e/{namespace}"),
+        "credentialsSecret": {"name": secret},
+    }})
+}
+
 /// Time a 3-member cluster gets to become Available on this 2-core test bed.
 pub const CREATE_TIMEOUT: Duration = Duration::from_secs(240);
 /// Time for one change (scale step, heal, upgrade) to settle.

@@ -9,25 +9,12 @@ use anyhow::{Context, Result, bail, ensure};
 use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdBackupSchedule, EtcdCluster};
 use etcd_op_e2e::*;
 use etcd_op_test_support::{S3Settings, TestNamespace, client, create, repo_root, start_s3proxy, wait_for};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(180);
-
-async fn create_credentials(client: &Client, namespace: &str, name: &str, s3: &S3Settings, secret: &str) -> Result<()> {
-    create::<Secret>(
-        client,
-        namespace,
-        json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
-            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": secret},
-        }),
-    )
-    .await?;
-    Ok(())
-}
 
 async fn create_backup(client: &Client, namespace: &str, name: &str, s3: &S3Settings, secret: &str) -> Result<()> {
     create::<EtcdBackup>(
@@ -35,10 +22,7 @@ async fn create_backup(client: &Client, namespace: &str, name: &str, s3: &S3Sett
         namespace,
         json!({
             "apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackup", "metadata": {"name": name},
-            "spec": {"clusterName": "demo", "store": {"s3": {
-                "endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": format!("e2e/{namespace}"),
-                "credentialsSecret": {"name": secret},
-            }}},
+            "spec": {"clusterName": "demo", "store": test_store(s3, namespace, secret)},
         }),
     )
     .await?;
@@ -126,7 +110,7 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
         let checker = WriteChecker::start(client_endpoint(&client, &namespace, "demo").await?, "backup");
         checker.wait_for_writes(20).await?;
 
-        create_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
+        create_store_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
         let before = checker.acknowledged_writes().await;
         create_backup(&client, &namespace, "first", &s3, "store").await?;
         let backup = ended(&client, &namespace, "first").await?;
@@ -184,7 +168,7 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
         }
 
         // A wrong key pair: the store refuses the upload, the backup fails saying so, and is never retried.
-        create_credentials(&client, &namespace, "wrong", &s3, "not-the-secret").await?;
+        create_store_credentials(&client, &namespace, "wrong", &s3, "not-the-secret").await?;
         create_backup(&client, &namespace, "refused", &s3, "wrong").await?;
         let refused = ended(&client, &namespace, "refused").await?;
         let status = refused.status.context("status")?;
@@ -282,7 +266,7 @@ async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_delete
         wait_settled(&client, &namespace, "demo", 1, V36, CREATE_TIMEOUT).await?;
         let checker = WriteChecker::start(client_endpoint(&client, &namespace, "demo").await?, "schedule");
         checker.wait_for_writes(5).await?;
-        create_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
+        create_store_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
         create::<EtcdBackupSchedule>(
             &client,
             &namespace,

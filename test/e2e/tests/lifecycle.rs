@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use etcd_op_api::v1::EtcdCluster;
+use anyhow::{Context, Result, ensure};
+use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdCluster};
 use etcd_op_e2e::{
     CHANGE_TIMEOUT, CREATE_TIMEOUT, TestNamespace, V36, WriteChecker, client, client_endpoint, create_cluster,
-    create_storage_class, get_cluster, leader, member_ids, member_names, patch_spec, settled_three_member_cluster,
-    wait_settled,
+    create_storage_class, create_store_credentials, get_cluster, leader, member_ids, member_names, patch_spec,
+    settled_three_member_cluster, test_store, wait_settled,
 };
-use etcd_op_test_support::{delete_pod, kill_container, kubectl, wait_for};
+use etcd_op_test_support::{delete_pod, kill_container, kubectl, start_s3proxy, wait_for};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
@@ -140,8 +140,23 @@ async fn upgrade_from_3_6_to_3_7_one_member_at_a_time() -> Result<()> {
     let (client, ns, before) = settled_three_member_cluster("e2e-upgrade-3-7").await?;
     let n = ns.name.as_str();
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "upgrade-3-7");
-    patch_spec(&client, n, "demo", json!({"version": V37})).await?;
+    // With a store, the operator backs the cluster up before the first member moves to the new minor release.
+    let s3 = start_s3proxy()?;
+    create_store_credentials(&client, n, "store", &s3, &s3.secret_access_key).await?;
+    patch_spec(&client, n, "demo", json!({"version": V37, "backupStore": test_store(&s3, n, "store")})).await?;
     let ec = wait_settled(&client, n, "demo", 3, V37, CHANGE_TIMEOUT).await?;
+    let backup = Api::<EtcdBackup>::namespaced(client.clone(), n).get("demo-before-3-7").await?;
+    let taken = backup.status.context("the backup's status")?;
+    ensure!(taken.phase == Some(BackupPhase::Succeeded), "the backup before the upgrade: {taken:?}");
+    ensure!(taken.etcd_version.as_deref().is_some_and(|v| v.starts_with("3.6.")), "taken on 3.6: {taken:?}");
+    let done = taken.completion_time.context("completionTime")?.0;
+    let pods = Api::<Pod>::namespaced(client.clone(), n)
+        .list(&ListParams::default().labels("etcd.cloud.io/cluster=demo"))
+        .await?;
+    for pod in &pods.items {
+        let created = pod.metadata.creation_timestamp.as_ref().context("creationTimestamp")?.0;
+        ensure!(created > done, "{} runs 3.7 since {created}, before the backup ended at {done}", pod.name_any());
+    }
     assert!(
         ec.status.iter().flat_map(|s| &s.members).all(|m| m.version.as_deref().is_some_and(|v| v.starts_with("3.7."))),
         "every member reports 3.7"

@@ -7,35 +7,15 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use etcd_op_api::v1::{BackupPhase, EtcdBackup, EtcdCluster, QuorumLossAction, RecoveryPhase, RecoveryStatus};
 use etcd_op_e2e::*;
-use etcd_op_test_support::{S3Settings, TestNamespace, client, create, start_s3proxy, wait_for};
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret};
+use etcd_op_test_support::{TestNamespace, client, create, start_s3proxy, wait_for};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// From quorum lost to a restored cluster with a leader: the wait (10 s), the copies, the volumes going, and
 /// three restores.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(420);
-
-fn store(s3: &S3Settings, namespace: &str) -> Value {
-    json!({"s3": {
-        "endpoint": s3.endpoint, "bucket": s3.bucket, "prefix": format!("e2e/{namespace}"),
-        "credentialsSecret": {"name": "store"},
-    }})
-}
-
-async fn create_store_secret(client: &Client, namespace: &str, s3: &S3Settings) -> Result<()> {
-    create::<Secret>(
-        client,
-        namespace,
-        json!({
-            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "store"},
-            "stringData": {"AWS_ACCESS_KEY_ID": s3.access_key_id, "AWS_SECRET_ACCESS_KEY": s3.secret_access_key},
-        }),
-    )
-    .await?;
-    Ok(())
-}
 
 /// Destroys members' data as lost disks would: the volumes, then the pods (a volume goes once its pod has).
 /// Volumes first, so that no pod comes back to one.
@@ -90,13 +70,13 @@ async fn two_of_three_volumes_destroyed_recover_from_the_survivor_under_a_new_cl
     let ns = TestNamespace::create(&client, "recover-member").await?;
     let namespace = ns.name.clone();
     {
-        create_store_secret(&client, &namespace, &s3).await?;
+        create_store_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
         // Plaintext, so the test can read through one member's own address.
         let spec = json!({
             "size": 3, "version": V36,
             "tls": {"peer": {"enabled": false}, "client": {"enabled": false}},
             "quorumLoss": {"action": "RecoverFromMember", "afterSeconds": 10},
-            "backupStore": store(&s3, &namespace),
+            "backupStore": test_store(&s3, &namespace, "store"),
         });
         create_cluster(&client, &namespace, "demo", spec).await?;
         wait_settled(&client, &namespace, "demo", 3, V36, CREATE_TIMEOUT).await?;
@@ -140,11 +120,11 @@ async fn every_volume_destroyed_recovers_from_the_newest_backup() -> Result<()> 
     let ns = TestNamespace::create(&client, "recover-backup").await?;
     let namespace = ns.name.clone();
     {
-        create_store_secret(&client, &namespace, &s3).await?;
+        create_store_credentials(&client, &namespace, "store", &s3, &s3.secret_access_key).await?;
         let spec = json!({
             "size": 3, "version": V36,
             "quorumLoss": {"action": "RecoverFromBackup", "afterSeconds": 10},
-            "backupStore": store(&s3, &namespace),
+            "backupStore": test_store(&s3, &namespace, "store"),
         });
         create_cluster(&client, &namespace, "demo", spec).await?;
         wait_settled(&client, &namespace, "demo", 3, V36, CREATE_TIMEOUT).await?;
@@ -156,7 +136,7 @@ async fn every_volume_destroyed_recovers_from_the_newest_backup() -> Result<()> 
             &namespace,
             json!({
                 "apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackup", "metadata": {"name": "nightly"},
-                "spec": {"clusterName": "demo", "store": store(&s3, &namespace)},
+                "spec": {"clusterName": "demo", "store": test_store(&s3, &namespace, "store")},
             }),
         )
         .await?;
