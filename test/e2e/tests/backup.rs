@@ -29,6 +29,11 @@ async fn create_backup(client: &Client, namespace: &str, name: &str, s3: &S3Sett
     Ok(())
 }
 
+/// The stored key of a backup that succeeded.
+fn succeeded_key(backup: &EtcdBackup) -> Option<String> {
+    backup.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Succeeded))?.key.clone()
+}
+
 /// Waits until the backup ended, and returns it.
 async fn ended(client: &Client, namespace: &str, name: &str) -> Result<EtcdBackup> {
     let api: Api<EtcdBackup> = Api::namespaced(client.clone(), namespace);
@@ -291,10 +296,7 @@ async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_delete
             wait_for("the schedule's first backup to succeed", Duration::from_secs(150), || async {
                 let listed =
                     backups.list(&ListParams::default().labels("etcd.cloud.io/schedule=every-minute")).await?.items;
-                Ok(listed.iter().find_map(|b| {
-                    let status = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Succeeded))?;
-                    Some((b.metadata.name.clone()?, status.key.clone()?))
-                }))
+                Ok(listed.iter().find_map(|b| Some((b.metadata.name.clone()?, succeeded_key(b)?))))
             })
             .await?;
         let file = s3.bucket_dir.join(&first_key);
@@ -304,18 +306,17 @@ async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_delete
         std::fs::write(&file, &bytes)?;
 
         // Watched together, since each lasts only until the next run: with keepLast 1, the first backup that
-        // succeeded goes, from the store too, once a later one succeeded; the corrupted first backup's drill
-        // fails naming the hash, and a later one's reads its canary back.
+        // succeeded goes once a later one succeeded; the corrupted first backup's drill fails naming the hash,
+        // and a later one's reads its canary back. Only what was seen is gathered here; it is judged after.
         let schedules: Api<EtcdBackupSchedule> = Api::namespaced(client.clone(), &namespace);
-        #[derive(Default)]
+        #[derive(Debug, Default)]
         struct Seen {
             succeeded: std::collections::BTreeMap<String, String>,
             gone: Option<(String, String)>,
-            kept: Option<(String, String)>,
             drills: Vec<etcd_op_api::v1::DrillStatus>,
         }
         let seen: std::sync::Mutex<Seen> = Default::default();
-        wait_for(
+        let waited = wait_for(
             "a backup replaced, a failed drill of the first and a drill of a later one",
             Duration::from_secs(300),
             || async {
@@ -324,47 +325,34 @@ async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_delete
                 let drill = schedules.get("every-minute").await?.status.and_then(|s| s.last_drill);
                 let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
                 for b in &listed {
-                    if let (Some(name), Some(key)) = (
-                        b.metadata.name.clone(),
-                        b.status
-                            .as_ref()
-                            .filter(|s| s.phase == Some(BackupPhase::Succeeded))
-                            .and_then(|s| s.key.clone()),
-                    ) {
+                    if let (Some(name), Some(key)) = (b.metadata.name.clone(), succeeded_key(b)) {
                         seen.succeeded.insert(name, key);
                     }
                 }
-                let gone = seen
-                    .succeeded
-                    .iter()
-                    .find(|(name, _)| !listed.iter().any(|b| b.metadata.name.as_ref() == Some(*name)))
-                    .map(|(n, k)| (n.clone(), k.clone()));
-                if let Some(gone) = gone.filter(|_| seen.gone.is_none()) {
-                    let kept = listed.iter().find_map(|b| {
-                        let status = b.status.as_ref().filter(|s| s.phase == Some(BackupPhase::Succeeded))?;
-                        Some((b.metadata.name.clone()?, status.key.clone()?))
-                    });
-                    ensure!(
-                        !s3.bucket_dir.join(&gone.1).exists(),
-                        "the expired backup's snapshot {} is deleted from the store",
-                        gone.1
-                    );
-                    if let Some(kept) = &kept {
-                        ensure!(s3.bucket_dir.join(&kept.1).exists(), "the kept backup's snapshot {} stays", kept.1);
-                    }
-                    seen.gone = Some(gone);
-                    seen.kept = kept;
+                if seen.gone.is_none() {
+                    seen.gone = seen
+                        .succeeded
+                        .iter()
+                        .find(|(name, _)| !listed.iter().any(|b| b.metadata.name.as_ref() == Some(*name)))
+                        .map(|(n, k)| (n.clone(), k.clone()));
                 }
                 if let Some(drill) = drill.filter(|d| !seen.drills.iter().any(|s| s.backup == d.backup)) {
                     seen.drills.push(drill);
                 }
                 let drilled_first = seen.drills.iter().any(|d| d.backup == first);
                 let drilled_later = seen.drills.iter().any(|d| d.backup != first);
-                Ok((seen.gone.is_some() && seen.kept.is_some() && drilled_first && drilled_later).then_some(()))
+                Ok((seen.gone.is_some() && drilled_first && drilled_later).then_some(()))
             },
         )
-        .await?;
+        .await;
         let seen = seen.into_inner().map_err(|_| anyhow::anyhow!("a poisoned lock"))?;
+        waited.with_context(|| format!("first backup {first}; seen {seen:?}"))?;
+        // An expired backup's snapshot left the store before its EtcdBackup went; the newest success stays.
+        let (gone, gone_key) = seen.gone.clone().context("an expired backup")?;
+        ensure!(!s3.bucket_dir.join(&gone_key).exists(), "the expired backup {gone}'s snapshot {gone_key} is deleted");
+        let listed = backups.list(&ListParams::default().labels("etcd.cloud.io/schedule=every-minute")).await?.items;
+        let newest = listed.iter().filter_map(succeeded_key).max().context("a backup that succeeded is kept")?;
+        ensure!(s3.bucket_dir.join(&newest).exists(), "the newest backup's snapshot {newest} stays in the store");
         let failed = seen.drills.iter().find(|d| d.backup == first).context("the first backup's drill")?;
         ensure!(
             failed.result == "Failed" && failed.message.contains("sha256"),
