@@ -119,6 +119,10 @@ pub struct EtcdBackupStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Keys in the stored snapshot, every bucket counted, as `etcdutl snapshot status` read them in the
+    /// verification of the stored object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_keys: Option<i64>,
     /// The canary written just before the snapshot, when `canary` is set: its revision is in the snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_revision: Option<i64>,

@@ -218,6 +218,20 @@ pub fn restore_pod(
     }
 }
 
+/// The etcd image of `version` in the cluster's image repository, the default one when the cluster is gone:
+/// what a drill or a verification runs `etcdutl` with.
+pub async fn etcd_image_of(ctx: &Context, namespace: &str, cluster: &str, version: &str) -> Result<String, Error> {
+    let found = Api::<EtcdCluster>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(cluster)
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("EtcdCluster {namespace}/{cluster}"), source })?;
+    let repository = found
+        .as_ref()
+        .and_then(|c| c.spec.pod_template.as_ref()?.image_repository.clone())
+        .unwrap_or_else(|| etcd_op_api::v1::DEFAULT_IMAGE_REPOSITORY.to_string());
+    Ok(format!("{repository}:v{}", version.trim_start_matches('v')))
+}
+
 /// Where a restore or drill pod keeps the fetched snapshot.
 pub const SNAPSHOT_FILE: &str = "/restore/snapshot.db";
 

@@ -160,6 +160,9 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
             snapshot_revision >= recorded,
             "the snapshot's revision {snapshot_revision} is below status.revision {recorded}"
         );
+        // The operator's own check of the stored object counted what etcdutl counts here.
+        let keys = restored.status["totalKey"].as_i64().context("etcdutl's totalKey")?;
+        ensure!(status.total_keys == Some(keys), "status.totalKeys {:?}, etcdutl {keys}", status.total_keys);
         let verified = written.acknowledged_before(&before).verify(&restored.endpoint).await?;
         ensure!(verified == before.len() && verified >= 20, "verified {verified} of {} writes", before.len());
         let _ = std::fs::remove_dir_all(&scratch);

@@ -4,6 +4,7 @@
 
 pub mod plan;
 mod take;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +101,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
         }
         BackupStep::Fail(why) => {
             info!(backup = %name, %namespace, cluster = %cluster_name, step = "Fail", reason = %why, "decided");
-            finish(&ctx, &backup, Err(why), backup.status.clone().unwrap_or_default(), now).await?;
+            finish(&ctx, &backup, Err((why, backup.status.clone().unwrap_or_default())), now).await?;
             Ok(Action::await_change())
         }
         BackupStep::Take(source) => {
@@ -116,25 +117,44 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                 ..EtcdBackupStatus::default()
             };
             write_status(&ctx, &backup, &started).await?;
-            let outcome = take::take(&ctx, &backup, &source, &access, &credentials, &started).await;
-            finish(&ctx, &backup, outcome, started, Timestamp::now()).await?;
+            let outcome = match take::take(&ctx, &backup, &source, &access, &credentials, &started).await {
+                Ok(stored) => {
+                    let checking = EtcdBackupStatus {
+                        message: Some("stored; checking it with etcdutl snapshot status".into()),
+                        ..stored.clone()
+                    };
+                    write_status(&ctx, &backup, &checking).await?;
+                    // A stored object that fails its check is recorded with the backup, so retention can
+                    // delete it.
+                    match verify::verify(&ctx, &backup, &stored).await {
+                        Ok(checked) => Ok(EtcdBackupStatus { total_keys: checked.map(|c| c.total_key), ..stored }),
+                        Err(why) => Err((why, stored)),
+                    }
+                }
+                Err(why) => Err((why, started)),
+            };
+            finish(&ctx, &backup, outcome, Timestamp::now()).await?;
             Ok(Action::await_change())
         }
     }
 }
 
-/// Ends the backup: Succeeded with what was stored, or Failed with why; a condition and one event.
+/// Ends the backup: Succeeded with what was stored, or Failed with why and what was known then; a condition
+/// and one event.
 async fn finish(
     ctx: &Context,
     backup: &EtcdBackup,
-    outcome: Result<EtcdBackupStatus, String>,
-    started: EtcdBackupStatus,
+    outcome: Result<EtcdBackupStatus, (String, EtcdBackupStatus)>,
     now: Timestamp,
 ) -> Result<(), Error> {
     let (status, reason, message) = match outcome {
         Ok(stored) => {
+            let checked = match stored.total_keys {
+                Some(keys) => format!(", and etcdutl snapshot status read {keys} keys in it"),
+                None => String::new(),
+            };
             let message = format!(
-                "{} of member {} at revision {} stored at {}, its sha256 checked there",
+                "{} of member {} at revision {} stored at {}, its sha256 checked there{checked}",
                 stored.size.as_deref().unwrap_or("?"),
                 stored.member.as_deref().unwrap_or("?"),
                 stored.revision.unwrap_or_default(),
@@ -142,7 +162,7 @@ async fn finish(
             );
             (EtcdBackupStatus { phase: Some(BackupPhase::Succeeded), ..stored }, "BackupSucceeded", message)
         }
-        Err(why) => (EtcdBackupStatus { phase: Some(BackupPhase::Failed), ..started }, "BackupFailed", why),
+        Err((why, known)) => (EtcdBackupStatus { phase: Some(BackupPhase::Failed), ..known }, "BackupFailed", why),
     };
     let succeeded = status.phase == Some(BackupPhase::Succeeded);
     let status = EtcdBackupStatus {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_op_api::v1::{DEFAULT_IMAGE_REPOSITORY, DrillStatus, EtcdBackup, EtcdBackupSchedule, EtcdCluster, canary_key};
+use etcd_op_api::v1::{DrillStatus, EtcdBackup, EtcdBackupSchedule, canary_key};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -18,7 +18,7 @@ use crate::controller::model::RestoreFrom;
 use crate::controller::resources::locked_down;
 use crate::controller::resources::{LABEL_MANAGED_BY, MANAGER};
 use crate::controller::restore::{
-    SCRATCH_MOUNT, SNAPSHOT_FILE, failure_of, fetch_container, one_shot_pod_spec, scratch_volume,
+    SCRATCH_MOUNT, SNAPSHOT_FILE, etcd_image_of, failure_of, fetch_container, one_shot_pod_spec, scratch_volume,
 };
 use crate::controller::{Context, Error};
 
@@ -150,25 +150,9 @@ pub async fn run(ctx: &Context, schedule: &EtcdBackupSchedule, backup: &EtcdBack
             "the operator does not know its own image, which fetches the snapshot: set --restore-image".into(),
         )));
     };
-    let cluster = Api::<EtcdCluster>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&backup.spec.cluster_name)
-        .await
-        .map_err(|source| Error::KubeRead {
-            what: format!("EtcdCluster {namespace}/{}", backup.spec.cluster_name),
-            source,
-        })?;
-    let repository = cluster
-        .as_ref()
-        .and_then(|c| c.spec.pod_template.as_ref()?.image_repository.clone())
-        .unwrap_or_else(|| DEFAULT_IMAGE_REPOSITORY.to_string());
+    let etcd_image = etcd_image_of(ctx, &namespace, &backup.spec.cluster_name, &version).await?;
     let from = RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256: status.sha256.clone() };
-    let pod = drill_pod(
-        schedule,
-        &name,
-        &from,
-        operator_image,
-        &format!("{repository}:v{}", version.trim_start_matches('v')),
-    );
+    let pod = drill_pod(schedule, &name, &from, operator_image, &etcd_image);
     create_if_absent(ctx, &namespace, pod).await?;
     let outcome = read_canary(ctx, &pods, &name, &backup.uid().unwrap_or_default()).await;
     let _ = pods.delete(&drill_pod_name(&name), &DeleteParams::default().grace_period(0)).await;
