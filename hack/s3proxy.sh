@@ -55,13 +55,16 @@ main() {
   jar=$("$HACK_DIR/build.sh" s3proxy)
   write_settings
   start_component s3proxy java -Xmx256m -jar "$jar" --properties "$DIR/s3proxy.conf"
-  local i
+  # Alive is enough here: until the started process has become java, its command line is still this
+  # script's, which component_pid would not take for s3proxy.
+  local i pid
+  pid=$(<"$(pid_file s3proxy)")
   for ((i = 0; i < WAIT_SECONDS * 2; i++)); do
     if answers; then
       log "s3proxy answers at http://$NODE_IP:$S3PROXY_PORT (settings in $DIR/env)"
       return
     fi
-    component_pid s3proxy >/dev/null || die "s3proxy stopped: see $STATE/logs/s3proxy.log"
+    kill -0 "$pid" 2>/dev/null || die "s3proxy stopped: see $STATE/logs/s3proxy.log"
     sleep 0.5
   done
   die "s3proxy did not answer within ${WAIT_SECONDS}s: see $STATE/logs/s3proxy.log"
