@@ -17,7 +17,7 @@ PARALLEL=${E2E_PARALLEL:-2}
 # group NAME CARGO_TEST_ARGS...: runs one cargo test, its lines prefixed with [NAME]; its status is cargo's.
 group() {
   local name=$1; shift
-  "$CARGO" test -p etcd-op-e2e "$@" 2>&1 | sed -u "s/^/[$name] /"
+  "$CARGO" test -p etcd-op-e2e --no-fail-fast "$@" 2>&1 | sed -u "s/^/[$name] /"
 }
 
 status=0
