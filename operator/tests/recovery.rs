@@ -57,7 +57,10 @@ fn recovery_waits_out_after_seconds_and_says_when_it_starts() {
     obs.quorum_loss.unavailable_for_secs = 120;
     let p = plan(&obs);
     assert_eq!((p.step, p.activity), (Step::Wait, Activity::Blocked(Blocker::QuorumLost)));
-    assert!(p.reason.contains("RecoverFromMember in 180s unless quorum returns"), "{}", p.reason);
+    assert!(p.reason.contains("RecoverFromMember once the cluster has been unavailable for 300s"), "{}", p.reason);
+    // The same decision all along the wait.
+    obs.quorum_loss.unavailable_for_secs = 121;
+    assert_eq!(plan(&obs).reason, p.reason);
 }
 
 #[test]

@@ -85,8 +85,12 @@ pub fn judge(output: &str, recorded_revision: Option<i64>) -> Result<SnapshotSta
         .filter(|line| line.starts_with('{'))
         .find_map(|line| serde_json::from_str(line).ok())
         .ok_or_else(|| format!("etcdutl snapshot status printed no status: {}", output.trim()))?;
+    // A store nothing was written to yet answers with revision 1, while its database holds no revision at
+    // all, which etcdutl reads as 0.
+    let never_written = status.revision == 0 && recorded_revision.is_some_and(|r| r <= 1);
     if let Some(recorded) = recorded_revision
         && status.revision < recorded
+        && !never_written
     {
         return Err(format!(
             "etcdutl snapshot status reads revision {} in the stored snapshot, below the {recorded} the member \
@@ -182,5 +186,12 @@ mod tests {
         let empty = PRINTED.replace("\"totalKey\":57", "\"totalKey\":0");
         assert!(judge(&empty, None).is_err_and(|why| why.contains("no key")));
         assert!(judge("Error: snapshot file has wrong hash", None).is_err_and(|why| why.contains("wrong hash")));
+    }
+
+    #[test]
+    fn a_store_nothing_was_written_to_is_read_as_revision_0() {
+        let untouched = PRINTED.replace("\"revision\":412", "\"revision\":0");
+        assert_eq!(judge(&untouched, Some(1)).map(|s| s.revision), Ok(0));
+        assert!(judge(&untouched, Some(2)).is_err());
     }
 }

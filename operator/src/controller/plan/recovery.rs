@@ -30,9 +30,14 @@ pub fn recover(obs: &Observation, lost: Decision) -> Decision {
         return (step, activity, reason);
     }
     let action = action_name(policy.action);
+    // The reason names the moment rather than counting down, so that it stays one decision while it waits.
     if policy.unavailable_for_secs < policy.after_secs {
-        let left = policy.after_secs - policy.unavailable_for_secs;
-        return (step, activity, format!("{reason}; spec.quorumLoss: {action} in {left}s unless quorum returns"));
+        let after = policy.after_secs;
+        return (
+            step,
+            activity,
+            format!("{reason}; spec.quorumLoss: {action} once the cluster has been unavailable for {after}s"),
+        );
     }
     let answering = |m: &Member| match obs.etcd {
         EtcdView::Reachable { cluster_id, .. } => m.answers(cluster_id),
