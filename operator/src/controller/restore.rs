@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource,
     Pod, PodSpec, SecretKeySelector, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
@@ -296,6 +297,21 @@ pub fn one_shot_pod_spec(init: Vec<Container>, containers: Vec<Container>, volum
         automount_service_account_token: Some(false),
         security_context: Some(pod_security()),
         ..PodSpec::default()
+    }
+}
+
+/// The metadata of a run-once pod that works for `owner` (a drill for its schedule, a verification for its
+/// backup): owned by it, so it goes with it, and labelled `label` = the owner's name.
+pub fn one_shot_pod_meta<K: kube::Resource<DynamicType = ()>>(owner: &K, name: String, label: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: owner.meta().namespace.clone(),
+        labels: Some(BTreeMap::from([
+            (label.to_string(), owner.meta().name.clone().unwrap_or_default()),
+            (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+        ])),
+        owner_references: owner.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
     }
 }
 

@@ -3,21 +3,20 @@
 //! etcd image. The snapshot must hold at least the revision the backup recorded before it began; the keys it
 //! counts are recorded.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_op_api::v1::{EtcdBackup, EtcdBackupStatus};
 use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, LogParams};
-use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 
 use crate::controller::act::create_if_absent;
 use crate::controller::model::RestoreFrom;
-use crate::controller::resources::{LABEL_MANAGED_BY, MANAGER, locked_down};
+use crate::controller::resources::locked_down;
 use crate::controller::restore::{
-    SCRATCH_MOUNT, SNAPSHOT_FILE, etcd_image_of, failure_of, fetch_container, one_shot_pod_spec, scratch_volume,
+    SCRATCH_MOUNT, SNAPSHOT_FILE, etcd_image_of, failure_of, fetch_container, one_shot_pod_meta, one_shot_pod_spec,
+    scratch_volume,
 };
 use crate::controller::{Context, Error};
 
@@ -58,16 +57,7 @@ pub fn verify_pod(backup: &EtcdBackup, from: &RestoreFrom, operator_image: &str,
         ..Container::default()
     };
     Pod {
-        metadata: ObjectMeta {
-            name: Some(verify_pod_name(&backup.name_any())),
-            namespace: backup.namespace(),
-            labels: Some(BTreeMap::from([
-                (LABEL_VERIFY_OF.to_string(), backup.name_any()),
-                (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
-            ])),
-            owner_references: backup.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
+        metadata: one_shot_pod_meta(backup, verify_pod_name(&backup.name_any()), LABEL_VERIFY_OF),
         spec: Some(one_shot_pod_spec(
             vec![fetch_container(from, operator_image, None, mounts)],
             vec![status],

@@ -3,22 +3,21 @@
 //! before the snapshot. The drill's result, the time the restore took (RTO) and the age of the data it
 //! restored (RPO) go to the schedule's status, an event and the metrics.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_op_api::v1::{DrillStatus, EtcdBackup, EtcdBackupSchedule, canary_key};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
-use kube::{Resource, ResourceExt};
 
 use crate::controller::act::create_if_absent;
 use crate::controller::model::RestoreFrom;
 use crate::controller::resources::locked_down;
-use crate::controller::resources::{LABEL_MANAGED_BY, MANAGER};
 use crate::controller::restore::{
-    SCRATCH_MOUNT, SNAPSHOT_FILE, etcd_image_of, failure_of, fetch_container, one_shot_pod_spec, scratch_volume,
+    SCRATCH_MOUNT, SNAPSHOT_FILE, etcd_image_of, failure_of, fetch_container, one_shot_pod_meta, one_shot_pod_spec,
+    scratch_volume,
 };
 use crate::controller::{Context, Error};
 
@@ -85,16 +84,7 @@ pub fn drill_pod(
         ],
     );
     Pod {
-        metadata: ObjectMeta {
-            name: Some(drill_pod_name(backup)),
-            namespace: schedule.namespace(),
-            labels: Some(BTreeMap::from([
-                (LABEL_DRILL_OF.to_string(), schedule.name_any()),
-                (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
-            ])),
-            owner_references: schedule.controller_owner_ref(&()).map(|o| vec![o]),
-            ..ObjectMeta::default()
-        },
+        metadata: one_shot_pod_meta(schedule, drill_pod_name(backup), LABEL_DRILL_OF),
         spec: Some(one_shot_pod_spec(
             vec![fetch_container(from, operator_image, None, mounts.clone()), restore],
             vec![serve],
