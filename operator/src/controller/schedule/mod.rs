@@ -57,9 +57,17 @@ fn error_policy(schedule: Arc<EtcdBackupSchedule>, error: &Error, _ctx: Arc<Cont
     Action::requeue(AFTER_ERROR)
 }
 
-async fn reconcile(schedule: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = schedule.namespace().ok_or(Error::MissingNamespace)?;
-    let name = schedule.name_any();
+async fn reconcile(cached: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let name = cached.name_any();
+    // The cache may not hold this controller's own last status write yet (a drill's result, written moments
+    // before a backup's end brings the next reconcile): status starts from the object as the API server has
+    // it, or the status written from a stale copy would put an older lastDrill back.
+    let fresh = Api::<EtcdBackupSchedule>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&name)
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("EtcdBackupSchedule {namespace}/{name}"), source })?;
+    let Some(schedule) = fresh.map(Arc::new) else { return Ok(Action::await_change()) };
     let now = Timestamp::now();
     let mut status = schedule.status.clone().unwrap_or_default();
 
