@@ -266,7 +266,9 @@ resolvConf: ""
 failSwapOn: false
 # Lowering its own OOM score needs CAP_SYS_RESOURCE, which this host does not grant.
 oomScoreAdj: 0
-evictionHard: {memory.available: 100Mi, nodefs.available: 1%, nodefs.inodesFree: 1%, imagefs.available: 1%}
+# Disk thresholds in bytes: a share of a large disk the host shares with other work (1% of 250 GiB is 2.5 GiB)
+# would evict every pod while gigabytes are still free.
+evictionHard: {memory.available: 100Mi, nodefs.available: 512Mi, nodefs.inodesFree: 1%, imagefs.available: 512Mi}
 # Images cannot be pulled here, so they are never garbage-collected.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

@@ -5,6 +5,18 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
 
+# How the node fared, said before it goes: a run where every scenario timed out is explained by these lines
+# (a node under disk pressure evicts every pod and takes no new one).
+if [ -f "$STATE/kubeconfig" ] && kubectl=$("$HACK_DIR/kubectl.sh" 2>/dev/null); then
+  KUBECONFIG=$STATE/kubeconfig "$kubectl" get node "$NODE_NAME" -o json 2>/dev/null |
+    jq -r '"node: " + ([.status.conditions[] | select(.type != "Ready" and .status == "True") | .type] | if length == 0 then "no pressure" else join(", ") end)
+      + "; taints: " + ([.spec.taints[]?.key] | if length == 0 then "none" else join(", ") end)' >&2 || true
+fi
+if [ -f "$STATE/logs/kubelet.log" ]; then
+  log "kubelet: $(grep -ci 'eviction manager: attempting to reclaim' "$STATE/logs/kubelet.log" || true) attempts to reclaim a resource, the first: $(grep -i -m1 'eviction manager: attempting to reclaim' "$STATE/logs/kubelet.log" | grep -o 'resourceName="[^"]*"' || echo none)"
+fi
+log "disk: $(df -h --output=avail "$(dirname "$STATE")" | tail -1 | tr -d ' ') free where the cluster keeps its state"
+
 "$HACK_DIR/cluster-down.sh"
 
 left=()

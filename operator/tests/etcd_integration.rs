@@ -80,11 +80,29 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
-fn scratch_dir(test: &str) -> PathBuf {
+/// A test's own directory under the temporary one, removed when the test ends, passed or failed: each run
+/// writes hundreds of MiB of etcd data there, and the disk is shared with the local cluster's nodes.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Declared before the members that live in it, so that they are stopped before it is removed.
+fn scratch_dir(test: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("etcd-op-it-{test}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
+    Scratch(dir)
 }
 
 /// Polls `check` every 200 ms until it returns Some, for at most `timeout`.
@@ -204,8 +222,6 @@ async fn integration_membership_lifecycle() {
     assert!(etcd.member_list_linearizable(&c.client).await.is_err(), "no linearizable read without a leader");
     assert!(started.elapsed() < Duration::from_secs(10), "bounded");
     assert_eq!(etcd.member_list(&c.client).await.expect("c's own view").len(), 2);
-    drop((a, b, c));
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[tokio::test]
@@ -245,8 +261,6 @@ async fn integration_nospace_is_read_as_an_alarm_of_the_member() {
     assert_eq!(alarms, vec![(status.member_id, Alarm::NoSpace)]);
     let status = etcd.status(&a.client).await.expect("a answers");
     assert!(!status.errors.is_empty(), "the member reports the alarm among its errors: {:?}", status.errors);
-    drop(a);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Writes a certificate and key where a member reads them, replacing the files at once (as the kubelet's
