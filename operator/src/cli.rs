@@ -29,19 +29,39 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
-    /// Fetch a backup's snapshot from an S3-compatible store into a file, checking it on the way: its sha256
-    /// must be the one given (if given), and the database must end with the sha256 etcd appended. The key pair comes
-    /// from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. The restore pods of a cluster run this.
+    /// Fetch a backup's snapshot from an S3-compatible store or a volume store into a file, checking it on the
+    /// way: its sha256 must be the one given (if given), and the database must end with the sha256 etcd
+    /// appended. An S3 store's key pair comes from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a volume
+    /// store's token from STORE_TOKEN. The restore pods of a cluster run this.
     FetchSnapshot(FetchSnapshotArgs),
+    /// Serve the backups on a volume (a volume store's pod): files under --dir, to holders of the token in
+    /// STORE_TOKEN.
+    ServeVolume(ServeVolumeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeVolumeArgs {
+    /// Where the claim is mounted.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub listen: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct FetchSnapshotArgs {
-    /// The store's URL; AWS S3 when unset.
-    #[arg(long)]
+    /// The S3 store's URL; AWS S3 when unset.
+    #[arg(long, conflicts_with = "volume")]
     pub endpoint: Option<String>,
+    /// The S3 store's bucket.
+    #[arg(long, required_unless_present = "volume")]
+    pub bucket: Option<String>,
+    /// A volume store's server, `http://<claim>-store.<namespace>.svc:8080`, instead of an S3 store.
+    #[arg(long, value_name = "URL", conflicts_with = "bucket")]
+    pub volume: Option<String>,
+    /// The object's address as status shows it (`s3://…`, `pvc://…`), for messages.
     #[arg(long)]
-    pub bucket: String,
+    pub location: Option<String>,
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
     /// The object's key.

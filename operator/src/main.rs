@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Some(Command::Crd { dir }) => return print_crds(dir.as_deref()),
         Some(Command::FetchSnapshot(args)) => return fetch_snapshot(args).await,
+        Some(Command::ServeVolume(args)) => return serve_volume(args).await,
         None => {}
     }
     if let Err(message) = etcd_op::telemetry::init(cli.manager.log_format, &cli.manager.log_level) {
@@ -58,6 +59,36 @@ fn print_crds(dir: Option<&std::path::Path>) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A volume store's pod: serves the claim's files until it is told to stop.
+async fn serve_volume(args: etcd_op::cli::ServeVolumeArgs) -> ExitCode {
+    if let Err(message) = etcd_op::telemetry::init(etcd_op::cli::LogFormat::Json, "info") {
+        eprintln!("etcd-op: {message}");
+        return ExitCode::from(2);
+    }
+    let token = match std::env::var("STORE_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => token.trim().to_string(),
+        _ => {
+            error!("STORE_TOKEN is not set: the store admits no one without its token");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            error!(address = %args.listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(address = %args.listen, dir = %args.dir.display(), "serving the volume store");
+    match etcd_op::store::volume_server::serve(listener, args.dir, token, termination()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "the volume store stopped");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The restore pods' first step: the snapshot from the store into a file, checked. Its error is the pod's

@@ -161,8 +161,11 @@ async fn integration_membership_lifecycle() {
         cluster.push(joining.entry());
         joining.start(&cluster.join(","), "existing");
         eventually("the learner to be promotable", WAIT, || async { etcd.promote(&a.client, id).await.ok() }).await;
-        let status = etcd.status(&joining.client).await.expect("the promoted member answers");
-        assert!(!status.is_learner, "promoted to a voter");
+        // The promotion is committed through the leader; the member says so once it applied it.
+        let status = eventually("the promoted member to report itself a voter", WAIT, || async {
+            etcd.status(&joining.client).await.ok().filter(|s| !s.is_learner)
+        })
+        .await;
         assert_eq!(status.cluster_id, first.cluster_id, "same cluster");
     }
     let members = etcd.member_list(&a.client).await.expect("member list");
@@ -476,7 +479,7 @@ async fn integration_a_snapshot_streams_to_an_s3_store_in_parts_and_reads_back_a
 
     let spec = s3.spec();
     let store = Store::s3(&spec, &Credentials::new(S3Proxy::ACCESS_KEY, S3Proxy::SECRET_KEY)).expect("store");
-    let key = spec.key("a.db");
+    let key = etcd_op_api::v1::BackupStore::s3(spec.clone()).key("a.db");
     let snapshot = etcd.snapshot(&a.client).await.expect("snapshot stream");
     let sent = store.upload(&key, snapshot).await.expect("upload");
     assert!(sent.database_intact, "the stream ends with the sha256 of the database before it");
@@ -499,4 +502,69 @@ async fn integration_a_snapshot_streams_to_an_s3_store_in_parts_and_reads_back_a
     let read = store.digest(&key).await.expect("read back");
     assert_ne!(read.sha256, sent.sha256);
     assert!(!read.database_intact);
+}
+
+#[tokio::test]
+#[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
+async fn integration_a_snapshot_streams_to_a_volume_store_and_reads_back_as_sent() {
+    use etcd_op::store::{Store, volume_server};
+    let root = scratch_dir("volume");
+    let etcd = Etcd::default();
+    let mut a = Member::new("a", &root);
+    a.start(&a.entry(), "new");
+    leading_status(&etcd, &a).await;
+    let mut client = etcd_client::Client::connect([a.client.as_str()], None).await.expect("etcd client");
+    for i in 0..400 {
+        client.put(format!("key-{i:05}"), "v".repeat(4096), None).await.expect("put");
+    }
+
+    // The server a volume store's pod runs, on loopback, over a folder of the test's.
+    let files = root.join("volume");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(volume_server::serve(listener, files.clone(), "the-token".into(), async {
+        let _ = stopped.await;
+    }));
+    let store = Store::volume(&url, "backups", "the-token".into()).expect("store");
+
+    let key = "ns/demo/20260101T000000Z-first.db";
+    let snapshot = etcd.snapshot(&a.client).await.expect("snapshot stream");
+    let sent = store.upload(key, snapshot).await.expect("upload");
+    assert!(sent.database_intact, "the stream ends with the sha256 of the database before it");
+    assert!(sent.size > 1024 * 1024, "{} bytes", sent.size);
+    let on_disk = std::fs::read(files.join(key)).expect("the object is a file on the volume");
+    assert_eq!(on_disk.len() as u64, sent.size);
+    assert_eq!(store.digest(key).await.expect("read back"), sent, "the stored file is what was sent");
+    let leftovers: Vec<_> = std::fs::read_dir(files.join("ns/demo"))
+        .expect("the folder")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "no partial file stays beside the object: {leftovers:?}");
+
+    // A wrong token is refused; so is a key that would leave the folder.
+    let wrong = Store::volume(&url, "backups", "not-the-token".into()).expect("store");
+    let refused = wrong.digest(key).await.expect_err("a wrong token is refused");
+    assert!(refused.to_string().contains("401"), "{refused}");
+    let outside = store.digest("../outside.db").await.expect_err("a key outside the folder is refused");
+    assert!(outside.to_string().contains("400") || outside.to_string().contains("404"), "{outside}");
+
+    // An upload whose source breaks off leaves nothing under its key.
+    let broken = futures::stream::iter(vec![
+        Ok(bytes::Bytes::from(vec![7u8; 256 * 1024])),
+        Err("the member went away".to_string()),
+    ]);
+    assert!(store.upload("ns/demo/broken.db", broken).await.is_err(), "a broken source fails the upload");
+    assert!(!files.join("ns/demo/broken.db").exists(), "nothing is stored under the key of a broken upload");
+
+    // Deleting is idempotent; the object is gone after it.
+    store.delete(key).await.expect("delete");
+    store.delete(key).await.expect("deleting what is gone");
+    assert!(!files.join(key).exists());
+    let missing = store.digest(key).await.expect_err("a deleted object is not found");
+    assert!(missing.to_string().contains("404"), "{missing}");
+
+    let _ = stop.send(());
+    server.await.expect("the server task").expect("the server stops cleanly");
 }

@@ -1675,13 +1675,10 @@ fn restoring(states: &[(u32, Option<RestoreState>)], source: Result<(), &str>) -
         backup: "EtcdBackup nightly".into(),
         source: source
             .map(|()| RestoreFrom {
-                store: etcd_op_api::v1::S3Store {
-                    endpoint: None,
-                    bucket: "b".into(),
+                store: etcd_op_api::v1::BackupStore::volume(etcd_op_api::v1::VolumeStore {
+                    claim_name: "backups".into(),
                     prefix: None,
-                    region: None,
-                    credentials_secret: etcd_op_api::v1::SecretName { name: "s".into() },
-                },
+                }),
                 key: "k".into(),
                 sha256: Some("00".into()),
             })

@@ -17,6 +17,7 @@ pub mod resources;
 pub mod restore;
 pub mod schedule;
 pub mod user_certificates;
+pub mod volume_store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

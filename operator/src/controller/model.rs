@@ -192,7 +192,7 @@ pub struct Restore {
 /// A stored snapshot, as its EtcdBackup's status describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoreFrom {
-    pub store: etcd_op_api::v1::S3Store,
+    pub store: etcd_op_api::v1::BackupStore,
     pub key: String,
     /// What the stored object must hash to, when known.
     pub sha256: Option<String>,

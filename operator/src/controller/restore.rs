@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupPhase, EtcdBackup, EtcdCluster, RestoreSource, SECRET_ACCESS_KEY_KEY};
+use etcd_op_api::v1::{
+    ACCESS_KEY_ID_KEY, BackupPhase, EtcdBackup, EtcdCluster, RestoreSource, SECRET_ACCESS_KEY_KEY, StoreKind,
+};
 use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource,
     Pod, PodSpec, SecretKeySelector, Volume, VolumeMount,
@@ -16,7 +18,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
-use super::Context;
 use super::act::{create_if_absent, delete_if_present};
 use super::error::Error;
 use super::model::{Recovery, Restore, RestoreFrom, RestoreState, Version};
@@ -24,6 +25,8 @@ use super::resources::Transport;
 use super::resources::{
     Bootstrap, DATA_MOUNT, LABEL_MANAGED_BY, MANAGER, image, locked_down, member_pvc, meta, peer_url, pod_security,
 };
+use super::{Context, volume_store};
+use crate::store::volume::server_url;
 
 /// On a restored member's volume: `pending` until its restore pod succeeded and the member is about to start,
 /// then `restored`.
@@ -68,11 +71,18 @@ pub async fn observe(
             (format!("EtcdBackup {name}"), source)
         }
         (None, Some(store), Some(key)) => (
-            store.s3.location(key),
-            Ok(RestoreFrom { store: store.s3.clone(), key: key.clone(), sha256: restore.sha256.clone() }),
+            store.location(key),
+            Ok(RestoreFrom { store: store.clone(), key: key.clone(), sha256: restore.sha256.clone() }),
         ),
         _ => return Err(Error::InvalidSpec("spec.bootstrap.restore names no backup and no stored snapshot".into())),
     };
+    // The restore pods fetch from a volume store through its server: made now if it is not running, while
+    // they wait for it.
+    if let Ok(RestoreFrom { store, .. }) = &source
+        && let Some(StoreKind::Volume(volume)) = store.kind()
+    {
+        volume_store::ensure(ctx, &namespace, volume).await?;
+    }
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
         .list(&ListParams::default().labels(&format!("{LABEL_RESTORE_OF}={}", ec.name_any())))
         .await
@@ -109,7 +119,7 @@ pub fn source_of(backup: &EtcdBackup, version: &str) -> Result<RestoreFrom, Stri
             taken.1
         ));
     }
-    Ok(RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256: Some(sha256) })
+    Ok(RestoreFrom { store: backup.spec.store.clone(), key, sha256: Some(sha256) })
 }
 
 /// A volume's restore, from its mark and its restore pod; `None` for a volume that restores nothing.
@@ -244,41 +254,51 @@ pub fn fetch_container(
     clear: Option<&str>,
     mounts: Vec<VolumeMount>,
 ) -> Container {
-    let store = &from.store;
     let mut args = vec![
         "fetch-snapshot".to_string(),
-        format!("--bucket={}", store.bucket),
-        format!("--region={}", store.region()),
         format!("--key={}", from.key),
+        format!("--location={}", from.store.location(&from.key)),
         format!("--to={SNAPSHOT_FILE}"),
     ];
     if let Some(clear) = clear {
         args.push(format!("--clear={clear}"));
     }
-    if let Some(endpoint) = &store.endpoint {
-        args.push(format!("--endpoint={endpoint}"));
-    }
     if let Some(sha256) = &from.sha256 {
         args.push(format!("--sha256={sha256}"));
     }
-    let credential = |name: &str| EnvVar {
-        name: name.to_string(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: store.credentials_secret.name.clone(),
-                key: name.to_string(),
-                optional: Some(false),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
+    let env = match from.store.kind() {
+        Some(StoreKind::S3(store)) => {
+            args.push(format!("--bucket={}", store.bucket));
+            args.push(format!("--region={}", store.region()));
+            if let Some(endpoint) = &store.endpoint {
+                args.push(format!("--endpoint={endpoint}"));
+            }
+            let credential = |name: &str| EnvVar {
+                name: name.to_string(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: store.credentials_secret.name.clone(),
+                        key: name.to_string(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            };
+            vec![credential(ACCESS_KEY_ID_KEY), credential(SECRET_ACCESS_KEY_KEY)]
+        }
+        Some(StoreKind::Volume(store)) => {
+            args.push(format!("--volume={}", server_url(&store.server_name(), None)));
+            vec![volume_store::token_env(store)]
+        }
+        None => Vec::new(),
     };
     Container {
         name: "fetch".into(),
         image: Some(operator_image.to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
         args: Some(args),
-        env: Some(vec![credential(ACCESS_KEY_ID_KEY), credential(SECRET_ACCESS_KEY_KEY)]),
+        env: Some(env),
         volume_mounts: Some(mounts),
         security_context: Some(locked_down()),
         ..Container::default()
@@ -371,15 +391,13 @@ mod tests {
             "nightly",
             EtcdBackupSpec {
                 cluster_name: "demo".into(),
-                store: BackupStore {
-                    s3: S3Store {
-                        endpoint: Some("http://store:9000".into()),
-                        bucket: "backups".into(),
-                        prefix: None,
-                        region: None,
-                        credentials_secret: SecretName { name: "s3".into() },
-                    },
-                },
+                store: BackupStore::s3(S3Store {
+                    endpoint: Some("http://store:9000".into()),
+                    bucket: "backups".into(),
+                    prefix: None,
+                    region: None,
+                    credentials_secret: SecretName { name: "s3".into() },
+                }),
                 canary: false,
                 member: None,
             },
@@ -492,5 +510,31 @@ mod tests {
             !pod.metadata.labels.expect("labels").contains_key(super::super::resources::LABEL_MEMBER),
             "never a member"
         );
+    }
+
+    #[test]
+    fn a_fetch_from_a_volume_store_goes_through_its_server_with_its_token() {
+        let from = RestoreFrom {
+            store: etcd_op_api::v1::BackupStore::volume(etcd_op_api::v1::VolumeStore {
+                claim_name: "backups".into(),
+                prefix: Some("prod".into()),
+            }),
+            key: "prod/ns/demo/a.db".into(),
+            sha256: None,
+        };
+        let fetch = fetch_container(&from, "etcd-op:test", None, Vec::new());
+        let args = fetch.args.unwrap_or_default();
+        for wanted in [
+            "--volume=http://backups-store:8080",
+            "--key=prod/ns/demo/a.db",
+            "--location=pvc://backups/prod/ns/demo/a.db",
+        ] {
+            assert!(args.iter().any(|a| a == wanted), "{wanted} in {args:?}");
+        }
+        assert!(!args.iter().any(|a| a.starts_with("--bucket")), "{args:?}");
+        let env = fetch.env.unwrap_or_default();
+        assert_eq!(env.len(), 1);
+        let from_secret = env[0].value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");
+        assert_eq!((env[0].name.as_str(), from_secret.name.as_str()), ("STORE_TOKEN", "backups-store-token"));
     }
 }

@@ -1,13 +1,15 @@
-//! Object stores that keep backups: an S3-compatible bucket reached with the key pair of a Secret. Snapshots go
-//! up in parts as they arrive, so memory holds a few parts at most, never a whole snapshot; what was stored is
-//! read back and hashed before a backup counts.
+//! Stores that keep backups: an S3-compatible bucket reached with the key pair of a Secret, or a claim served
+//! by a volume store's pod. Snapshots go up as they arrive, so memory holds a few parts at most, never a whole
+//! snapshot; what was stored is read back and hashed before a backup counts.
 
 pub mod digest;
+pub mod volume;
+pub mod volume_server;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, S3Store, SECRET_ACCESS_KEY_KEY};
+use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupStore, S3Store, SECRET_ACCESS_KEY_KEY, STORE_TOKEN_KEY, StoreKind};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -28,6 +30,10 @@ pub enum StoreError {
     Credentials { secret: String, why: String },
     #[error("the store s3://{bucket}: {source}")]
     Store { bucket: String, source: object_store::Error },
+    #[error("the store pvc://{claim}: {why}")]
+    Volume { claim: String, why: String },
+    #[error("the store names neither an S3 store nor a volume")]
+    Unnamed,
     #[error("the snapshot stream: {0}")]
     Source(String),
 }
@@ -52,36 +58,67 @@ impl Credentials {
 
     /// Reads the key pair from the Secret `name` in `namespace`.
     pub async fn read(client: &kube::Client, namespace: &str, name: &str) -> Result<Self, StoreError> {
-        let secret_name = format!("{namespace}/{name}");
-        let fail = |why: String| StoreError::Credentials { secret: secret_name.clone(), why };
-        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .ok_or_else(|| fail("not found".into()))?;
-        let value = |key: &str| -> Result<String, StoreError> {
-            let bytes = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get(key))
-                .map(|b| b.0.clone())
-                .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.clone().into_bytes()))
-                .ok_or_else(|| fail(format!("has no {key}")))?;
-            let text = String::from_utf8(bytes).map_err(|_| fail(format!("{key} is not text")))?;
-            Ok(text.trim().to_string())
-        };
-        Ok(Self::new(value(ACCESS_KEY_ID_KEY)?, value(SECRET_ACCESS_KEY_KEY)?))
+        let secret = SecretValues::read(client, namespace, name).await?;
+        Ok(Self::new(secret.value(ACCESS_KEY_ID_KEY)?, secret.value(SECRET_ACCESS_KEY_KEY)?))
     }
 }
 
-/// One bucket.
+/// A Secret's values, read as text.
+struct SecretValues {
+    name: String,
+    secret: Secret,
+}
+
+impl SecretValues {
+    async fn read(client: &kube::Client, namespace: &str, secret_name: &str) -> Result<Self, StoreError> {
+        let name = format!("{namespace}/{secret_name}");
+        let secret = Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(secret_name)
+            .await
+            .map_err(|e| StoreError::Credentials { secret: name.clone(), why: e.to_string() })?
+            .ok_or_else(|| StoreError::Credentials { secret: name.clone(), why: "not found".into() })?;
+        Ok(Self { name, secret })
+    }
+
+    fn value(&self, key: &str) -> Result<String, StoreError> {
+        let fail = |why: String| StoreError::Credentials { secret: self.name.clone(), why };
+        let bytes = self
+            .secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .or_else(|| self.secret.string_data.as_ref().and_then(|d| d.get(key)).map(|s| s.clone().into_bytes()))
+            .ok_or_else(|| fail(format!("has no {key}")))?;
+        let text = String::from_utf8(bytes).map_err(|_| fail(format!("{key} is not text")))?;
+        Ok(text.trim().to_string())
+    }
+}
+
+/// One bucket, or one volume store.
 #[derive(Clone, Debug)]
-pub struct Store {
-    inner: Arc<dyn ObjectStore>,
-    bucket: String,
+pub enum Store {
+    S3 { inner: Arc<dyn ObjectStore>, bucket: String },
+    Volume { client: volume::VolumeClient, claim: String },
 }
 
 impl Store {
+    /// The store `spec` names, in `namespace`, with its key pair or token read from its Secret. A volume
+    /// store is reached on its server's Service, which must be running (`controller::volume_store`).
+    pub async fn open(client: &kube::Client, namespace: &str, spec: &BackupStore) -> Result<Self, StoreError> {
+        match spec.kind() {
+            Some(StoreKind::S3(s3)) => {
+                Self::s3(s3, &Credentials::read(client, namespace, &s3.credentials_secret.name).await?)
+            }
+            Some(StoreKind::Volume(store)) => {
+                let token =
+                    SecretValues::read(client, namespace, &store.token_secret_name()).await?.value(STORE_TOKEN_KEY)?;
+                Self::volume(&volume::server_url(&store.server_name(), Some(namespace)), &store.claim_name, token)
+            }
+            None => Err(StoreError::Unnamed),
+        }
+    }
+
     pub fn s3(spec: &S3Store, credentials: &Credentials) -> Result<Self, StoreError> {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&spec.bucket)
@@ -95,21 +132,41 @@ impl Store {
             builder = builder.with_endpoint(endpoint).with_allow_http(endpoint.starts_with("http://"));
         }
         let inner = builder.build().map_err(|source| StoreError::Store { bucket: spec.bucket.clone(), source })?;
-        Ok(Self { inner: Arc::new(inner), bucket: spec.bucket.clone() })
+        Ok(Self::S3 { inner: Arc::new(inner), bucket: spec.bucket.clone() })
+    }
+
+    /// The volume store served at `url`.
+    pub fn volume(url: &str, claim: &str, token: String) -> Result<Self, StoreError> {
+        let client = volume::VolumeClient::new(url, token)
+            .map_err(|why| StoreError::Volume { claim: claim.to_string(), why })?;
+        Ok(Self::Volume { client, claim: claim.to_string() })
     }
 
     fn failed(&self, source: object_store::Error) -> StoreError {
-        StoreError::Store { bucket: self.bucket.clone(), source }
+        match self {
+            Self::S3 { bucket, .. } => StoreError::Store { bucket: bucket.clone(), source },
+            Self::Volume { claim, .. } => StoreError::Volume { claim: claim.clone(), why: source.to_string() },
+        }
     }
 
-    /// Uploads the chunks as object `key`, in parts, hashing them as they pass. A stream that fails leaves no
-    /// object: the upload is aborted.
+    fn volume_failed(claim: &str, why: String) -> StoreError {
+        StoreError::Volume { claim: claim.to_string(), why }
+    }
+
+    /// Uploads the chunks as object `key`, hashing them as they pass: to S3 in parts. A stream that fails
+    /// leaves no object: the upload is aborted.
     pub async fn upload<S, E>(&self, key: &str, mut chunks: S) -> Result<SnapshotDigest, StoreError>
     where
         S: futures::Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let upload = self.inner.put_multipart(&Path::from(key)).await.map_err(|e| self.failed(e))?;
+        let inner = match self {
+            Self::S3 { inner, .. } => inner,
+            Self::Volume { client, claim } => {
+                return client.upload(key, chunks).await.map_err(|why| Self::volume_failed(claim, why));
+            }
+        };
+        let upload = inner.put_multipart(&Path::from(key)).await.map_err(|e| self.failed(e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut hasher = SnapshotHasher::default();
         while let Some(chunk) = chunks.next().await {
@@ -131,19 +188,81 @@ impl Store {
         Ok(hasher.finish())
     }
 
+    /// Object `key` as a stream of chunks.
+    async fn chunks(
+        &self,
+        key: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, StoreError>>, StoreError> {
+        match self {
+            Self::S3 { inner, bucket } => {
+                let object = inner.get(&Path::from(key)).await.map_err(|e| self.failed(e))?;
+                let bucket = bucket.clone();
+                Ok(object
+                    .into_stream()
+                    .map(move |chunk| chunk.map_err(|source| StoreError::Store { bucket: bucket.clone(), source }))
+                    .boxed())
+            }
+            Self::Volume { client, claim } => {
+                let stream = client.get(key).await.map_err(|why| Self::volume_failed(claim, why))?;
+                let claim = claim.clone();
+                Ok(stream.map(move |chunk| chunk.map_err(|why| Self::volume_failed(&claim, why))).boxed())
+            }
+        }
+    }
+
     /// Reads object `key` back and hashes it as it streams.
     pub async fn digest(&self, key: &str) -> Result<SnapshotDigest, StoreError> {
-        let object = self.inner.get(&Path::from(key)).await.map_err(|e| self.failed(e))?;
-        let mut stream = object.into_stream();
+        let mut stream = self.chunks(key).await?;
         let mut hasher = SnapshotHasher::default();
         while let Some(chunk) = stream.next().await {
-            hasher.update(&chunk.map_err(|e| self.failed(e))?);
+            hasher.update(&chunk?);
         }
         Ok(hasher.finish())
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        self.inner.delete(&Path::from(key)).await.map_err(|e| self.failed(e))
+        match self {
+            Self::S3 { inner, .. } => inner.delete(&Path::from(key)).await.map_err(|e| self.failed(e)),
+            Self::Volume { client, claim } => client.delete(key).await.map_err(|why| Self::volume_failed(claim, why)),
+        }
+    }
+}
+
+/// How long a restore pod keeps asking a volume store that does not answer yet (its pod may be starting).
+const VOLUME_STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The store a fetch names: a volume store's server, or an S3 bucket.
+async fn fetch_from(args: &crate::cli::FetchSnapshotArgs, location: &str) -> Result<Store, String> {
+    let env = |key: &str| std::env::var(key).map_err(|_| format!("{key} is not set"));
+    match (&args.volume, &args.bucket) {
+        (Some(url), _) => {
+            let store = Store::volume(url, url, env("STORE_TOKEN")?).map_err(|e| e.to_string())?;
+            // Bounded: answered, refused, or given up after VOLUME_STORE_PATIENCE.
+            let deadline = tokio::time::Instant::now() + VOLUME_STORE_PATIENCE;
+            loop {
+                match &store {
+                    Store::Volume { client, .. } if client.answers().await => return Ok(store),
+                    _ if tokio::time::Instant::now() >= deadline => {
+                        return Err(format!(
+                            "fetching {location}: the store {url} did not answer within {VOLUME_STORE_PATIENCE:?}"
+                        ));
+                    }
+                    _ => tokio::time::sleep(std::time::Duration::from_secs(2)).await,
+                }
+            }
+        }
+        (None, Some(bucket)) => {
+            let credentials = Credentials::new(env(ACCESS_KEY_ID_KEY)?, env(SECRET_ACCESS_KEY_KEY)?);
+            let spec = S3Store {
+                endpoint: args.endpoint.clone(),
+                bucket: bucket.clone(),
+                prefix: None,
+                region: Some(args.region.clone()),
+                credentials_secret: etcd_op_api::v1::SecretName { name: String::new() },
+            };
+            Store::s3(&spec, &credentials).map_err(|e| e.to_string())
+        }
+        (None, None) => Err("name a store: --bucket or --volume".into()),
     }
 }
 
@@ -151,34 +270,20 @@ impl Store {
 /// refused. A refused snapshot leaves no file.
 pub async fn fetch_snapshot(args: &crate::cli::FetchSnapshotArgs) -> Result<String, String> {
     use tokio::io::AsyncWriteExt;
-    let env = |key: &str| std::env::var(key).map_err(|_| format!("{key} is not set"));
-    let credentials = Credentials::new(env(ACCESS_KEY_ID_KEY)?, env(SECRET_ACCESS_KEY_KEY)?);
-    let spec = S3Store {
-        endpoint: args.endpoint.clone(),
-        bucket: args.bucket.clone(),
-        prefix: None,
-        region: Some(args.region.clone()),
-        credentials_secret: etcd_op_api::v1::SecretName { name: String::new() },
-    };
-    let location = spec.location(&args.key);
+    let location = args.location.clone().unwrap_or_else(|| args.key.clone());
     if let Some(dir) = &args.clear
         && let Err(error) = tokio::fs::remove_dir_all(dir).await
         && error.kind() != std::io::ErrorKind::NotFound
     {
         return Err(format!("removing {}: {error}", dir.display()));
     }
-    let store = Store::s3(&spec, &credentials).map_err(|e| e.to_string())?;
-    let object = store
-        .inner
-        .get(&Path::from(args.key.as_str()))
-        .await
-        .map_err(|e| format!("fetching {location}: {}", store.failed(e)))?;
-    let mut stream = object.into_stream();
+    let store = fetch_from(args, &location).await?;
+    let mut stream = store.chunks(&args.key).await.map_err(|e| format!("fetching {location}: {e}"))?;
     let mut file =
         tokio::fs::File::create(&args.to).await.map_err(|e| format!("creating {}: {e}", args.to.display()))?;
     let mut hasher = SnapshotHasher::default();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| format!("fetching {location}: {}", store.failed(e)))?;
+        let chunk = chunk.map_err(|e| format!("fetching {location}: {e}"))?;
         hasher.update(&chunk);
         file.write_all(&chunk).await.map_err(|e| format!("writing {}: {e}", args.to.display()))?;
     }

@@ -55,6 +55,28 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     let message = refusal(create_cluster(&client, n, "recover-ephemeral", on_empty_dir).await);
     assert!(message.contains("only Wait"), "recovery on emptyDir: {message}");
 
+    // A store is an S3 bucket or a claim, exactly one of the two.
+    let backup = |store: serde_json::Value| {
+        json!({"apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackup", "metadata": {"name": "nowhere"},
+               "spec": {"clusterName": "main", "store": store}})
+    };
+    let both = json!({"s3": {"bucket": "backups", "credentialsSecret": {"name": "s3"}}, "volume": {"claimName": "b"}});
+    for store in [both, json!({})] {
+        let message = refusal(
+            etcd_op_test_support::create::<etcd_op_api::v1::EtcdBackup>(&client, n, backup(store.clone())).await,
+        );
+        assert!(message.contains("one of the two"), "store {store}: {message}");
+    }
+    let message = refusal(
+        etcd_op_test_support::create::<etcd_op_api::v1::EtcdBackup>(
+            &client,
+            n,
+            backup(json!({"volume": {"claimName": "Not_A_Label"}})),
+        )
+        .await,
+    );
+    assert!(message.contains("claimName"), "a claim that cannot name a Service: {message}");
+
     // A backup schedule whose cron or time zone cannot be read is refused by the webhook, naming the field.
     let schedule = |cron: &str, zone: &str| {
         json!({"apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackupSchedule", "metadata": {"name": "nightly"},

@@ -373,3 +373,56 @@ async fn a_schedule_takes_backups_during_writes_drills_them_and_retention_delete
     }
     ns.delete().await
 }
+
+#[tokio::test]
+async fn a_backup_to_a_volume_claim_goes_through_the_stores_pod_and_restores_a_new_cluster() -> Result<()> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "volume-store").await?;
+    let namespace = ns.name.clone();
+    {
+        create_cluster(&client, &namespace, "demo", json!({"size": 1, "version": V36})).await?;
+        wait_settled(&client, &namespace, "demo", 1, V36, CREATE_TIMEOUT).await?;
+        let checker = WriteChecker::start(client_endpoint(&client, &namespace, "demo").await?, "volume");
+        checker.wait_for_writes(20).await?;
+        create::<PersistentVolumeClaim>(
+            &client,
+            &namespace,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "backups"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+        )
+        .await?;
+
+        let before = checker.acknowledged_writes().await;
+        create::<EtcdBackup>(
+            &client,
+            &namespace,
+            json!({"apiVersion": "etcd.cloud.io/v1", "kind": "EtcdBackup", "metadata": {"name": "to-volume"},
+                   "spec": {"clusterName": "demo", "store": {"volume": {"claimName": "backups", "prefix": "e2e"}}}}),
+        )
+        .await?;
+        let status = ended(&client, &namespace, "to-volume").await?.status.context("status")?;
+        ensure!(status.phase == Some(BackupPhase::Succeeded), "the backup failed: {:?}", status.message);
+        let location = status.location.clone().unwrap_or_default();
+        ensure!(location.starts_with("pvc://backups/e2e/"), "stored on the claim: {location}");
+        ensure!(status.total_keys.is_some_and(|keys| keys >= 20), "etcdutl counted the keys: {:?}", status.total_keys);
+        let written = checker.stop().await?;
+
+        // One pod serves the claim, and goes with it.
+        let server = Api::<Deployment>::namespaced(client.clone(), &namespace).get("backups-store").await?;
+        let owners = server.metadata.owner_references.unwrap_or_default();
+        ensure!(
+            owners.iter().any(|o| o.kind == "PersistentVolumeClaim" && o.name == "backups"),
+            "the store's server is owned by its claim: {owners:?}"
+        );
+
+        // Three members restored at once, each fetching through the store's pod.
+        let from_backup = json!({"size": 3, "version": V36, "bootstrap": {"restore": {"backupName": "to-volume"}}});
+        create_cluster(&client, &namespace, "copy", from_backup).await?;
+        wait_settled(&client, &namespace, "copy", 3, V36, CREATE_TIMEOUT).await?;
+        let endpoint = client_endpoint(&client, &namespace, "copy").await?;
+        let verified = written.acknowledged_before(&before).verify(&endpoint).await?;
+        ensure!(verified == before.len(), "verified {verified} of {} writes in the restored cluster", before.len());
+    }
+    ns.delete().await
+}

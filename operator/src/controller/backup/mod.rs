@@ -19,8 +19,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::watcher;
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, report};
-use crate::store::Credentials;
+use super::{Context, Error, report, volume_store};
 use plan::{BackupStep, BackupView, ClusterView};
 
 /// Backups taken at once: each holds a snapshot stream and a few parts in memory.
@@ -67,8 +66,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
         .await
         .map_err(|source| Error::KubeRead { what: format!("EtcdCluster {namespace}/{cluster_name}"), source })?;
     let access = ctx.access.get(&namespace, cluster_name);
-    let s3 = &backup.spec.store.s3;
-    let credentials = Credentials::read(&ctx.client, &namespace, &s3.credentials_secret.name).await;
+    let store = volume_store::open(&ctx, &namespace, &backup.spec.store).await?;
     let now = Timestamp::now();
     let created = backup.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
     let view = BackupView {
@@ -79,7 +77,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
             (Some(_), None) => ClusterView::NotObserved,
             (Some(_), Some(access)) => ClusterView::Observed(access.candidates.clone()),
         },
-        store_problem: credentials.as_ref().err().map(ToString::to_string),
+        store_problem: store.as_ref().err().cloned(),
         member: backup.spec.member.clone(),
     };
 
@@ -105,7 +103,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
             Ok(Action::await_change())
         }
         BackupStep::Take(source) => {
-            let (Ok(credentials), Some(access)) = (credentials, access) else {
+            let (Ok(store), Some(access)) = (store, access) else {
                 return Err(Error::IncompleteObservation("the plan took a backup without a store or a cluster".into()));
             };
             info!(backup = %name, %namespace, cluster = %cluster_name, step = "Take", member = %source.name, "decided");
@@ -117,7 +115,7 @@ async fn reconcile(backup: Arc<EtcdBackup>, ctx: Arc<Context>) -> Result<Action,
                 ..EtcdBackupStatus::default()
             };
             write_status(&ctx, &backup, &started).await?;
-            let outcome = match take::take(&ctx, &backup, &source, &access, &credentials, &started).await {
+            let outcome = match take::take(&ctx, &backup, &source, &access, &store, &started).await {
                 Ok(stored) => {
                     let checking = EtcdBackupStatus {
                         message: Some("stored; checking it with etcdutl snapshot status".into()),

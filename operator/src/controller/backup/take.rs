@@ -6,7 +6,7 @@ use kube::ResourceExt;
 
 use super::plan::Candidate;
 use crate::controller::{ClusterAccess, Context};
-use crate::store::{Credentials, Store, digest::human_size};
+use crate::store::{Store, digest::human_size};
 
 /// The object key of a backup: under the store's prefix, a folder per namespace and cluster, and a name that
 /// sorts by time, so that the newest is the last listed.
@@ -18,7 +18,7 @@ pub fn object_key(backup: &EtcdBackup, started: Timestamp) -> String {
         started.strftime("%Y%m%dT%H%M%SZ"),
         backup.name_any()
     );
-    backup.spec.store.s3.key(&file)
+    backup.spec.store.key(&file)
 }
 
 /// Takes the snapshot and returns the status of a backup that succeeded, or why it failed.
@@ -27,11 +27,10 @@ pub async fn take(
     backup: &EtcdBackup,
     source: &Candidate,
     access: &ClusterAccess,
-    credentials: &Credentials,
+    store: &Store,
     started: &EtcdBackupStatus,
 ) -> Result<EtcdBackupStatus, String> {
-    let s3 = &backup.spec.store.s3;
-    let store = Store::s3(s3, credentials).map_err(|e| e.to_string())?;
+    let spec = &backup.spec.store;
     let start = started.start_time.as_ref().map_or_else(Timestamp::now, |t| t.0);
     let key = object_key(backup, start);
     let etcd = match &access.tls {
@@ -57,11 +56,11 @@ pub async fn take(
             source.name
         ));
     }
-    let stored = store.digest(&key).await.map_err(|e| format!("reading back {}: {e}", s3.location(&key)))?;
+    let stored = store.digest(&key).await.map_err(|e| format!("reading back {}: {e}", spec.location(&key)))?;
     if stored != sent {
         return Err(format!(
             "{} reads back as {} bytes with sha256 {}, but {} bytes with sha256 {} were sent",
-            s3.location(&key),
+            spec.location(&key),
             stored.size,
             stored.sha256,
             sent.size,
@@ -70,7 +69,7 @@ pub async fn take(
     }
     let size = i64::try_from(stored.size).unwrap_or(i64::MAX);
     Ok(EtcdBackupStatus {
-        location: Some(s3.location(&key)),
+        location: Some(spec.location(&key)),
         key: Some(key),
         size_bytes: Some(size),
         size: Some(human_size(stored.size)),

@@ -108,7 +108,7 @@ pub async fn verify(
     let etcd_image = etcd_image_of(ctx, &namespace, &backup.spec.cluster_name, &version)
         .await
         .map_err(|e| format!("choosing the etcd image to check the snapshot with: {e}"))?;
-    let from = RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256: stored.sha256.clone() };
+    let from = RestoreFrom { store: backup.spec.store.clone(), key, sha256: stored.sha256.clone() };
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let name = verify_pod_name(&backup.name_any());
     // A pod of an earlier attempt (an operator that stopped mid-check) checked another object.

@@ -141,7 +141,7 @@ pub async fn run(ctx: &Context, schedule: &EtcdBackupSchedule, backup: &EtcdBack
         )));
     };
     let etcd_image = etcd_image_of(ctx, &namespace, &backup.spec.cluster_name, &version).await?;
-    let from = RestoreFrom { store: backup.spec.store.s3.clone(), key, sha256: status.sha256.clone() };
+    let from = RestoreFrom { store: backup.spec.store.clone(), key, sha256: status.sha256.clone() };
     let pod = drill_pod(schedule, &name, &from, operator_image, &etcd_image);
     create_if_absent(ctx, &namespace, pod).await?;
     let outcome = read_canary(ctx, &pods, &name, &backup.uid().unwrap_or_default()).await;

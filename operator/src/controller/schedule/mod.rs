@@ -23,8 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, report};
-use crate::store::{Credentials, Store};
+use super::{Context, Error, report, volume_store};
 use cron::Cron;
 use plan::{OwnedBackup, RetentionPolicy};
 
@@ -179,12 +178,10 @@ async fn reconcile(cached: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Result
     };
     let expired = plan::expired(&owned, policy, now);
     if !expired.is_empty() {
-        let s3 = &schedule.spec.backup_template.store.s3;
-        let credentials = Credentials::read(&ctx.client, &namespace, &s3.credentials_secret.name)
-            .await
-            .map_err(|e| Error::StepNotPossible { step: "ExpireBackup", why: e.to_string() })?;
-        let store = Store::s3(s3, &credentials)
-            .map_err(|e| Error::StepNotPossible { step: "ExpireBackup", why: e.to_string() })?;
+        let spec = &schedule.spec.backup_template.store;
+        let store = volume_store::open(&ctx, &namespace, spec)
+            .await?
+            .map_err(|why| Error::StepNotPossible { step: "ExpireBackup", why })?;
         for backup in expired {
             info!(schedule = %name, %namespace, step = "ExpireBackup", backup = %backup.name, "decided");
             if let Some(key) = &backup.key {
@@ -208,7 +205,7 @@ async fn reconcile(cached: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Result
                 Some(key) => format!(
                     "EtcdBackup {} and its snapshot {} deleted by the retention policy",
                     backup.name,
-                    s3.location(key)
+                    spec.location(key)
                 ),
                 None => format!("EtcdBackup {} deleted by the retention policy", backup.name),
             };
