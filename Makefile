@@ -58,9 +58,10 @@ test-unit: deps-build ## Unit and property tests, CRD staleness (plain `cargo te
 	$(FIND_KUBECTL); KUBECTL=$$kubectl $(CARGO) test -p etcd-op --test manifests -- --ignored
 
 .PHONY: test-integration
-test-integration: deps ## The etcd client against real etcd processes, and backups against s3proxy, on loopback.
+test-integration: deps ## The etcd client against real etcd processes, backups against s3proxy and a volume store, on loopback; the alerts with promtool.
 	etcd_bin=$$(hack/build.sh etcd); s3proxy_jar=$$(hack/build.sh s3proxy); \
 	  ETCD_BIN=$$etcd_bin/etcd S3PROXY_JAR=$$s3proxy_jar $(CARGO) test -p etcd-op --test etcd_integration -- --ignored
+	PROMTOOL=$$(hack/build.sh promtool)/promtool $(CARGO) test -p etcd-op --test monitoring -- --ignored
 
 .PHONY: test-e2e
 # The scenarios run a test build of the operator: the same code, with crash points a scenario can set.

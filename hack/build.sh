@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|all
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|promtool|all
 # Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
 # when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
@@ -129,6 +129,17 @@ build_s3proxy() {
   echo "$out/s3proxy-jar-with-dependencies.jar"
 }
 
+build_promtool() {
+  local out="$CACHE_DIR/promtool-v$PROMETHEUS_MODULE_VERSION/bin"
+  if [ ! -f "$out/.complete" ]; then
+    log "building promtool (github.com/prometheus/prometheus v$PROMETHEUS_MODULE_VERSION)"
+    mkdir -p "$out"
+    (cd "$HACK_DIR/tools/promtool" && go build -trimpath -ldflags "-s -w" -o "$out/promtool" github.com/prometheus/prometheus/cmd/promtool)
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   kubectl) build_kubectl ;;
@@ -139,6 +150,7 @@ case "${1:-all}" in
   kube-router) build_kube_router ;;
   cert-manager) build_cert_manager ;;
   s3proxy) build_s3proxy ;;
+  promtool) build_promtool ;;
   all)
     build_kubernetes
     build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_etcd_at "$ETCD_NEXT_VERSION"
@@ -146,6 +158,7 @@ case "${1:-all}" in
     build_kube_router
     build_cert_manager
     build_s3proxy
+    build_promtool
     ;;
-  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|all" ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|promtool|all" ;;
 esac

@@ -105,6 +105,8 @@ pub struct Metrics {
     drill_success: Family<ScheduleLabels, Gauge>,
     drill_restore_seconds: Family<ScheduleLabels, Gauge>,
     drill_data_age_seconds: Family<ScheduleLabels, Gauge>,
+    schedule_last_success: Family<ScheduleLabels, Gauge>,
+    schedule_interval: Family<ScheduleLabels, Gauge>,
     pub desired_members: Family<ClusterLabels, Gauge>,
     pub ready_members: Family<ClusterLabels, Gauge>,
     pub leader_present: Family<ClusterLabels, Gauge>,
@@ -176,6 +178,21 @@ impl Default for Metrics {
             "etcd_op_drill_data_age_seconds",
             "Age of the data the last restore drill restored, in seconds (RPO)",
             drill_data_age_seconds.clone(),
+        );
+        let schedule_last_success = Family::<ScheduleLabels, Gauge>::default();
+        let schedule_interval = Family::<ScheduleLabels, Gauge>::default();
+        registry.register_with_unit(
+            "etcd_op_schedule_last_success_timestamp",
+            "When the schedule's newest backup that succeeded completed (Unix time); the schedule's creation \
+             while none has",
+            prometheus_client::registry::Unit::Seconds,
+            schedule_last_success.clone(),
+        );
+        registry.register_with_unit(
+            "etcd_op_schedule_interval",
+            "Time between the schedule's next two runs; 0 while it is suspended",
+            prometheus_client::registry::Unit::Seconds,
+            schedule_interval.clone(),
         );
         let desired_members = Family::<ClusterLabels, Gauge>::default();
         let ready_members = Family::<ClusterLabels, Gauge>::default();
@@ -275,6 +292,8 @@ impl Default for Metrics {
             drill_success,
             drill_restore_seconds,
             drill_data_age_seconds,
+            schedule_last_success,
+            schedule_interval,
             desired_members,
             ready_members,
             leader_present,
@@ -331,6 +350,14 @@ impl Metrics {
         if let Some(seconds) = drill.data_age_seconds {
             self.drill_data_age_seconds.get_or_create(&labels).set(seconds);
         }
+    }
+
+    /// How fresh a schedule's backups are: its last success (or creation) and its interval, for the alert on
+    /// backups too old.
+    pub fn set_schedule_freshness(&self, namespace: &str, schedule: &str, last_success: i64, interval: i64) {
+        let labels = ScheduleLabels { namespace: namespace.to_string(), schedule: schedule.to_string() };
+        self.schedule_last_success.get_or_create(&labels).set(last_success);
+        self.schedule_interval.get_or_create(&labels).set(interval);
     }
 
     pub fn forget_cluster(&self, namespace: &str, name: &str) {

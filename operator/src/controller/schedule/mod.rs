@@ -220,6 +220,13 @@ async fn reconcile(cached: Arc<EtcdBackupSchedule>, ctx: Arc<Context>) -> Result
         .max_by_key(|t| t.0);
     let next = cron.next_after(status.last_schedule_time.as_ref().map_or(now, |t| t.0.max(now)), &zone);
     status.next_schedule_time = next.map(|t| t.to_string());
+    let interval = match next.and_then(|n| Some((n, cron.next_after(n, &zone)?))) {
+        Some((first, second)) if !schedule.spec.suspend => second.as_second() - first.as_second(),
+        _ => 0,
+    };
+    let created = schedule.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0);
+    let last_success = status.last_successful_time.as_ref().map_or(created, |t| t.0);
+    ctx.metrics.set_schedule_freshness(&namespace, &name, last_success.as_second(), interval);
     let ready = if schedule.spec.suspend {
         ("Suspended", "spec.suspend is true: no backup is taken")
     } else {
