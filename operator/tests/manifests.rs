@@ -105,6 +105,22 @@ fn kustomize_default_renders_the_operator() {
 
 #[test]
 #[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
+fn kustomize_prometheus_renders_the_monitors_the_alerts_and_the_dashboard_for_grafanas_sidecar() {
+    let rendered = kustomize("config/prometheus");
+    for expected in [
+        "kind: ServiceMonitor",
+        "kind: PodMonitor",
+        "kind: PrometheusRule",
+        "grafana_dashboard: \"1\"",
+        "etcd-op.json:",
+    ] {
+        assert!(rendered.contains(expected), "rendered config/prometheus lacks {expected:?}");
+    }
+    assert!(rendered.contains("etcd_server_leader_changes_seen_total"), "the ConfigMap carries the dashboard");
+}
+
+#[test]
+#[ignore = "needs kubectl with kustomize v5: `make test-unit` finds or builds one"]
 fn kustomize_samples_render() {
     let rendered = kustomize("config/samples");
     assert!(rendered.contains("kind: EtcdCluster"));
