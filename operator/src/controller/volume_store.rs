@@ -16,9 +16,10 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
+use super::act::create_if_absent;
 use super::resources::{LABEL_MANAGED_BY, MANAGER, locked_down, pod_security};
 use super::{Context, Error};
 use crate::store::Store;
@@ -65,14 +66,14 @@ pub async fn ensure(ctx: &Context, namespace: &str, store: &VolumeStore) -> Resu
     };
     if read::<Secret>(ctx, namespace, &store.token_secret_name()).await?.is_none() {
         let token = new_token().map_err(|why| Error::StepNotPossible { step: "make a store token", why })?;
-        create(ctx, namespace, &token_secret(meta(store.token_secret_name()), &token)).await?;
+        create(ctx, namespace, token_secret(meta(store.token_secret_name()), &token)).await?;
     }
     if read::<Service>(ctx, namespace, &store.server_name()).await?.is_none() {
-        create(ctx, namespace, &service(meta(store.server_name()), store)).await?;
+        create(ctx, namespace, service(meta(store.server_name()), store)).await?;
     }
     match read::<Deployment>(ctx, namespace, &store.server_name()).await? {
         None => {
-            create(ctx, namespace, &deployment(meta(store.server_name()), store, image)).await?;
+            create(ctx, namespace, deployment(meta(store.server_name()), store, image)).await?;
             Ok(Some(format!("the store's pod {} is starting", store.server_name())))
         }
         Some(server) if server.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) < 1 => {
@@ -240,7 +241,8 @@ where
         .map_err(|source| Error::KubeRead { what: format!("{} {namespace}/{name}", K::kind(&())), source })
 }
 
-async fn create<K>(ctx: &Context, namespace: &str, object: &K) -> Result<(), Error>
+/// Creates `object`; one that another reconcile made first is as good.
+async fn create<K>(ctx: &Context, namespace: &str, object: K) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -250,15 +252,7 @@ where
 {
     let name = object.meta().name.clone().unwrap_or_default();
     tracing::info!(namespace, kind = %K::kind(&()), name = %name, step = "CreateVolumeStore", "decided");
-    match Api::<K>::namespaced(ctx.client.clone(), namespace)
-        .create(&PostParams { field_manager: Some(super::FIELD_MANAGER.into()), ..PostParams::default() }, object)
-        .await
-    {
-        // Another reconcile made it first.
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Ok(_) => Ok(()),
-        Err(source) => Err(Error::KubeWrite { what: format!("{} {namespace}/{name}", K::kind(&())), source }),
-    }
+    create_if_absent(ctx, namespace, object).await.map(|_| ())
 }
 
 #[cfg(test)]

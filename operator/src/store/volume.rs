@@ -123,16 +123,6 @@ impl VolumeClient {
         Ok(response.bytes_stream().map(move |chunk| chunk.map_err(|e| format!("fetching {key}: {e}"))))
     }
 
-    /// Reads `key` back and hashes it as it streams.
-    pub async fn digest(&self, key: &str) -> Result<SnapshotDigest, String> {
-        let mut stream = self.get(key).await?;
-        let mut hasher = SnapshotHasher::default();
-        while let Some(chunk) = stream.next().await {
-            hasher.update(&chunk?);
-        }
-        Ok(hasher.finish())
-    }
-
     pub async fn delete(&self, key: &str) -> Result<(), String> {
         let response = self
             .http
