@@ -81,7 +81,7 @@ pub async fn observe(
     if let Ok(RestoreFrom { store, .. }) = &source
         && let Some(StoreKind::Volume(volume)) = store.kind()
     {
-        volume_store::ensure(ctx, &namespace, volume).await?;
+        let _not_ready_yet = volume_store::ensure(ctx, &namespace, volume).await?;
     }
     let pods = Api::<Pod>::namespaced(ctx.client.clone(), &namespace)
         .list(&ListParams::default().labels(&format!("{LABEL_RESTORE_OF}={}", ec.name_any())))

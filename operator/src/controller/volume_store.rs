@@ -22,8 +22,9 @@ use kube::{Resource, ResourceExt};
 use super::act::create_if_absent;
 use super::resources::{LABEL_MANAGED_BY, MANAGER, locked_down, pod_security};
 use super::{Context, Error};
-use crate::store::Store;
+use crate::store::volume::server_url;
 use crate::store::volume_server::HEALTH_PATH;
+use crate::store::{Credentials, Store};
 
 /// Labels the server's pod with the claim it serves.
 pub const LABEL_STORE_CLAIM: &str = "etcd.cloud.io/store-claim";
@@ -33,29 +34,37 @@ const MOUNT: &str = "/store";
 /// The store `spec` names, ready for use, or why it is not: an S3 store's key pair is read from its Secret; a
 /// volume store's server is made where missing and must be ready.
 pub async fn open(ctx: &Context, namespace: &str, spec: &BackupStore) -> Result<Result<Store, String>, Error> {
-    if let Some(StoreKind::Volume(volume)) = spec.kind()
-        && let Some(why) = ensure(ctx, namespace, volume).await?
-    {
-        return Ok(Err(why));
-    }
-    Ok(Store::open(&ctx.client, namespace, spec).await.map_err(|e| e.to_string()))
+    Ok(match spec.kind() {
+        Some(StoreKind::S3(s3)) => match Credentials::read(&ctx.client, namespace, &s3.credentials_secret.name).await {
+            Ok(credentials) => Store::s3(s3, &credentials).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Some(StoreKind::Volume(volume)) => match ensure(ctx, namespace, volume).await? {
+            Ok(token) => {
+                let url = server_url(&volume.server_name(), Some(namespace));
+                Store::volume(&url, &volume.claim_name, token).map_err(|e| e.to_string())
+            }
+            Err(why) => Err(why),
+        },
+        None => Err("the store names neither an S3 store nor a volume".into()),
+    })
 }
 
-/// Makes what is missing of the server of `store` in `namespace`; returns why it cannot serve yet, or `None`
-/// once its pod is ready.
-pub async fn ensure(ctx: &Context, namespace: &str, store: &VolumeStore) -> Result<Option<String>, Error> {
+/// Makes what is missing of the server of `store` in `namespace`; returns its token once its pod is ready,
+/// or why it cannot serve yet.
+pub async fn ensure(ctx: &Context, namespace: &str, store: &VolumeStore) -> Result<Result<String, String>, Error> {
     let Some(image) = ctx.config.operator_image.as_deref() else {
-        return Ok(Some(
+        return Ok(Err(
             "a volume store's pod runs the operator's image, which an operator outside the cluster does not know"
                 .into(),
         ));
     };
     let claim_name = &store.claim_name;
     let Some(claim) = read::<PersistentVolumeClaim>(ctx, namespace, claim_name).await? else {
-        return Ok(Some(format!("the PersistentVolumeClaim {claim_name} does not exist")));
+        return Ok(Err(format!("the PersistentVolumeClaim {claim_name} does not exist")));
     };
     let Some(owner) = owner_of(&claim) else {
-        return Ok(Some(format!("the PersistentVolumeClaim {claim_name} has no uid yet")));
+        return Ok(Err(format!("the PersistentVolumeClaim {claim_name} has no uid yet")));
     };
     let meta = |name: String| ObjectMeta {
         name: Some(name),
@@ -64,23 +73,41 @@ pub async fn ensure(ctx: &Context, namespace: &str, store: &VolumeStore) -> Resu
         owner_references: Some(vec![owner.clone()]),
         ..ObjectMeta::default()
     };
-    if read::<Secret>(ctx, namespace, &store.token_secret_name()).await?.is_none() {
-        let token = new_token().map_err(|why| Error::StepNotPossible { step: "make a store token", why })?;
-        create(ctx, namespace, token_secret(meta(store.token_secret_name()), &token)).await?;
-    }
-    if read::<Service>(ctx, namespace, &store.server_name()).await?.is_none() {
-        create(ctx, namespace, service(meta(store.server_name()), store)).await?;
-    }
-    match read::<Deployment>(ctx, namespace, &store.server_name()).await? {
+    let decided = |kind: &str, name: &str| {
+        tracing::info!(namespace, claim = %claim_name, kind, name, step = "CreateVolumeStore", "decided");
+    };
+    let token = match read::<Secret>(ctx, namespace, &store.token_secret_name()).await? {
+        Some(secret) => token_of(&secret)
+            .ok_or_else(|| format!("the Secret {} holds no {STORE_TOKEN_KEY}", store.token_secret_name())),
         None => {
-            create(ctx, namespace, deployment(meta(store.server_name()), store, image)).await?;
-            Ok(Some(format!("the store's pod {} is starting", store.server_name())))
+            let token = new_token().map_err(|why| Error::StepNotPossible { step: "make a store token", why })?;
+            decided("Secret", &store.token_secret_name());
+            create_if_absent(ctx, namespace, token_secret(meta(store.token_secret_name()), &token)).await?;
+            Ok(token)
+        }
+    };
+    if read::<Service>(ctx, namespace, &store.server_name()).await?.is_none() {
+        decided("Service", &store.server_name());
+        create_if_absent(ctx, namespace, service(meta(store.server_name()), store)).await?;
+    }
+    Ok(match read::<Deployment>(ctx, namespace, &store.server_name()).await? {
+        None => {
+            decided("Deployment", &store.server_name());
+            create_if_absent(ctx, namespace, deployment(meta(store.server_name()), store, image)).await?;
+            Err(format!("the store's pod {} is starting", store.server_name()))
         }
         Some(server) if server.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) < 1 => {
-            Ok(Some(format!("the store's pod {} is not ready yet", store.server_name())))
+            Err(format!("the store's pod {} is not ready yet", store.server_name()))
         }
-        Some(_) => Ok(None),
-    }
+        Some(_) => token,
+    })
+}
+
+/// The token a store's Secret holds, as text.
+fn token_of(secret: &Secret) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(STORE_TOKEN_KEY)?;
+    let token = String::from_utf8(bytes.0.clone()).ok()?;
+    Some(token.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 fn labels(store: &VolumeStore) -> BTreeMap<String, String> {
@@ -241,20 +268,6 @@ where
         .map_err(|source| Error::KubeRead { what: format!("{} {namespace}/{name}", K::kind(&())), source })
 }
 
-/// Creates `object`; one that another reconcile made first is as good.
-async fn create<K>(ctx: &Context, namespace: &str, object: K) -> Result<(), Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    tracing::info!(namespace, kind = %K::kind(&()), name = %name, step = "CreateVolumeStore", "decided");
-    create_if_absent(ctx, namespace, object).await.map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +290,14 @@ mod tests {
         let from = env.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");
         assert_eq!((from.name.as_str(), from.key.as_str()), ("backups-store-token", STORE_TOKEN_KEY));
         assert_eq!(spec.selector.match_labels, Some(selector(&store())));
+    }
+
+    #[test]
+    fn the_token_is_read_back_from_the_secret_it_was_written_to() {
+        let secret = token_secret(ObjectMeta::default(), "abc123");
+        assert_eq!(token_of(&secret).as_deref(), Some("abc123"));
+        assert_eq!(token_of(&token_secret(ObjectMeta::default(), " ")), None, "a blank token is no token");
+        assert_eq!(token_of(&Secret::default()), None);
     }
 
     #[test]

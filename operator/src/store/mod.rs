@@ -9,7 +9,7 @@ pub mod volume_server;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, BackupStore, S3Store, SECRET_ACCESS_KEY_KEY, STORE_TOKEN_KEY, StoreKind};
+use etcd_op_api::v1::{ACCESS_KEY_ID_KEY, S3Store, SECRET_ACCESS_KEY_KEY};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -32,8 +32,6 @@ pub enum StoreError {
     Store { bucket: String, source: object_store::Error },
     #[error("the store pvc://{claim}: {why}")]
     Volume { claim: String, why: String },
-    #[error("the store names neither an S3 store nor a volume")]
-    Unnamed,
     #[error("the snapshot stream: {0}")]
     Source(String),
 }
@@ -103,22 +101,6 @@ pub enum Store {
 }
 
 impl Store {
-    /// The store `spec` names, in `namespace`, with its key pair or token read from its Secret. A volume
-    /// store is reached on its server's Service, which must be running (`controller::volume_store`).
-    pub async fn open(client: &kube::Client, namespace: &str, spec: &BackupStore) -> Result<Self, StoreError> {
-        match spec.kind() {
-            Some(StoreKind::S3(s3)) => {
-                Self::s3(s3, &Credentials::read(client, namespace, &s3.credentials_secret.name).await?)
-            }
-            Some(StoreKind::Volume(store)) => {
-                let token =
-                    SecretValues::read(client, namespace, &store.token_secret_name()).await?.value(STORE_TOKEN_KEY)?;
-                Self::volume(&volume::server_url(&store.server_name(), Some(namespace)), &store.claim_name, token)
-            }
-            None => Err(StoreError::Unnamed),
-        }
-    }
-
     pub fn s3(spec: &S3Store, credentials: &Credentials) -> Result<Self, StoreError> {
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&spec.bucket)
