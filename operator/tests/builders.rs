@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 mod common;
-use common::{NAMESPACE, UID, V36, cluster_of, spec};
+use common::{NAMESPACE, UID, V35, V36, cluster_of, spec};
 
 /// The pod of a member of a cluster whose transport is settled (no TLS being turned on).
 fn settled_pod(ec: &EtcdCluster, member: &str, version: Version, bootstrap: &Bootstrap, quota: Option<u64>) -> Pod {
@@ -281,6 +281,8 @@ fn etcd_flags_follow_the_member_its_bootstrap_and_its_quota() {
         "--initial-advertise-peer-urls=http://demo-1.demo.prod.svc:2380".to_string(),
         "--auto-compaction-mode=periodic".to_string(),
         "--auto-compaction-retention=1h".to_string(),
+        // 3.6 and later stop serving clients while they defragment, so clients move to another member.
+        "--feature-gates=StopGRPCServiceOnDefrag=true".to_string(),
     ];
     let ec = cluster();
     assert_eq!(legacy_token(&ec), legacy);
@@ -312,6 +314,8 @@ fn etcd_flags_follow_the_member_its_bootstrap_and_its_quota() {
         );
         let container = etcd_container(&pod);
         assert_eq!(container.command.as_deref(), Some(&["/usr/local/bin/etcd".to_string()][..]), "{}", case.what);
+        let on_35 = args_of(&settled_pod(&ec, "demo-1", V35, &case.bootstrap, case.quota));
+        assert!(!on_35.iter().any(|a| a.starts_with("--feature-gates")), "3.5 has no feature gates: {on_35:?}");
     }
 }
 

@@ -133,6 +133,15 @@ impl EtcdApi for FakeEtcd {
         self.record(format!("get {endpoint} {key}"));
         Box::pin(async { Ok(None) })
     }
+    fn defragment<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<(), EtcdError>> {
+        self.change(endpoint, format!("defragment {endpoint}"), ())
+    }
+    fn compact<'a>(&'a self, endpoint: &'a str, revision: i64) -> BoxFuture<'a, Result<(), EtcdError>> {
+        self.change(endpoint, format!("compact {endpoint} {revision}"), ())
+    }
+    fn disarm_no_space<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<u64>, EtcdError>> {
+        self.change(endpoint, format!("disarm_no_space {endpoint}"), Vec::new())
+    }
     // The cluster's stages never take snapshots; the backup path is tested against real etcd.
     fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>> {
         self.record(format!("snapshot {endpoint}"));
@@ -150,6 +159,7 @@ fn status(member_id: u64, leader_id: u64, learner: bool) -> EndpointStatus {
         raft_applied_index: 100,
         db_size: 1 << 20,
         db_size_in_use: 1 << 19,
+        revision: 100,
         version: "3.6.16".into(),
         is_learner: learner,
         errors: Vec::new(),
@@ -308,6 +318,7 @@ fn observed_member(ordinal: u64) -> Member {
             }),
         }),
         bootstrap: None,
+        defragmented_secs_ago: None,
     }
 }
 
@@ -337,6 +348,7 @@ fn observation(size: usize) -> Observation {
         recovery: None,
         upgrade_backups: None,
         certificates: Vec::new(),
+        maintenance: Default::default(),
     }
 }
 

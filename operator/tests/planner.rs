@@ -2,13 +2,15 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    Alarm, CopyState, EtcdMember, EtcdView, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView,
-    PvcView, QuorumLoss, QuorumLossAction, Recovery, RescueCopy, Restore, RestoreFrom, RestoreState, Target, Transport,
-    TroubleKind, Version, quorum, upgrade_backup_name,
+    Alarm, CopyState, DefragmentationReason, DefragmentationRule, EtcdMember, EtcdView, Maintenance, Member,
+    MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, QuorumLoss, QuorumLossAction, Recovery,
+    RescueCopy, Restore, RestoreFrom, RestoreState, Target, Transport, TroubleKind, Version, quorum,
+    upgrade_backup_name,
 };
 use etcd_op::controller::plan::{
-    Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, Plan, RESTART_SETTLES_WITHIN_SECS, ROLLOUT_STUCK_AFTER_SECS,
-    STALE_PEER_VIEW_AFTER_SECS, Step, disruption_budget_members, ordinal_of, plan,
+    Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, NO_SPACE_DISARM_PERCENT, Plan, RESTART_SETTLES_WITHIN_SECS,
+    ROLLOUT_STUCK_AFTER_SECS, STALE_PEER_VIEW_AFTER_SECS, Step, disruption_budget_members, due_for_defragmentation,
+    ordinal_of, plan,
 };
 use proptest::prelude::*;
 
@@ -17,6 +19,30 @@ use common::{CLUSTER_ID, THRESHOLD, V35, V36, healthy_cluster, healthy_member, o
 
 // ---------------------------------------------------------------------------------------------------------
 // Generated observations
+
+const MIB: u64 = 1024 * 1024;
+
+/// spec.maintenance with thresholds low enough for generated members to pass them, and a compaction recorded
+/// or not.
+fn arb_maintenance() -> impl Strategy<Value = Maintenance> {
+    (
+        prop::option::weighted(0.8, (1u64..200, 1u64..=100, 1u64..=100, prop_oneof![Just(0u64), 1u64..1_000])),
+        prop::bool::weighted(0.5),
+        prop::option::of(0i64..5_000),
+    )
+        .prop_map(|(rule, recover_no_space, compacted_revision)| Maintenance {
+            defragmentation: rule.map(|(mib, fragmentation_percent, quota_use_percent, min_interval_secs)| {
+                DefragmentationRule {
+                    reclaimable_bytes: mib * MIB,
+                    fragmentation_percent,
+                    quota_use_percent,
+                    min_interval_secs,
+                }
+            }),
+            recover_no_space,
+            compacted_revision,
+        })
+}
 
 fn arb_version() -> impl Strategy<Value = Version> {
     prop_oneof![Just(V35), Just(V36), Just(Version::new(3, 6, 20)), Just(Version::new(3, 7, 0))]
@@ -44,6 +70,7 @@ prop_compose! {
         restarts in prop_oneof![Just(0u32), 1u32..5],
         peer_url_tls in prop::bool::weighted(0.3),
         listener_differs in prop::bool::weighted(0.05),
+        db in (0u64..300, 0u64..=100, 1u64..400, prop::option::of(0u64..2_000)),
         trouble in prop::option::weighted(0.1, prop_oneof![
             Just(TroubleKind::ImagePull),
             Just(TroubleKind::Unschedulable),
@@ -65,6 +92,7 @@ prop_compose! {
                 first_start: !ready && first_start && restarts == 0,
                 restarts,
                 peer_tls: peer_url_tls != listener_differs,
+                quota_bytes: db.2 * MIB,
                 ..PodView::default()
             }),
             pvc: has_pvc.then_some(PvcView::default()),
@@ -78,10 +106,13 @@ prop_compose! {
                     raft_applied_index: applied,
                     version: Some(version),
                     has_errors: errors,
-                    ..MemberHealth::default()
+                    db_size_bytes: (db.0 * MIB) as i64,
+                    db_size_in_use_bytes: (db.0 * MIB * db.1 / 100) as i64,
+                    revision: applied as i64,
                 }),
             }),
             bootstrap: None,
+            defragmented_secs_ago: db.3,
         }
     }
 }
@@ -134,6 +165,7 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
             ],
             0..3,
         )),
+        arb_maintenance(),
     )
         .prop_map(
             |(
@@ -145,8 +177,10 @@ fn arb_observation() -> impl Strategy<Value = Observation> {
                 backup_exists,
                 recovering,
                 upgrade_backups,
+                maintenance,
             )| {
                 obs.upgrade_backups = upgrade_backups;
+                obs.maintenance = maintenance;
                 obs.quorum_loss = QuorumLoss {
                     action,
                     after_secs,
@@ -294,6 +328,7 @@ fn arb_cluster() -> impl Strategy<Value = Observation> {
                     recovery: None,
                     upgrade_backups: None,
                     certificates: Vec::new(),
+                    maintenance: Default::default(),
                 }
             },
         )
@@ -394,6 +429,61 @@ fn check_recovery(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
 
 /// With spec.backupStore, no member moves onto a new minor release while another runs an older one before a
 /// backup of the cluster succeeded, and that backup is asked for only then.
+/// Maintenance (defragmentation, compaction, disarm) touches one member at a time, never the leader of
+/// several, only while every member answers from a ready pod and none lags behind; by need only while nothing
+/// is wrong and the member is due, and for NOSPACE only under `noSpace: Recover`.
+fn check_maintenance(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
+    let recovering_space = obs.maintenance.recover_no_space
+        && !obs.alarms.is_empty()
+        && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace);
+    let serving =
+        |m: &Member| m.is_voter() && m.answers(CLUSTER_ID) && m.pod.as_ref().is_some_and(|p| p.ready && !p.terminating);
+    match &p.step {
+        Step::Defragment { name, reason } => {
+            let m = find(obs, name);
+            let voters = obs.members.iter().filter(|m| m.is_voter()).count();
+            prop_assert!(!m.is_leader(leader_of(obs)) || voters == 1, "the leader of several is never defragmented");
+            prop_assert!(obs.members.iter().all(serving), "a defragmentation waits until every member serves");
+            let leader_applied =
+                obs.members.iter().find(|m| m.is_leader(leader_of(obs))).and_then(Member::applied_index);
+            prop_assert!(
+                obs.members.iter().all(|o| o
+                    .applied_index()
+                    .zip(leader_applied)
+                    .is_some_and(|(a, l)| l.saturating_sub(a) <= LEARNER_CATCH_UP_ENTRIES)),
+                "a defragmentation waits until every member has caught up"
+            );
+            if *reason == DefragmentationReason::NoSpace {
+                prop_assert!(recovering_space, "NOSPACE is recovered only when the spec says so");
+            } else {
+                prop_assert!(obs.alarms.is_empty(), "no defragmentation by need while an alarm is raised");
+                prop_assert!(obs.members.iter().all(|m| m.is_healthy(CLUSTER_ID)), "by need only while all is well");
+                let rule = obs.maintenance.defragmentation.as_ref();
+                prop_assert!(rule.is_some(), "defragmentation by need is off");
+                prop_assert_eq!(rule.and_then(|r| due_for_defragmentation(r, m)), Some(*reason));
+            }
+        }
+        Step::Compact { revision } => {
+            prop_assert!(recovering_space, "the operator compacts only to recover from NOSPACE");
+            prop_assert!(obs.maintenance.compacted_revision.is_none_or(|done| done < *revision));
+            prop_assert!(obs.members.iter().all(serving));
+        }
+        Step::DisarmNoSpace => {
+            prop_assert!(recovering_space);
+            prop_assert!(
+                obs.members.iter().all(|m| {
+                    let size = m.etcd.as_ref().and_then(|e| e.health.as_ref()).map_or(u64::MAX, |h| h.db_size());
+                    let quota = m.pod.as_ref().map_or(0, |p| p.quota_bytes);
+                    quota > 0 && u128::from(size) * 100 <= u128::from(quota) * u128::from(NO_SPACE_DISARM_PERCENT)
+                }),
+                "NOSPACE is disarmed only once every member's database is back under its quota"
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn check_upgrade_backup(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
     let to = (p.target.version.major, p.target.version.minor);
     let older_runs = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).any(|v| (v.major, v.minor) < to);
@@ -455,7 +545,10 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             p.step
         );
     }
-    if !obs.alarms.is_empty() && matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. }) {
+    check_maintenance(obs, p)?;
+    let recovering_space = obs.maintenance.recover_no_space && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace);
+    if !obs.alarms.is_empty() && !recovering_space && matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. })
+    {
         prop_assert!(
             matches!(p.step, Step::Wait | Step::CreateMemberPod { .. } | Step::DeleteMemberResources { .. })
                 || matches!(&p.step, Step::RemoveMember { name, .. } if find(obs, name).pod.is_none())
@@ -567,7 +660,13 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         }
         Step::MoveLeader { to, to_id } => {
             let m = find(obs, to);
-            prop_assert!(m.is_voter() && m.is_healthy(CLUSTER_ID) && !m.is_leader(leader));
+            // Under NOSPACE every member reports the alarm as an error: one that serves otherwise may lead.
+            let serves_through_nospace = obs.maintenance.recover_no_space
+                && !obs.alarms.is_empty()
+                && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace)
+                && m.answers(CLUSTER_ID)
+                && m.pod.as_ref().is_some_and(|p| p.ready && !p.terminating);
+            prop_assert!(m.is_voter() && (m.is_healthy(CLUSTER_ID) || serves_through_nospace) && !m.is_leader(leader));
             prop_assert_eq!(m.id(), Some(*to_id));
         }
         Step::RestartMember { name } => {
@@ -667,6 +766,8 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         | Step::BeginRecovery { .. }
         | Step::ClearForRecovery { .. }
         | Step::BackUpBeforeUpgrade { .. } => {}
+        // Checked by check_maintenance.
+        Step::Defragment { .. } | Step::Compact { .. } | Step::DisarmNoSpace => {}
     }
     Ok(())
 }
@@ -697,6 +798,12 @@ proptest! {
     #[test]
     fn planning_is_deterministic(obs in arb_observation()) {
         prop_assert_eq!(plan(&obs), plan(&obs));
+    }
+
+    #[test]
+    fn every_maintenance_plan_is_safe(obs in arb_maintained()) {
+        let p = plan(&obs);
+        check_invariants(&obs, &p)?;
     }
 
     #[test]
@@ -824,6 +931,27 @@ impl Simulator {
                 self.obs.transport = *transport;
                 self.obs.tls_change = None;
                 self.obs.desired.template_hash = "t1".into();
+            }
+            // A defragmentation leaves no free page; a compaction frees half of what each member holds; a
+            // disarm clears the alarms.
+            Step::Defragment { name, .. } => {
+                let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
+                let health = m.etcd.as_mut().unwrap().health.as_mut().unwrap();
+                health.db_size_bytes = health.db_size_in_use_bytes;
+                m.defragmented_secs_ago = Some(0);
+            }
+            Step::Compact { revision } => {
+                for m in &mut self.obs.members {
+                    let health = m.etcd.as_mut().unwrap().health.as_mut().unwrap();
+                    health.db_size_in_use_bytes /= 2;
+                }
+                self.obs.maintenance.compacted_revision = Some(*revision);
+            }
+            Step::DisarmNoSpace => {
+                self.obs.alarms.clear();
+                for m in &mut self.obs.members {
+                    m.etcd.as_mut().unwrap().health.as_mut().unwrap().has_errors = false;
+                }
             }
             Step::Nothing | Step::Wait => {}
         }
@@ -1149,6 +1277,7 @@ fn a_crash_between_member_add_and_pod_creation_is_finished_not_repeated() {
         pvc: None,
         etcd: Some(EtcdMember { id: 9, learner: true, ..EtcdMember::default() }),
         bootstrap: None,
+        defragmented_secs_ago: None,
     });
     assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-3".into() });
 }
@@ -1741,4 +1870,207 @@ fn a_backup_that_cannot_be_restored_creates_nothing() {
         plan(&restoring(&done, Err("EtcdBackup nightly does not exist"))).step,
         Step::BootstrapMembers { members: all_three() }
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Maintenance
+
+/// Three healthy members of `size_mib` each, `free_mib` of it free, with a 64 MiB quota; `demo-0` leads.
+fn with_databases(size_mib: u64, free_mib: u64) -> Observation {
+    let mut obs = healthy_cluster(3, V36);
+    for m in &mut obs.members {
+        m.pod.as_mut().unwrap().quota_bytes = 64 * MIB;
+        let health = m.etcd.as_mut().unwrap().health.as_mut().unwrap();
+        health.db_size_bytes = (size_mib * MIB) as i64;
+        health.db_size_in_use_bytes = ((size_mib - free_mib) * MIB) as i64;
+        health.revision = 500;
+    }
+    obs
+}
+
+fn defragment_over(mib: u64) -> Maintenance {
+    Maintenance {
+        defragmentation: Some(DefragmentationRule {
+            reclaimable_bytes: mib * MIB,
+            fragmentation_percent: 25,
+            quota_use_percent: 80,
+            min_interval_secs: 600,
+        }),
+        ..Maintenance::default()
+    }
+}
+
+#[test]
+fn members_with_free_space_past_the_threshold_are_defragmented_followers_first_and_the_leader_last() {
+    let mut obs = with_databases(40, 30);
+    obs.maintenance = defragment_over(16);
+    let mut sim = Simulator::new(obs);
+    let done = sim.converge();
+    assert_eq!(done.step, Step::Nothing);
+    assert_eq!(sim.described_steps(), ["Defragment", "Defragment", "lead demo-2", "Defragment"]);
+    let defragmented: Vec<&str> = sim
+        .steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Defragment { name, reason } => {
+                assert_eq!(*reason, DefragmentationReason::Reclaimable);
+                Some(name.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(defragmented, ["demo-1", "demo-2", "demo-0"], "the leader's turn comes once leadership moved");
+}
+
+#[test]
+fn a_fragmented_database_near_its_quota_is_defragmented_below_the_free_space_threshold() {
+    // 60 MiB of a 64 MiB quota, a third of it free: under the 200 MiB threshold, but near the quota.
+    let mut obs = with_databases(60, 20);
+    obs.maintenance = defragment_over(200);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Defragment { name: "demo-1".into(), reason: DefragmentationReason::Fragmented });
+    assert!(p.reason.contains("33% of its 60 MiB database file is free"), "{}", p.reason);
+    // Far from the quota, the same share of free space is left alone.
+    let mut obs = with_databases(20, 7);
+    obs.maintenance = defragment_over(200);
+    assert_eq!(plan(&obs).step, Step::Nothing);
+}
+
+#[test]
+fn no_defragmentation_while_a_member_is_unhealthy_behind_off_or_recently_done() {
+    let base = {
+        let mut obs = with_databases(40, 30);
+        obs.maintenance = defragment_over(16);
+        obs
+    };
+    let mut sick = base.clone();
+    sick.members[2].pod.as_mut().unwrap().ready = false;
+    sick.members[2].pod.as_mut().unwrap().not_ready_for_secs = 5;
+    assert_eq!(plan(&sick).step, Step::Wait);
+
+    let mut behind = base.clone();
+    behind.members[0].etcd.as_mut().unwrap().health.as_mut().unwrap().raft_applied_index = 10_000;
+    let p = plan(&behind);
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("behind the leader"), "{}", p.reason);
+
+    let mut off = base.clone();
+    off.maintenance.defragmentation = None;
+    assert_eq!(plan(&off).step, Step::Nothing);
+
+    let mut recent = base.clone();
+    for m in &mut recent.members {
+        m.defragmented_secs_ago = Some(60);
+    }
+    assert_eq!(plan(&recent).step, Step::Nothing, "each member waits minIntervalSeconds between two");
+
+    let mut paused = base;
+    paused.paused = true;
+    assert_eq!(plan(&paused).step, Step::Nothing);
+}
+
+fn no_space(obs: &mut Observation) {
+    obs.alarms = (0..3).map(|i| MemberAlarm { member: format!("demo-{i}"), alarm: Alarm::NoSpace }).collect();
+    for m in &mut obs.members {
+        m.etcd.as_mut().unwrap().health.as_mut().unwrap().has_errors = true;
+    }
+}
+
+#[test]
+fn nospace_is_reported_and_left_alone_under_the_alert_policy() {
+    let mut obs = with_databases(64, 0);
+    no_space(&mut obs);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::AlarmNoSpace));
+}
+
+#[test]
+fn nospace_is_recovered_by_compacting_defragmenting_the_leader_last_and_disarming() {
+    let mut obs = with_databases(64, 0);
+    no_space(&mut obs);
+    obs.maintenance.recover_no_space = true;
+    let mut sim = Simulator::new(obs);
+    let done = sim.converge();
+    assert_eq!(done.step, Step::Nothing);
+    assert_eq!(
+        sim.described_steps(),
+        ["Compact", "Defragment", "Defragment", "lead demo-2", "Defragment", "DisarmNoSpace"]
+    );
+    assert_eq!(sim.steps[0], Step::Compact { revision: 500 });
+}
+
+#[test]
+fn nospace_that_compaction_and_defragmentation_cannot_relieve_is_reported_not_disarmed() {
+    let mut obs = with_databases(63, 0);
+    no_space(&mut obs);
+    obs.maintenance.recover_no_space = true;
+    obs.maintenance.compacted_revision = Some(500);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::AlarmNoSpace));
+    assert!(p.reason.contains("demo-0 (63 of 64 MiB)"), "{}", p.reason);
+    // A client deleted keys: the revision moved on, and the history is compacted again.
+    for m in &mut obs.members {
+        m.etcd.as_mut().unwrap().health.as_mut().unwrap().revision = 520;
+    }
+    assert_eq!(plan(&obs).step, Step::Compact { revision: 520 });
+}
+
+#[test]
+fn nospace_recovery_waits_for_every_member_to_answer() {
+    let mut obs = with_databases(64, 0);
+    no_space(&mut obs);
+    obs.maintenance.recover_no_space = true;
+    obs.members[1].etcd.as_mut().unwrap().health = None;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Wait);
+    assert!(p.reason.contains("waiting for every member to answer"), "{}", p.reason);
+}
+
+/// A formed cluster of voters on the target, mostly healthy, whose databases hold generated amounts of free
+/// space, sometimes under NOSPACE: where maintenance decides.
+fn arb_maintained() -> impl Strategy<Value = Observation> {
+    let member = (0u64..80, 0u64..=100, 0u64..1_500, prop::option::of(0u64..2_000), prop::bool::weighted(0.9));
+    (1usize..=7)
+        .prop_flat_map(move |n| {
+            (
+                proptest::collection::vec(member.clone(), n),
+                0..n,
+                arb_maintenance(),
+                prop::bool::weighted(0.4),
+                prop::option::weighted(0.2, 0..n),
+            )
+        })
+        .prop_map(|(members, leader, maintenance, no_space, silent)| {
+            let size = members.len();
+            let mut obs = healthy_cluster(size as u32, V36);
+            for (i, (m, (mib, free_percent, applied, defragmented, ready))) in
+                obs.members.iter_mut().zip(members).enumerate()
+            {
+                m.defragmented_secs_ago = defragmented;
+                let pod = m.pod.as_mut().unwrap();
+                pod.quota_bytes = 64 * MIB;
+                pod.ready = ready;
+                pod.not_ready_for_secs = if ready { 0 } else { 5 };
+                let etcd = m.etcd.as_mut().unwrap();
+                if silent == Some(i) {
+                    etcd.health = None;
+                    continue;
+                }
+                let health = etcd.health.as_mut().unwrap();
+                health.db_size_bytes = (mib * MIB) as i64;
+                health.db_size_in_use_bytes = (mib * MIB * (100 - free_percent) / 100) as i64;
+                health.raft_applied_index = applied;
+                health.revision = applied as i64;
+                health.has_errors = no_space;
+            }
+            obs.etcd = EtcdView::Reachable { cluster_id: CLUSTER_ID, leader_id: Some(leader as u64 + 1) };
+            if no_space {
+                obs.alarms =
+                    obs.members.iter().map(|m| MemberAlarm { member: m.name.clone(), alarm: Alarm::NoSpace }).collect();
+            }
+            obs.maintenance = maintenance;
+            obs
+        })
 }

@@ -197,6 +197,7 @@ fn a_recorded_recovery_clears_the_lost_cluster_then_restores_every_member() {
             pvc: Some(Default::default()),
             etcd: None,
             bootstrap: Some(bootstrap.clone()),
+            defragmented_secs_ago: None,
         })
         .collect();
     obs.initial_members = members.clone();

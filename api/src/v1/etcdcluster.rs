@@ -161,6 +161,98 @@ pub struct EtcdClusterSpec {
     /// the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_store: Option<super::BackupStore>,
+
+    /// Keeping the members' databases small. Unset, a member is defragmented when its database file holds
+    /// 200Mi of free space, or a quarter of it is free while the file fills 80% of the quota; and a NOSPACE
+    /// alarm is reported and left to a person (`noSpace: Alert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<MaintenanceSpec>,
+}
+
+/// Defragmentation by need, and what happens when etcd raises NOSPACE.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceSpec {
+    #[serde(default)]
+    pub defragmentation: DefragmentationSpec,
+
+    /// What the operator does when etcd raises NOSPACE (a database reached its quota; etcd refuses writes).
+    /// `Alert` (the default) reports `Degraded` with reason `AlarmNoSpace` and changes nothing. `Recover`
+    /// compacts the history up to the current revision (older revisions can no longer be read or watched),
+    /// defragments the members one at a time (the leader last), and disarms the alarm once every member's
+    /// database is back under 90% of its quota; each step is reported as an event.
+    #[serde(default)]
+    pub no_space: NoSpacePolicy,
+}
+
+/// When a member's database is defragmented: etcd reuses the space of deleted and compacted data but does not
+/// give it back to the disk until a defragmentation rewrites the file. One member at a time, followers first
+/// and the leader last (after leadership has moved), only while every member is healthy and caught up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragmentationSpec {
+    /// Defragment members by need. False: never, except to recover from NOSPACE with `noSpace: Recover`.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+
+    /// A member is defragmented once this much of its database file is free space, as a quantity.
+    #[serde(default = "default_reclaimable")]
+    #[x_kube(validation = Rule::new("isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))").message("spec.maintenance.defragmentation.reclaimable: a positive quantity, for example 200Mi"))]
+    pub reclaimable: Quantity,
+
+    /// A member is also defragmented once this percentage of its database file is free while the file
+    /// fills at least `quotaUsePercent` of the member's quota.
+    #[serde(default = "default_fragmentation_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub fragmentation_percent: i32,
+
+    /// See `fragmentationPercent`.
+    #[serde(default = "default_quota_use_percent")]
+    #[schemars(range(min = 1, max = 100))]
+    pub quota_use_percent: i32,
+
+    /// The least time between two defragmentations of one member by need, in seconds.
+    #[serde(default = "default_min_interval_seconds")]
+    #[schemars(range(min = 0, max = 604800))]
+    pub min_interval_seconds: i32,
+}
+
+impl Default for DefragmentationSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reclaimable: default_reclaimable(),
+            fragmentation_percent: default_fragmentation_percent(),
+            quota_use_percent: default_quota_use_percent(),
+            min_interval_seconds: default_min_interval_seconds(),
+        }
+    }
+}
+
+fn default_reclaimable() -> Quantity {
+    Quantity("200Mi".to_string())
+}
+
+fn default_fragmentation_percent() -> i32 {
+    25
+}
+
+fn default_quota_use_percent() -> i32 {
+    80
+}
+
+fn default_min_interval_seconds() -> i32 {
+    600
+}
+
+/// What happens when etcd raises NOSPACE.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoSpacePolicy {
+    /// Report the alarm and wait for a person.
+    #[default]
+    Alert,
+    /// Compact, defragment every member, and disarm the alarm once space is back.
+    Recover,
 }
 
 /// How a cluster that lost quorum comes back.
@@ -549,6 +641,19 @@ pub struct EtcdClusterStatus {
     /// IDs before and after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryStatus>,
+
+    /// The last compaction the operator ran (to recover from NOSPACE): the revision compacted up to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_compaction: Option<CompactionRecord>,
+}
+
+/// A compaction of the history the operator ran.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactionRecord {
+    pub time: Time,
+    /// Revisions before this one were compacted away.
+    pub revision: i64,
 }
 
 /// A recovery from a quorum loss, or from the loss of every member's data.
@@ -678,6 +783,25 @@ pub struct MemberStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 2))]
     pub alarms: Vec<String>,
+
+    /// The member's last defragmentation by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_defragmentation: Option<DefragmentationRecord>,
+}
+
+/// A defragmentation the operator ran on a member.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DefragmentationRecord {
+    pub time: Time,
+    /// The database file's size before, in bytes.
+    pub size_before: i64,
+    /// The database file's size after, in bytes, as the member reported it once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_after: Option<i64>,
+    /// Why: `Reclaimable` (free space past the threshold), `Fragmented` (a fragmented file near the quota)
+    /// or `NoSpace` (recovering from the NOSPACE alarm).
+    pub reason: String,
 }
 
 /// The size and version the operator is working towards.

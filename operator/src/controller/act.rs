@@ -8,6 +8,7 @@ use kube::{Resource, ResourceExt};
 
 use super::Context;
 use super::error::Error;
+use super::maintenance::MaintenanceRecord;
 use super::model::{Observation, Transport};
 use super::plan::{Plan, Step};
 use super::resources::{
@@ -15,8 +16,34 @@ use super::resources::{
 };
 use crate::etcd::EtcdApi;
 
-/// `etcd` reaches this cluster's members (over TLS when their client port speaks it).
+/// `etcd` reaches this cluster's members (over TLS when their client port speaks it). Returns what the step
+/// leaves on record in status.
 pub async fn act(
+    ctx: &Context,
+    etcd: &dyn EtcdApi,
+    ec: &EtcdCluster,
+    obs: &Observation,
+    plan: &Plan,
+) -> Result<MaintenanceRecord, Error> {
+    match &plan.step {
+        Step::Defragment { name, reason } => {
+            let size_after = super::maintenance::defragment(etcd, obs, name).await?;
+            Ok(MaintenanceRecord::defragmentation(obs, name, *reason, size_after))
+        }
+        Step::Compact { revision } => {
+            etcd.compact(leader_endpoint(obs, "compact")?, *revision).await?;
+            Ok(MaintenanceRecord::compaction(*revision))
+        }
+        Step::DisarmNoSpace => {
+            etcd.disarm_no_space(leader_endpoint(obs, "disarm NOSPACE")?).await?;
+            Ok(MaintenanceRecord::default())
+        }
+        _ => change(ctx, etcd, ec, obs, plan).await.map(|()| MaintenanceRecord::default()),
+    }
+}
+
+/// The steps that change members or their objects, and leave nothing on record.
+async fn change(
     ctx: &Context,
     etcd: &dyn EtcdApi,
     ec: &EtcdCluster,
@@ -28,7 +55,7 @@ pub async fn act(
     let version = plan.target.version;
     let transport = obs.transport;
     match &plan.step {
-        Step::Nothing | Step::Wait => Ok(()),
+        Step::Nothing | Step::Wait | Step::Defragment { .. } | Step::Compact { .. } | Step::DisarmNoSpace => Ok(()),
         Step::BootstrapMembers { members } => {
             let bootstrap = initial_bootstrap(ec, obs, members);
             for (made, name) in members.iter().filter(|name| !obs.is_created(name)).enumerate() {

@@ -7,6 +7,7 @@ pub mod children;
 pub mod error;
 pub mod issued_certificates;
 pub mod last_words;
+pub mod maintenance;
 pub mod model;
 pub mod observe;
 pub mod own_backups;
@@ -285,7 +286,13 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     if commit_first {
         report::write_status(ctx, ec, &status).await?;
     }
-    let outcome = act::act(ctx, etcd.as_ref(), ec, &observed.observation, &plan).await;
+    let outcome = match act::act(ctx, etcd.as_ref(), ec, &observed.observation, &plan).await {
+        Ok(record) => {
+            record.record(&mut status.members, &mut status.last_compaction);
+            Ok(())
+        }
+        Err(error) => Err(error),
+    };
     match &outcome {
         Err(error) if error.is_transient() => {
             info!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "retrying soon");

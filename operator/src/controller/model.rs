@@ -122,6 +122,53 @@ pub struct Observation {
     /// With spec.backupStore, the backups taken before minor upgrades, by the (major, minor) upgraded to;
     /// `None` without a store: upgrades then go without one.
     pub upgrade_backups: Option<std::collections::BTreeMap<(u32, u32), CopyState>>,
+    /// spec.maintenance, and what the operator last did for it.
+    pub maintenance: Maintenance,
+}
+
+/// spec.maintenance as the planner applies it, with the last compaction the operator ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Defragmentation by need; `None` when it is turned off.
+    pub defragmentation: Option<DefragmentationRule>,
+    /// spec.maintenance.noSpace is `Recover`: compact, defragment and disarm when etcd raises NOSPACE.
+    pub recover_no_space: bool,
+    /// The revision the operator last compacted up to (status.lastCompaction).
+    pub compacted_revision: Option<i64>,
+}
+
+/// When a member is due for a defragmentation by need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefragmentationRule {
+    /// Free space in the database file that makes a member due.
+    pub reclaimable_bytes: u64,
+    /// A member is also due when this share of its file is free while the file fills `quota_use_percent` of
+    /// its quota.
+    pub fragmentation_percent: u64,
+    pub quota_use_percent: u64,
+    /// The least time between two defragmentations of a member by need.
+    pub min_interval_secs: u64,
+}
+
+/// Why a member is defragmented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefragmentationReason {
+    /// Its free space passed the threshold.
+    Reclaimable,
+    /// Its file is fragmented and near its quota.
+    Fragmented,
+    /// Recovering from NOSPACE.
+    NoSpace,
+}
+
+impl DefragmentationReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefragmentationReason::Reclaimable => "Reclaimable",
+            DefragmentationReason::Fragmented => "Fragmented",
+            DefragmentationReason::NoSpace => "NoSpace",
+        }
+    }
 }
 
 /// The EtcdBackup taken before the upgrade of `cluster` to `major.minor`.
@@ -299,6 +346,8 @@ pub struct Member {
     pub etcd: Option<EtcdMember>,
     /// How the member was first started, as recorded on its volume or, with emptyDir storage, its pod.
     pub bootstrap: Option<Bootstrap>,
+    /// Seconds since the operator last defragmented the member (status.members[].lastDefragmentation).
+    pub defragmented_secs_ago: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -415,6 +464,19 @@ pub struct MemberHealth {
     pub db_size_bytes: i64,
     /// The part of the database file in use; the rest is free pages a defragmentation gives back.
     pub db_size_in_use_bytes: i64,
+    /// The store's revision as the member has applied it.
+    pub revision: i64,
+}
+
+impl MemberHealth {
+    /// Free pages in the database file: what a defragmentation gives back to the disk.
+    pub fn reclaimable_bytes(&self) -> u64 {
+        u64::try_from(self.db_size_bytes.saturating_sub(self.db_size_in_use_bytes)).unwrap_or(0)
+    }
+
+    pub fn db_size(&self) -> u64 {
+        u64::try_from(self.db_size_bytes).unwrap_or(0)
+    }
 }
 
 impl EtcdMember {

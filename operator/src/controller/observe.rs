@@ -260,6 +260,7 @@ pub async fn observe(
                     has_errors: !s.errors.is_empty(),
                     db_size_bytes: s.db_size,
                     db_size_in_use_bytes: s.db_size_in_use,
+                    revision: s.revision,
                 }),
             });
             Some(Member {
@@ -271,6 +272,7 @@ pub async fn observe(
                 }),
                 etcd,
                 bootstrap: recorded_bootstrap(&pvcs, &pods, &name),
+                defragmented_secs_ago: super::maintenance::defragmented_secs_ago(ec, &name, now),
                 name,
             })
         })
@@ -324,6 +326,7 @@ pub async fn observe(
         quorum_loss,
         recovery,
         upgrade_backups,
+        maintenance: super::maintenance::observe(ec),
     };
     Ok(Observed { observation, pvcs })
 }

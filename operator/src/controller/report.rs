@@ -53,6 +53,11 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             learner: m.is_learner(),
             healthy: healthy(m),
             alarms: obs.alarms.iter().filter(|a| a.member == m.name).map(|a| a.alarm.name().to_string()).collect(),
+            last_defragmentation: previous
+                .members
+                .iter()
+                .find(|p| p.name == m.name)
+                .and_then(|p| p.last_defragmentation.clone()),
         })
         .collect();
     let versions: std::collections::BTreeSet<_> = obs.members.iter().filter_map(|m| m.pod.as_ref()?.version).collect();
@@ -148,6 +153,7 @@ pub fn desired_status(ec: &EtcdCluster, obs: &Observation, plan: &Plan, now: Tim
             },
             now,
         ),
+        last_compaction: previous.last_compaction.clone(),
     }
 }
 

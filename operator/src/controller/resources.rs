@@ -441,6 +441,11 @@ fn etcd_args(
     ]
     .into_iter()
     .chain(quota.map(|bytes| format!("--quota-backend-bytes={bytes}")))
+    // While a member defragments, it tells clients it is not serving (gRPC health), so they move to another
+    // member instead of waiting; 3.5 does not have the gate.
+    .chain(
+        ((version.major, version.minor) >= (3, 6)).then(|| "--feature-gates=StopGRPCServiceOnDefrag=true".to_string()),
+    )
     .chain(peer_tls.into_iter().flatten())
     .chain(client_tls.into_iter().flatten())
     .collect()

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
-    AlarmAction, AlarmType, Certificate, Client, ConnectOptions, GetOptions, Identity, Member, MemberAddOptions,
-    TlsOptions,
+    AlarmAction, AlarmOptions, AlarmType, Certificate, Client, CompactionOptions, ConnectOptions, GetOptions, Identity,
+    Member, MemberAddOptions, TlsOptions,
 };
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -19,6 +19,10 @@ const LINEARIZABLE_PROBE_KEY: &str = "health";
 /// has read one from its database file.
 const SNAPSHOT_IDLE: Duration = Duration::from_secs(30);
 
+/// How long a defragmentation or a compaction may take: each rewrites or walks the whole database file.
+const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(300);
+/// etcd's words when the history is already compacted up to (or past) the revision asked for.
+const ALREADY_COMPACTED: &str = "required revision has been compacted";
 /// A snapshot as etcd streams it: the database file, then its sha256.
 pub type SnapshotStream = BoxStream<'static, Result<bytes::Bytes, EtcdError>>;
 
@@ -44,6 +48,8 @@ pub struct EndpointStatus {
     pub db_size: i64,
     /// The part of the database file in use; the rest is free pages a defragmentation gives back.
     pub db_size_in_use: i64,
+    /// The store's revision as this member has applied it.
+    pub revision: i64,
     pub version: String,
     pub is_learner: bool,
     pub errors: Vec<String>,
@@ -85,6 +91,13 @@ pub trait EtcdApi: Send + Sync {
     fn get<'a>(&'a self, endpoint: &'a str, key: &'a str) -> BoxFuture<'a, Result<Option<String>, EtcdError>>;
     /// A snapshot of the member's database, streamed as etcd sends it.
     fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>>;
+    /// Rewrites the member's database file without its free pages; the member serves no request meanwhile.
+    fn defragment<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<(), EtcdError>>;
+    /// Compacts the history up to `revision`, waiting until the member at `endpoint` has removed it from its
+    /// database. A history already compacted that far counts as done.
+    fn compact<'a>(&'a self, endpoint: &'a str, revision: i64) -> BoxFuture<'a, Result<(), EtcdError>>;
+    /// Disarms every NOSPACE alarm; returns the IDs of the members whose alarm was disarmed.
+    fn disarm_no_space<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<u64>, EtcdError>>;
     /// The same calls, to the members of a cluster whose client port speaks mutual TLS.
     fn with_tls(&self, tls: &ClientTls) -> Arc<dyn EtcdApi>;
 }
@@ -152,6 +165,15 @@ impl EtcdApi for Etcd {
     }
     fn snapshot<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<SnapshotStream, EtcdError>> {
         Box::pin(Etcd::snapshot(self, endpoint))
+    }
+    fn defragment<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(Etcd::defragment(self, endpoint))
+    }
+    fn compact<'a>(&'a self, endpoint: &'a str, revision: i64) -> BoxFuture<'a, Result<(), EtcdError>> {
+        Box::pin(Etcd::compact(self, endpoint, revision))
+    }
+    fn disarm_no_space<'a>(&'a self, endpoint: &'a str) -> BoxFuture<'a, Result<Vec<u64>, EtcdError>> {
+        Box::pin(Etcd::disarm_no_space(self, endpoint))
     }
     fn put<'a>(&'a self, endpoint: &'a str, key: &'a str, value: &'a str) -> BoxFuture<'a, Result<i64, EtcdError>> {
         Box::pin(async move {
@@ -227,6 +249,7 @@ impl Etcd {
             raft_applied_index: response.raft_applied_index(),
             db_size: response.db_size(),
             db_size_in_use: response.raft_used_db_size(),
+            revision: header.revision(),
             version: response.version().to_string(),
             is_learner: response.is_learner(),
             errors: response.errors().to_vec(),
@@ -330,6 +353,44 @@ impl Etcd {
                 Ok(message.map(|m| (bytes::Bytes::copy_from_slice(m.blob()), (client, stream, endpoint))))
             });
         Ok(Box::pin(chunks))
+    }
+
+    /// Defragments the member at `endpoint`. It rewrites the whole file, so it is bounded by
+    /// [`MAINTENANCE_TIMEOUT`] rather than the usual deadline.
+    pub async fn defragment(&self, endpoint: &str) -> Result<(), EtcdError> {
+        self.with_maintenance_deadline().call(endpoint, |mut c| async move { c.defragment().await }).await.map(drop)
+    }
+
+    pub async fn compact(&self, endpoint: &str, revision: i64) -> Result<(), EtcdError> {
+        let done =
+            self.with_maintenance_deadline()
+                .call(endpoint, |mut c| async move {
+                    c.compact(revision, Some(CompactionOptions::new().with_physical())).await
+                })
+                .await;
+        match done {
+            Err(EtcdError::Call { source, .. }) if source.to_string().contains(ALREADY_COMPACTED) => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    pub async fn disarm_no_space(&self, endpoint: &str) -> Result<Vec<u64>, EtcdError> {
+        let raised = self.alarms(endpoint).await?;
+        let mut disarmed = Vec::new();
+        for (id, _) in raised.into_iter().filter(|(_, alarm)| *alarm == Alarm::NoSpace) {
+            let mut options = AlarmOptions::new();
+            options.with_member(id);
+            self.call(endpoint, |mut c| async move {
+                c.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(options)).await
+            })
+            .await?;
+            disarmed.push(id);
+        }
+        Ok(disarmed)
+    }
+
+    fn with_maintenance_deadline(&self) -> Self {
+        Self { timeout: MAINTENANCE_TIMEOUT, tls: self.tls.clone() }
     }
 
     /// Asks the leader at `leader_endpoint` to hand leadership to member `to`.

@@ -37,6 +37,7 @@ pub fn healthy_member(ordinal: u32, id: u64, learner: bool, version: Version, ap
             ..EtcdMember::default()
         }),
         bootstrap: None,
+        defragmented_secs_ago: None,
     }
 }
 
@@ -70,6 +71,7 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         recovery: None,
         upgrade_backups: None,
         certificates: Vec::new(),
+        maintenance: Default::default(),
     }
 }
 
@@ -94,6 +96,7 @@ pub fn spec() -> EtcdClusterSpec {
         bootstrap: None,
         quorum_loss: None,
         backup_store: None,
+        maintenance: None,
     }
 }
 

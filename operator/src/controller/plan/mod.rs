@@ -9,14 +9,17 @@
 //! StorageClass is reported as that. Each step changes at most one member, and membership changes only
 //! when the previous one has settled.
 
+mod maintenance;
 mod recovery;
 
 pub use recovery::recovery_token;
 use recovery::{carry_out_recovery, recovered};
 
+pub use maintenance::{NO_SPACE_DISARM_PERCENT, NO_SPACE_FREE_BYTES, due as due_for_defragmentation};
+
 use super::model::{
-    Alarm, CopyState, EtcdMember, EtcdView, Member, Observation, PodView, QuorumLossAction, Restore, RestoreState,
-    Target, Transport, Version, quorum, upgrade_backup_name,
+    Alarm, CopyState, DefragmentationReason, EtcdMember, EtcdView, Member, Observation, PodView, QuorumLossAction,
+    Restore, RestoreState, Target, Transport, Version, quorum, upgrade_backup_name,
 };
 
 /// How far behind the leader a learner's applied index may be for it to be promoted. etcd refuses the
@@ -117,6 +120,18 @@ pub enum Step {
     BackUpBeforeUpgrade {
         backup: String,
     },
+    /// Rewrite one member's database file without its free pages; never the leader's (leadership moves first,
+    /// unless the member is alone).
+    Defragment {
+        name: String,
+        reason: DefragmentationReason,
+    },
+    /// Recovering from NOSPACE: compact the history up to `revision`.
+    Compact {
+        revision: i64,
+    },
+    /// Recovering from NOSPACE: every member's database is under its quota again; disarm the alarm.
+    DisarmNoSpace,
 }
 
 impl Step {
@@ -140,6 +155,9 @@ impl Step {
             Step::BeginRecovery { .. } => "BeginRecovery",
             Step::ClearForRecovery { .. } => "ClearForRecovery",
             Step::BackUpBeforeUpgrade { .. } => "BackUpBeforeUpgrade",
+            Step::Defragment { .. } => "Defragment",
+            Step::Compact { .. } => "Compact",
+            Step::DisarmNoSpace => "DisarmNoSpace",
         }
     }
 
@@ -296,6 +314,7 @@ fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
                 .or_else(|| cluster.scale(target))
                 .or_else(|| cluster.roll(target))
                 .or_else(|| cluster.turn_tls_on())
+                .or_else(|| cluster.defragment_by_need())
                 .unwrap_or_else(|| (Step::Nothing, Activity::Idle, "the cluster matches its spec".into()));
             cluster.guard(decision)
         }
@@ -802,6 +821,9 @@ impl Cluster<'_> {
     /// replaced or restarted for that, and no membership changes. The alarm is reported with what it means.
     fn heed_alarms(&self) -> Option<Decision> {
         let first = self.obs.alarms.first()?;
+        if self.obs.maintenance.recover_no_space && self.obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace) {
+            return Some(self.recover_space());
+        }
         let members = |alarm| {
             let names: Vec<&str> =
                 self.obs.alarms.iter().filter(|a| a.alarm == alarm).map(|a| a.member.as_str()).collect();
