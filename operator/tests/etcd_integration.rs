@@ -240,7 +240,7 @@ async fn integration_unreachable_endpoint_is_an_error_not_a_hang() {
 
 #[tokio::test]
 #[ignore = "needs real etcd processes: `make test-integration` builds etcd and sets ETCD_BIN"]
-async fn integration_nospace_is_read_as_an_alarm_of_the_member() {
+async fn integration_nospace_is_read_as_an_alarm_and_recovered_by_compaction_defragmentation_and_disarm() {
     let root = scratch_dir("nospace");
     let etcd = Etcd::default();
     let mut a = Member::new("a", &root);
@@ -264,6 +264,33 @@ async fn integration_nospace_is_read_as_an_alarm_of_the_member() {
     assert_eq!(alarms, vec![(status.member_id, Alarm::NoSpace)]);
     let status = etcd.status(&a.client).await.expect("a answers");
     assert!(!status.errors.is_empty(), "the member reports the alarm among its errors: {:?}", status.errors);
+
+    // What `noSpace: Recover` does, once a client deleted what it no longer needs (etcd takes deletes under
+    // NOSPACE): compact to the current revision, defragment, disarm.
+    client.delete("/fill/", Some(etcd_client::DeleteOptions::new().with_prefix())).await.expect("deletes go through");
+    let full = etcd.status(&a.client).await.expect("a answers");
+    etcd.compact(&a.client, full.revision).await.expect("compaction");
+    etcd.compact(&a.client, full.revision).await.expect("a compaction already done counts as done");
+    let compacted = etcd.status(&a.client).await.expect("a answers");
+    assert!(
+        compacted.db_size_in_use < full.db_size_in_use,
+        "compaction frees pages: {} then {}",
+        full.db_size_in_use,
+        compacted.db_size_in_use
+    );
+    assert!(compacted.db_size >= 4 * 1024 * 1024, "the file keeps its size until defragmented: {}", compacted.db_size);
+    etcd.defragment(&a.client).await.expect("defragmentation");
+    let defragmented = etcd.status(&a.client).await.expect("a answers");
+    assert!(
+        defragmented.db_size < compacted.db_size / 2,
+        "the file shrinks: {} then {}",
+        compacted.db_size,
+        defragmented.db_size
+    );
+    assert_eq!(etcd.disarm_no_space(&a.client).await.expect("disarm"), vec![status.member_id]);
+    assert!(etcd.alarms(&a.client).await.expect("the alarm list").is_empty());
+    client.put("/after", "written", None).await.expect("writes are taken again");
+    assert_eq!(etcd.disarm_no_space(&a.client).await.expect("disarm"), Vec::<u64>::new(), "nothing left to disarm");
 }
 
 /// Writes a certificate and key where a member reads them, replacing the files at once (as the kubelet's

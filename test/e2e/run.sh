@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the end-to-end scenarios on the local cluster, with the operator already deployed:
-#   1. side by side, each in its own namespace: the lifecycle, backup and recovery scenarios ($E2E_PARALLEL at once, default 2)
+#   1. side by side, each in its own namespace: the lifecycle, backup, recovery and maintenance scenarios ($E2E_PARALLEL at once, default 2)
 #      beside the other groups (TLS, own certificates, cert-manager, webhook, API validation, network policy),
 #      one at a time;
 #   2. then, one at a time, the scenarios that take the operator or the node away (disruptions, manager),
@@ -21,7 +21,7 @@ group() {
 }
 
 status=0
-group lifecycle --test lifecycle --test backup --test recovery -- --test-threads="$PARALLEL" &
+group lifecycle --test lifecycle --test backup --test recovery --test maintenance -- --test-threads="$PARALLEL" &
 lifecycle=$!
 group scenarios --test tls --test own_certificates --test cert_manager --test webhook --test api_validation \
   --test network_policy -- --test-threads=1 &
