@@ -2,10 +2,10 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    Alarm, CopyState, DefragmentationReason, DefragmentationRule, EtcdMember, EtcdView, Maintenance, Member,
-    MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, QuorumLoss, QuorumLossAction, Recovery,
-    RescueCopy, Restore, RestoreFrom, RestoreState, Target, Transport, TroubleKind, Version, quorum,
-    upgrade_backup_name,
+    Alarm, CopyState, DefragmentationReason, DefragmentationRequest, DefragmentationRule, EtcdMember, EtcdView,
+    Maintenance, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, QuorumLoss,
+    QuorumLossAction, Recovery, RescueCopy, Restore, RestoreFrom, RestoreState, Target, Transport, TroubleKind,
+    Version, quorum, upgrade_backup_name,
 };
 use etcd_op::controller::plan::{
     Activity, Blocker, LEARNER_CATCH_UP_ENTRIES, NO_SPACE_DISARM_PERCENT, Plan, RESTART_SETTLES_WITHIN_SECS,
@@ -29,8 +29,13 @@ fn arb_maintenance() -> impl Strategy<Value = Maintenance> {
         prop::option::weighted(0.8, (1u64..200, 1u64..=100, 1u64..=100, prop_oneof![Just(0u64), 1u64..1_000])),
         prop::bool::weighted(0.5),
         prop::option::of(0i64..5_000),
+        prop::option::weighted(0.2, (prop::option::of(0u32..8), 0u64..2_000)),
     )
-        .prop_map(|(rule, recover_no_space, compacted_revision)| Maintenance {
+        .prop_map(|(rule, recover_no_space, compacted_revision, requested)| Maintenance {
+            requested: requested.map(|(member, secs_ago)| DefragmentationRequest {
+                member: member.map(|i| format!("demo-{i}")),
+                secs_ago,
+            }),
             defragmentation: rule.map(|(mib, fragmentation_percent, quota_use_percent, min_interval_secs)| {
                 DefragmentationRule {
                     reclaimable_bytes: mib * MIB,
@@ -458,9 +463,11 @@ fn check_maintenance(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
             } else {
                 prop_assert!(obs.alarms.is_empty(), "no defragmentation by need while an alarm is raised");
                 prop_assert!(obs.members.iter().all(|m| m.is_healthy(CLUSTER_ID)), "by need only while all is well");
-                let rule = obs.maintenance.defragmentation.as_ref();
-                prop_assert!(rule.is_some(), "defragmentation by need is off");
-                prop_assert_eq!(rule.and_then(|r| due_for_defragmentation(r, m)), Some(*reason));
+                prop_assert!(
+                    obs.maintenance.defragmentation.is_some() || *reason == DefragmentationReason::Requested,
+                    "defragmentation by need is off"
+                );
+                prop_assert_eq!(due_for_defragmentation(&obs.maintenance, m), Some(*reason));
             }
         }
         Step::Compact { revision } => {
@@ -2073,4 +2080,26 @@ fn arb_maintained() -> impl Strategy<Value = Observation> {
             obs.maintenance = maintenance;
             obs
         })
+}
+
+#[test]
+fn a_defragmentation_asked_for_by_hand_is_done_once_per_member_whatever_the_thresholds() {
+    let mut obs = with_databases(2, 1);
+    obs.maintenance.requested = Some(DefragmentationRequest { member: None, secs_ago: 30 });
+    let mut sim = Simulator::new(obs.clone());
+    sim.converge();
+    assert_eq!(sim.described_steps(), ["Defragment", "Defragment", "lead demo-2", "Defragment"]);
+    assert!(
+        sim.steps
+            .iter()
+            .all(|s| !matches!(s, Step::Defragment { reason, .. } if *reason != DefragmentationReason::Requested))
+    );
+
+    // One member named: only it. Members defragmented after the request are done.
+    obs.maintenance.requested = Some(DefragmentationRequest { member: Some("demo-2".into()), secs_ago: 30 });
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Defragment { name: "demo-2".into(), reason: DefragmentationReason::Requested });
+    assert!(p.reason.contains("etcd.cloud.io/defragment"), "{}", p.reason);
+    obs.members[2].defragmented_secs_ago = Some(10);
+    assert_eq!(plan(&obs).step, Step::Nothing);
 }

@@ -6,12 +6,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::error::Error;
-use super::model::{DefragmentationReason, DefragmentationRule, Maintenance, Observation};
+use kube::ResourceExt;
+
+use super::model::{DefragmentationReason, DefragmentationRequest, DefragmentationRule, Maintenance, Observation};
 use super::resources::quantity_bytes;
 use crate::etcd::EtcdApi;
 
 /// spec.maintenance (its defaults when unset), with the last compaction recorded in status.
-pub fn observe(ec: &EtcdCluster) -> Maintenance {
+pub fn observe(ec: &EtcdCluster, now: Timestamp) -> Maintenance {
     let spec = ec.spec.maintenance.clone().unwrap_or_default();
     let defrag = &spec.defragmentation;
     let percent = |p: i32| u64::try_from(p.clamp(1, 100)).unwrap_or(100);
@@ -25,7 +27,23 @@ pub fn observe(ec: &EtcdCluster) -> Maintenance {
         }),
         recover_no_space: spec.no_space == NoSpacePolicy::Recover,
         compacted_revision: ec.status.as_ref().and_then(|s| s.last_compaction.as_ref()).map(|c| c.revision),
+        requested: requested(ec, now),
     }
+}
+
+/// Asks for a defragmentation of every member (or of the one `ANNOTATION_DEFRAGMENT_MEMBER` names): its value
+/// is when it was asked, in RFC 3339. `kubectl etcd defrag` sets it.
+pub const ANNOTATION_DEFRAGMENT: &str = "etcd.cloud.io/defragment";
+pub const ANNOTATION_DEFRAGMENT_MEMBER: &str = "etcd.cloud.io/defragment-member";
+
+/// The defragmentation asked for by annotation; a time that cannot be read asks for nothing.
+fn requested(ec: &EtcdCluster, now: Timestamp) -> Option<DefragmentationRequest> {
+    let annotations = ec.annotations();
+    let asked: Timestamp = annotations.get(ANNOTATION_DEFRAGMENT)?.parse().ok()?;
+    Some(DefragmentationRequest {
+        member: annotations.get(ANNOTATION_DEFRAGMENT_MEMBER).cloned(),
+        secs_ago: u64::try_from(now.as_second().saturating_sub(asked.as_second())).unwrap_or(0),
+    })
 }
 
 /// Seconds since the operator last defragmented `member`, as its status records.

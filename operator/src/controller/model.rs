@@ -135,6 +135,18 @@ pub struct Maintenance {
     pub recover_no_space: bool,
     /// The revision the operator last compacted up to (status.lastCompaction).
     pub compacted_revision: Option<i64>,
+    /// A defragmentation a person asked for (the `etcd.cloud.io/defragment` annotation).
+    pub requested: Option<DefragmentationRequest>,
+}
+
+/// A defragmentation asked for by hand: of one member or of all, done for each member once its last
+/// defragmentation is later than the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DefragmentationRequest {
+    /// `None`: every member.
+    pub member: Option<String>,
+    /// Seconds since the request was made.
+    pub secs_ago: u64,
 }
 
 /// When a member is due for a defragmentation by need.
@@ -159,6 +171,8 @@ pub enum DefragmentationReason {
     Fragmented,
     /// Recovering from NOSPACE.
     NoSpace,
+    /// A person asked for it.
+    Requested,
 }
 
 impl DefragmentationReason {
@@ -167,6 +181,7 @@ impl DefragmentationReason {
             DefragmentationReason::Reclaimable => "Reclaimable",
             DefragmentationReason::Fragmented => "Fragmented",
             DefragmentationReason::NoSpace => "NoSpace",
+            DefragmentationReason::Requested => "Requested",
         }
     }
 }

@@ -326,7 +326,7 @@ pub async fn observe(
         quorum_loss,
         recovery,
         upgrade_backups,
-        maintenance: super::maintenance::observe(ec),
+        maintenance: super::maintenance::observe(ec, now),
     };
     Ok(Observed { observation, pvcs })
 }

@@ -1,7 +1,7 @@
 //! Maintenance decisions: defragmentation by need, and recovery from NOSPACE. Both change no membership and
 //! touch one member at a time, the leader last; both run only while every member answers and is caught up.
 
-use super::super::model::{Alarm, DefragmentationReason, DefragmentationRule, Member, MemberHealth};
+use super::super::model::{Alarm, DefragmentationReason, DefragmentationRule, Maintenance, Member, MemberHealth};
 use super::{Activity, Blocker, Cluster, Decision, LEARNER_CATCH_UP_ENTRIES, Step};
 
 /// During a NOSPACE recovery, a member with this much free space in its file is defragmented.
@@ -11,8 +11,20 @@ pub const NO_SPACE_FREE_BYTES: u64 = 1024 * 1024;
 /// writes do not raise it again at once.
 pub const NO_SPACE_DISARM_PERCENT: u64 = 90;
 
+/// Why `m` is due for a defragmentation: asked for by hand and not done since, or needed under the rule.
+pub fn due(maintenance: &Maintenance, m: &Member) -> Option<DefragmentationReason> {
+    let asked = maintenance.requested.as_ref().is_some_and(|request| {
+        request.member.as_ref().is_none_or(|name| *name == m.name)
+            && m.defragmented_secs_ago.is_none_or(|ago| ago > request.secs_ago)
+    });
+    if asked {
+        return Some(DefragmentationReason::Requested);
+    }
+    needed(maintenance.defragmentation.as_ref()?, m)
+}
+
 /// Why `m` is due for a defragmentation by need under `rule`, if it is.
-pub fn due(rule: &DefragmentationRule, m: &Member) -> Option<DefragmentationReason> {
+fn needed(rule: &DefragmentationRule, m: &Member) -> Option<DefragmentationReason> {
     let health = m.etcd.as_ref()?.health.as_ref()?;
     if m.defragmented_secs_ago.is_some_and(|secs| secs < rule.min_interval_secs) {
         return None;
@@ -83,12 +95,11 @@ impl Cluster<'_> {
         Some(MemberTurn::Go(m))
     }
 
-    /// A member whose database file holds more free space than spec.maintenance allows is defragmented,
-    /// while the cluster is whole and healthy.
+    /// A member whose database file holds more free space than spec.maintenance allows, or whose
+    /// defragmentation was asked for, is defragmented while the cluster is whole and healthy.
     pub(super) fn defragment_by_need(&self) -> Option<Decision> {
-        let rule = self.obs.maintenance.defragmentation.as_ref()?;
         let due: Vec<(&Member, DefragmentationReason)> =
-            self.members().filter_map(|m| Some((m, due(rule, m)?))).collect();
+            self.members().filter_map(|m| Some((m, due(&self.obs.maintenance, m)?))).collect();
         if due.is_empty() {
             return None;
         }
@@ -104,6 +115,11 @@ impl Cluster<'_> {
                 let reason = due.iter().find(|(d, _)| d.name == m.name).map(|(_, r)| *r)?;
                 let health = health(m)?;
                 let why = match reason {
+                    DefragmentationReason::Requested => format!(
+                        "asked for by the etcd.cloud.io/defragment annotation ({} MiB of its {} MiB file is free)",
+                        health.reclaimable_bytes() / MIB,
+                        health.db_size() / MIB
+                    ),
                     DefragmentationReason::Fragmented => format!(
                         "{}% of its {} MiB database file is free while the file fills {}% of its quota",
                         health.reclaimable_bytes() * 100 / health.db_size().max(1),
