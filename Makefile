@@ -43,6 +43,13 @@ lint: deps-build ## Clippy with warnings as errors, and a formatting check.
 build: deps-build ## Build the manager binary (release).
 	$(CARGO) build --release -p etcd-op
 
+PLUGIN_DIR ?= $(HOME)/.local/bin
+
+.PHONY: plugin
+plugin: deps-build ## Build the kubectl plugin and install it as kubectl-etcd in PLUGIN_DIR (default ~/.local/bin).
+	$(CARGO) build --release -p kubectl-etcd
+	install -D -m 0755 target/release/kubectl-etcd $(PLUGIN_DIR)/kubectl-etcd
+
 .PHONY: run
 run: install ## Run the manager against the current kubeconfig, from this machine.
 	$(CARGO) run -p etcd-op -- --health-probe-bind-address=:8081 --metrics-bind-address=:8443

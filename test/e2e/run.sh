@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the end-to-end scenarios on the local cluster, with the operator already deployed:
-#   1. side by side, each in its own namespace: the lifecycle, backup, recovery and maintenance scenarios ($E2E_PARALLEL at once, default 2)
+#   1. side by side, each in its own namespace: the lifecycle, backup, recovery, maintenance and plugin scenarios ($E2E_PARALLEL at once, default 2)
 #      beside the other groups (TLS, own certificates, cert-manager, webhook, API validation, network policy),
 #      one at a time;
 #   2. then, one at a time, the scenarios that take the operator or the node away (disruptions, manager),
@@ -11,8 +11,10 @@ cd "$(dirname "$0")/../.."
 CARGO=${CARGO:-cargo}
 PARALLEL=${E2E_PARALLEL:-2}
 
-# Built once, before the groups start: they then only run their test binaries.
+# Built once, before the groups start: they then only run their test binaries. The plugin scenario runs
+# kubectl-etcd from the debug build.
 "$CARGO" test -p etcd-op-e2e --no-run
+"$CARGO" build -p kubectl-etcd
 
 # group NAME CARGO_TEST_ARGS...: runs one cargo test, its lines prefixed with [NAME]; its status is cargo's.
 group() {
@@ -21,7 +23,7 @@ group() {
 }
 
 status=0
-group lifecycle --test lifecycle --test backup --test recovery --test maintenance -- --test-threads="$PARALLEL" &
+group lifecycle --test lifecycle --test backup --test recovery --test maintenance --test plugin -- --test-threads="$PARALLEL" &
 lifecycle=$!
 group scenarios --test tls --test own_certificates --test cert_manager --test webhook --test api_validation \
   --test network_policy -- --test-threads=1 &

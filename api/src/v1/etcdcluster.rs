@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint};
 use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,11 @@ pub const DEFAULT_SIZE: i32 = 3;
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "quay.io/coreos/etcd";
 /// Size of each member's volume unless `spec.storage.volumeClaimTemplate.size` says otherwise.
 pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
+/// Asks the operator to defragment every member of a cluster (or the one [`ANNOTATION_DEFRAGMENT_MEMBER`]
+/// names), each once after the time this annotation holds (RFC 3339), followers first and the leader last.
+/// `kubectl etcd defrag` sets it.
+pub const ANNOTATION_DEFRAGMENT: &str = "etcd.cloud.io/defragment";
+pub const ANNOTATION_DEFRAGMENT_MEMBER: &str = "etcd.cloud.io/defragment-member";
 pub const MIN_SIZE: i32 = 1;
 pub const MAX_SIZE: i32 = 9;
 
@@ -793,7 +798,8 @@ pub struct MemberStatus {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DefragmentationRecord {
-    pub time: Time,
+    /// When it ended, to the microsecond: members are defragmented one after the other, often within a second.
+    pub time: MicroTime,
     /// The database file's size before, in bytes.
     pub size_before: i64,
     /// The database file's size after, in bytes, as the member reported it once done.

@@ -1,8 +1,11 @@
 //! Keeping members' databases small: what spec.maintenance asks, the defragmentations, compactions and
 //! disarms the planner decides, and their records in status.
 
-use etcd_op_api::v1::{CompactionRecord, DefragmentationRecord, EtcdCluster, MemberStatus, NoSpacePolicy};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use etcd_op_api::v1::{
+    ANNOTATION_DEFRAGMENT, ANNOTATION_DEFRAGMENT_MEMBER, CompactionRecord, DefragmentationRecord, EtcdCluster,
+    MemberStatus, NoSpacePolicy,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::error::Error;
@@ -30,11 +33,6 @@ pub fn observe(ec: &EtcdCluster, now: Timestamp) -> Maintenance {
         requested: requested(ec, now),
     }
 }
-
-/// Asks for a defragmentation of every member (or of the one `ANNOTATION_DEFRAGMENT_MEMBER` names): its value
-/// is when it was asked, in RFC 3339. `kubectl etcd defrag` sets it.
-pub const ANNOTATION_DEFRAGMENT: &str = "etcd.cloud.io/defragment";
-pub const ANNOTATION_DEFRAGMENT_MEMBER: &str = "etcd.cloud.io/defragment-member";
 
 /// The defragmentation asked for by annotation; a time that cannot be read asks for nothing.
 fn requested(ec: &EtcdCluster, now: Timestamp) -> Option<DefragmentationRequest> {
@@ -79,7 +77,7 @@ impl MaintenanceRecord {
         let size_before =
             obs.member(name).and_then(|m| m.etcd.as_ref()?.health.as_ref()).map_or(0, |h| h.db_size_bytes);
         let record = DefragmentationRecord {
-            time: Time(Timestamp::now()),
+            time: MicroTime(Timestamp::now()),
             size_before,
             size_after,
             reason: reason.as_str().to_string(),
