@@ -304,7 +304,7 @@ fn observed_member(ordinal: u64) -> Member {
             quota_bytes: 318 << 20,
             ..PodView::default()
         }),
-        pvc: Some(PvcView { terminating: false, quota_bytes: Some(318 << 20) }),
+        pvc: Some(PvcView { quota_bytes: Some(318 << 20), ..PvcView::default() }),
         etcd: Some(EtcdMember {
             id: info.id,
             learner: false,
@@ -349,6 +349,8 @@ fn observation(size: usize) -> Observation {
         upgrade_backups: None,
         certificates: Vec::new(),
         maintenance: Default::default(),
+        volume: None,
+        volume_expansion_allowed: None,
     }
 }
 
@@ -507,7 +509,7 @@ async fn a_pod_recreated_for_its_volume_starts_as_recorded_with_the_volumes_quot
     };
     obs.members[1].pod = None;
     obs.members[1].bootstrap = Some(recorded.clone());
-    obs.members[1].pvc = Some(PvcView { terminating: false, quota_bytes: Some(100 << 20) });
+    obs.members[1].pvc = Some(PvcView { quota_bytes: Some(100 << 20), ..PvcView::default() });
     let ec = cluster(3);
     let step = plan_of(&obs, Step::CreateMemberPod { name: "demo-1".into() });
     let (outcome, (_, pod)) = tokio::join!(bounded(act::act(&ctx, ctx.etcd.as_ref(), &ec, &obs, &step)), async {

@@ -2,8 +2,8 @@
 //! through a small simulator that applies each planned step to the observation.
 
 use etcd_op::controller::model::{
-    Alarm, CopyState, DefragmentationReason, DefragmentationRequest, DefragmentationRule, EtcdMember, EtcdView,
-    Maintenance, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, QuorumLoss,
+    Alarm, CopyState, DefragmentationReason, DefragmentationRequest, DefragmentationRule, DesiredVolume, EtcdMember,
+    EtcdView, Maintenance, Member, MemberAlarm, MemberHealth, Observation, PodTrouble, PodView, PvcView, QuorumLoss,
     QuorumLossAction, Recovery, RescueCopy, Restore, RestoreFrom, RestoreState, Target, Transport, TroubleKind,
     Version, quorum, upgrade_backup_name,
 };
@@ -334,6 +334,8 @@ fn arb_cluster() -> impl Strategy<Value = Observation> {
                     upgrade_backups: None,
                     certificates: Vec::new(),
                     maintenance: Default::default(),
+                    volume: None,
+                    volume_expansion_allowed: None,
                 }
             },
         )
@@ -775,6 +777,15 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         | Step::BackUpBeforeUpgrade { .. } => {}
         // Checked by check_maintenance.
         Step::Defragment { .. } | Step::Compact { .. } | Step::DisarmNoSpace => {}
+        Step::ExpandVolume { name, .. } => {
+            let volume = obs.volume.as_ref();
+            let requested = find(obs, name).pvc.as_ref().and_then(|p| p.requested_bytes);
+            prop_assert_eq!(obs.volume_expansion_allowed, Some(true), "a claim grows only where its class allows it");
+            prop_assert!(
+                volume.zip(requested).is_some_and(|(v, r)| r < v.bytes),
+                "only a claim smaller than the spec asks grows; it never shrinks"
+            );
+        }
     }
     Ok(())
 }
@@ -881,9 +892,16 @@ impl Simulator {
         let m = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap();
         let (id, learner) = (m.id().unwrap(), m.is_learner());
         let peer_urls = m.etcd.as_ref().unwrap().peer_urls.clone();
+        let pvc = m.pvc.clone();
         *m = healthy_member(m.ordinal, id, learner, target.version, applied);
         m.etcd.as_mut().unwrap().peer_urls = peer_urls;
+        // The pod comes back on its volume, with the quota recorded there.
+        let quota = pvc.as_ref().and_then(|p| p.quota_bytes);
+        m.pvc = pvc.or(m.pvc.take());
         let pod = m.pod.as_mut().unwrap();
+        if let Some(quota) = quota {
+            pod.quota_bytes = quota;
+        }
         pod.template_hash = target.template_hash.clone();
         pod.peer_tls = ports.peer_tls;
         pod.client_plaintext = ports.client_plaintext;
@@ -953,6 +971,14 @@ impl Simulator {
                     health.db_size_in_use_bytes /= 2;
                 }
                 self.obs.maintenance.compacted_revision = Some(*revision);
+            }
+            // The claim asks for more at once; its volume grows before the next observation.
+            Step::ExpandVolume { name, quota_bytes, .. } => {
+                let bytes = self.obs.volume.as_ref().unwrap().bytes;
+                let pvc = self.obs.members.iter_mut().find(|m| m.name == *name).unwrap().pvc.as_mut().unwrap();
+                pvc.requested_bytes = Some(bytes);
+                pvc.capacity_bytes = Some(bytes);
+                pvc.quota_bytes = Some(*quota_bytes);
             }
             Step::DisarmNoSpace => {
                 self.obs.alarms.clear();
@@ -2102,4 +2128,69 @@ fn a_defragmentation_asked_for_by_hand_is_done_once_per_member_whatever_the_thre
     assert!(p.reason.contains("etcd.cloud.io/defragment"), "{}", p.reason);
     obs.members[2].defragmented_secs_ago = Some(10);
     assert_eq!(plan(&obs).step, Step::Nothing);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Volume growth
+
+/// Three members on 512 MiB volumes with their 64 MiB quota, the spec asking for 1 GiB.
+fn asking_for_larger_volumes(allowed: Option<bool>) -> Observation {
+    let mut obs = healthy_cluster(3, V36);
+    for m in &mut obs.members {
+        m.pvc = Some(PvcView {
+            quota_bytes: Some(64 * MIB),
+            requested_bytes: Some(512 * MIB),
+            capacity_bytes: Some(512 * MIB),
+            ..PvcView::default()
+        });
+        m.pod.as_mut().unwrap().quota_bytes = 64 * MIB;
+    }
+    obs.volume = Some(DesiredVolume { bytes: 1024 * MIB, quantity: "1Gi".into(), quota_bytes: 320 * MIB });
+    obs.volume_expansion_allowed = allowed;
+    obs
+}
+
+#[test]
+fn larger_volumes_grow_each_claim_then_restart_each_member_onto_the_new_quota_the_leader_last() {
+    let mut sim = Simulator::new(asking_for_larger_volumes(Some(true)));
+    let done = sim.converge();
+    assert_eq!(done.step, Step::Nothing);
+    assert_eq!(
+        sim.described_steps(),
+        [
+            "ExpandVolume",
+            "ExpandVolume",
+            "ExpandVolume",
+            "restart demo-1",
+            "restart demo-2",
+            "lead demo-2",
+            "restart demo-0"
+        ]
+    );
+    assert!(sim.obs.members.iter().all(|m| m.pod.as_ref().unwrap().quota_bytes == 320 * MIB));
+}
+
+#[test]
+fn a_member_restarts_onto_the_new_quota_only_once_its_volume_has_grown() {
+    let mut obs = asking_for_larger_volumes(Some(true));
+    for m in &mut obs.members {
+        let pvc = m.pvc.as_mut().unwrap();
+        pvc.requested_bytes = Some(1024 * MIB);
+        pvc.quota_bytes = Some(320 * MIB);
+    }
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::Nothing, "the claims wait for their volumes: {}", p.reason);
+    obs.members[2].pvc.as_mut().unwrap().capacity_bytes = Some(1024 * MIB);
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::RestartMember { name: "demo-2".into() });
+    assert!(p.reason.contains("volume has grown"), "{}", p.reason);
+}
+
+#[test]
+fn larger_volumes_where_the_class_cannot_grow_them_are_refused_and_nothing_changes() {
+    let p = plan(&asking_for_larger_volumes(Some(false)));
+    assert_eq!(p.step, Step::Nothing);
+    assert_eq!(p.activity, Activity::Blocked(Blocker::VolumeExpansionNotAllowed));
+    let (_, message) = p.refusal.expect("a refusal");
+    assert!(message.contains("demo-0, demo-1, demo-2"), "{message}");
 }

@@ -502,14 +502,18 @@ pub struct StorageSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.storageClassName) ? self.storageClassName : '') == (has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')").message("spec.storage.volumeClaimTemplate.storageClassName cannot change after creation; existing members' volumes cannot move to another storage class").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!isQuantity(has(self.size) ? string(self.size) : '1Gi') || !isQuantity(has(oldSelf.size) ? string(oldSelf.size) : '1Gi') || quantity(has(self.size) ? string(self.size) : '1Gi').compareTo(quantity(has(oldSelf.size) ? string(oldSelf.size) : '1Gi')) >= 0").message("spec.storage.volumeClaimTemplate.size cannot shrink: a volume does not give space back; grow it, or move the data to a new cluster").reason(Reason::FieldValueForbidden))]
 pub struct VolumeClaimTemplate {
     /// Storage class of the members' volumes; the cluster's default storage class when unset. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
 
     /// Requested size of each member's volume, as a Kubernetes quantity (for example 1Gi). Defaults to 1Gi.
-    /// Applies to members created after a change.
+    /// Growing it grows every member's volume in place where the StorageClass allows expansion
+    /// (allowVolumeExpansion), one claim at a time; each member then restarts, one at a time and the leader
+    /// last, so etcd's quota follows the new size. It cannot shrink.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isQuantity(string(self))").message("spec.storage.volumeClaimTemplate.size: a quantity, for example 1Gi"))]
     pub size: Option<Quantity>,
 
     /// Access modes of the volumes. Defaults to [ReadWriteOnce].

@@ -1,6 +1,8 @@
 // Command provisioner is the test bed's dynamic volume provisioner. Every claim of a StorageClass whose
 // provisioner is etcd-op.local/hostpath gets a directory under -root, bound to it as a hostPath volume;
-// a released volume whose reclaim policy is Delete has its directory removed and is deleted.
+// a released volume whose reclaim policy is Delete has its directory removed and is deleted; a bound claim
+// whose request grew past its volume's capacity gets the new capacity (a directory has no size of its own
+// to grow, and no filesystem to resize), as an external resizer does for classes that allow expansion.
 // It runs on the host next to the kubelet, so the data outlives pods and is gone with its volume.
 // Directories are world-writable because hostPath volumes get no fsGroup ownership change.
 package main
@@ -50,6 +52,7 @@ func main() {
 	defer ticker.Stop()
 	for {
 		p.provision(ctx)
+		p.resize(ctx)
 		p.reclaim(ctx)
 		select {
 		case <-ctx.Done():
@@ -119,6 +122,43 @@ func (p provisioner) provision(ctx context.Context) {
 		case !apierrors.IsAlreadyExists(err):
 			log.Printf("creating %s: %v", name, err)
 		}
+	}
+}
+
+// resize gives a bound claim of ours whose request exceeds its capacity the capacity it asks for: first on
+// its volume, then in the claim's status, which is what the claim's owner waits for.
+func (p provisioner) resize(ctx context.Context) {
+	claims, err := p.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		log.Printf("listing claims: %v", err)
+		return
+	}
+	for i := range claims.Items {
+		claim := &claims.Items[i]
+		requested, asked := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+		capacity, bound := claim.Status.Capacity[corev1.ResourceStorage]
+		if !asked || !bound || claim.Status.Phase != corev1.ClaimBound || claim.Spec.VolumeName == "" ||
+			requested.Cmp(capacity) <= 0 {
+			continue
+		}
+		volume, err := p.client.CoreV1().PersistentVolumes().Get(ctx, claim.Spec.VolumeName, metav1.GetOptions{})
+		if err != nil || volume.Annotations["pv.kubernetes.io/provisioned-by"] != provisionerName {
+			continue
+		}
+		if held := volume.Spec.Capacity[corev1.ResourceStorage]; held.Cmp(requested) < 0 {
+			volume.Spec.Capacity[corev1.ResourceStorage] = requested
+			if _, err := p.client.CoreV1().PersistentVolumes().Update(ctx, volume, metav1.UpdateOptions{}); err != nil {
+				log.Printf("growing %s: %v", volume.Name, err)
+				continue
+			}
+		}
+		claim.Status.Capacity[corev1.ResourceStorage] = requested
+		claim.Status.AllocatedResources = corev1.ResourceList{corev1.ResourceStorage: requested}
+		if _, err := p.client.CoreV1().PersistentVolumeClaims(claim.Namespace).UpdateStatus(ctx, claim, metav1.UpdateOptions{}); err != nil {
+			log.Printf("growing %s/%s: %v", claim.Namespace, claim.Name, err)
+			continue
+		}
+		log.Printf("grew %s/%s to %s", claim.Namespace, claim.Name, requested.String())
 	}
 }
 

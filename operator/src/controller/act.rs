@@ -12,7 +12,8 @@ use super::maintenance::MaintenanceRecord;
 use super::model::{Observation, Transport};
 use super::plan::{Plan, Step};
 use super::resources::{
-    ANNOTATION_TLS, Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url, quota_backend_bytes,
+    ANNOTATION_QUOTA, ANNOTATION_TLS, Bootstrap, InitialState, legacy_token, member_pod, member_pvc, peer_url,
+    quota_backend_bytes,
 };
 use crate::etcd::EtcdApi;
 
@@ -132,6 +133,18 @@ async fn change(
         Step::ClearForRecovery { members } => super::recovery::clear(ctx, ec, members).await,
         Step::BackUpBeforeUpgrade { backup } => {
             super::own_backups::back_up_before_upgrade(ctx, ec, backup, (version.major, version.minor)).await
+        }
+        Step::ExpandVolume { name, quantity, quota_bytes } => {
+            let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+            let patch = Patch::Merge(serde_json::json!({
+                "metadata": { "annotations": { ANNOTATION_QUOTA: quota_bytes.to_string() } },
+                "spec": { "resources": { "requests": { "storage": quantity } } }
+            }));
+            api.patch(name, &PatchParams::default(), &patch).await.map_err(|source| Error::KubeWrite {
+                what: format!("grow PersistentVolumeClaim {name} to {quantity}"),
+                source,
+            })?;
+            Ok(())
         }
         Step::RecordTransport { transport } => {
             let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);

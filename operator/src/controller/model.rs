@@ -124,6 +124,20 @@ pub struct Observation {
     pub upgrade_backups: Option<std::collections::BTreeMap<(u32, u32), CopyState>>,
     /// spec.maintenance, and what the operator last did for it.
     pub maintenance: Maintenance,
+    /// The volume every member should have (spec.storage.volumeClaimTemplate.size); `None` on emptyDir.
+    pub volume: Option<DesiredVolume>,
+    /// Whether the members' StorageClass lets claims grow; `None` when no claim is smaller than the spec asks
+    /// (it is then not looked up).
+    pub volume_expansion_allowed: Option<bool>,
+}
+
+/// The size of volume the spec asks for, and the quota that goes with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredVolume {
+    pub bytes: u64,
+    /// The size as the spec writes it, for the claim.
+    pub quantity: String,
+    pub quota_bytes: u64,
 }
 
 /// spec.maintenance as the planner applies it, with the last compaction the operator ran.
@@ -452,9 +466,12 @@ impl TroubleKind {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PvcView {
     pub terminating: bool,
-    /// The backend quota recorded when the volume was made; `None` on volumes made before quotas were
-    /// recorded, whose members keep etcd's default.
+    /// The backend quota recorded when the volume was made (or grown); `None` on volumes made before quotas
+    /// were recorded, whose members keep etcd's default.
     pub quota_bytes: Option<u64>,
+    /// The size the claim asks for, and the capacity it has (they differ while it grows).
+    pub requested_bytes: Option<u64>,
+    pub capacity_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -539,6 +556,14 @@ impl Member {
 
     pub fn applied_index(&self) -> Option<u64> {
         self.etcd.as_ref()?.health.as_ref().map(|h| h.raft_applied_index)
+    }
+
+    /// Its volume has grown to what it asks for, and its pod still runs the quota of the smaller volume: a
+    /// restart gives etcd the quota recorded with the new size.
+    pub fn quota_behind_volume(&self) -> bool {
+        let (Some(pod), Some(pvc)) = (&self.pod, &self.pvc) else { return false };
+        let grown = matches!((pvc.requested_bytes, pvc.capacity_bytes), (Some(r), Some(c)) if c >= r);
+        grown && pvc.quota_bytes.is_some_and(|quota| quota != pod.quota_bytes)
     }
 
     /// The member has a pod, and it runs something else than `target`: it is due for a restart.

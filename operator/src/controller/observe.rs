@@ -22,8 +22,8 @@ use super::model::{
 };
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
-    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, folded_hash, member_of_peer_url,
-    quota_of_pod, recorded_quota, schemes_of_pod, selector_string, template_hash,
+    ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, claim_sizes, desired_volume,
+    folded_hash, member_of_peer_url, quota_of_pod, recorded_quota, schemes_of_pod, selector_string, template_hash,
 };
 use crate::etcd::{EndpointStatus, EtcdApi, MemberInfo};
 
@@ -266,9 +266,14 @@ pub async fn observe(
             Some(Member {
                 ordinal,
                 pod: pods.get(&name).map(|p| pod_view(p, now, lost_by_log.contains(&name), endpoints.get(&name))),
-                pvc: pvcs.get(&name).map(|p| PvcView {
-                    terminating: p.metadata.deletion_timestamp.is_some(),
-                    quota_bytes: recorded_quota(p),
+                pvc: pvcs.get(&name).map(|p| {
+                    let (requested_bytes, capacity_bytes) = claim_sizes(p);
+                    PvcView {
+                        terminating: p.metadata.deletion_timestamp.is_some(),
+                        quota_bytes: recorded_quota(p),
+                        requested_bytes,
+                        capacity_bytes,
+                    }
                 }),
                 etcd,
                 bootstrap: recorded_bootstrap(&pvcs, &pods, &name),
@@ -296,6 +301,7 @@ pub async fn observe(
     let super::own_backups::OwnBackups { quorum_loss, recovery, upgrade_backups } =
         super::own_backups::observe(ctx, ec).await?;
     let restore = super::restore::observe(ctx, ec, &pvcs, recovery.as_ref()).await?;
+    let volume = desired_volume(ec);
     let observation = Observation {
         cluster,
         committed: committed_target(ec, &desired),
@@ -327,8 +333,34 @@ pub async fn observe(
         recovery,
         upgrade_backups,
         maintenance: super::maintenance::observe(ec, now),
+        volume_expansion_allowed: match &volume {
+            Some(volume) => volume_expansion_allowed(ctx, &pvcs, volume.bytes).await?,
+            None => None,
+        },
+        volume,
     };
     Ok(Observed { observation, pvcs })
+}
+
+/// Whether the StorageClass of the claims smaller than `bytes` lets them grow; `None` when none is smaller, so
+/// a cluster whose volumes have their size costs no lookup.
+async fn volume_expansion_allowed(
+    ctx: &Context,
+    pvcs: &BTreeMap<String, PersistentVolumeClaim>,
+    bytes: u64,
+) -> Result<Option<bool>, Error> {
+    let Some(small) = pvcs.values().find(|p| claim_sizes(p).0.is_some_and(|r| r < bytes)) else {
+        return Ok(None);
+    };
+    let Some(class) = small.spec.as_ref().and_then(|s| s.storage_class_name.clone()) else {
+        return Ok(Some(false));
+    };
+    let classes: Api<StorageClass> = Api::all(ctx.client.clone());
+    let found = classes
+        .get_opt(&class)
+        .await
+        .map_err(|source| Error::KubeRead { what: format!("StorageClass {class}"), source })?;
+    Ok(Some(found.is_some_and(|c| c.allow_volume_expansion == Some(true))))
 }
 
 /// The StorageClass the members' volume claims name, when it does not exist. emptyDir storage needs none.

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
 pub use super::model::{Bootstrap, InitialState, MemberPorts, Transport};
-use super::model::{Version, quorum};
+use super::model::{DesiredVolume, Version, quorum};
 
 pub const CLIENT_PORT: i32 = 2379;
 pub const PEER_PORT: i32 = 2380;
@@ -373,6 +373,34 @@ pub fn member_pvc(ec: &EtcdCluster, member: &str, bootstrap: &Bootstrap) -> Pers
 /// EtcdCluster object.
 pub fn legacy_token(ec: &EtcdCluster) -> String {
     format!("{}-{}-{}", ec.namespace().unwrap_or_default(), ec.name_any(), ec.uid().unwrap_or_default())
+}
+
+/// The volume every member should have, with its quota; `None` on emptyDir storage.
+pub fn desired_volume(ec: &EtcdCluster) -> Option<DesiredVolume> {
+    if ec.spec.storage.empty_dir.is_some() {
+        return None;
+    }
+    let quantity = ec
+        .spec
+        .storage
+        .volume_claim_template
+        .as_ref()
+        .and_then(|t| t.size.clone())
+        .unwrap_or_else(|| Quantity(DEFAULT_STORAGE_SIZE.to_string()));
+    let bytes = quantity_bytes(&quantity.0)?;
+    Some(DesiredVolume { bytes, quantity: quantity.0, quota_bytes: quota_for_volume(bytes) })
+}
+
+/// What a claim asks for, and the capacity it has, in bytes.
+pub fn claim_sizes(pvc: &PersistentVolumeClaim) -> (Option<u64>, Option<u64>) {
+    let requested = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref()?.requests.as_ref()?.get("storage"))
+        .and_then(|q| quantity_bytes(&q.0));
+    let capacity =
+        pvc.status.as_ref().and_then(|s| s.capacity.as_ref()?.get("storage")).and_then(|q| quantity_bytes(&q.0));
+    (requested, capacity)
 }
 
 /// The quota recorded on a member's volume; `None` on volumes created before quotas were recorded, whose

@@ -72,6 +72,8 @@ pub fn observation(members: Vec<Member>, leader: Option<u64>, desired: Target) -
         upgrade_backups: None,
         certificates: Vec::new(),
         maintenance: Default::default(),
+        volume: None,
+        volume_expansion_allowed: None,
     }
 }
 

@@ -135,6 +135,17 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
         patch_spec(&client, n, "valid", json!({"storage": {"emptyDir": {}, "volumeClaimTemplate": null}})).await,
     );
     assert!(message.contains("cannot change after creation"), "storage kind change: {message}");
+    // Volumes grow, never shrink (the default is 1Gi), and their size is a quantity.
+    let message =
+        refusal(patch_spec(&client, n, "valid", json!({"storage": {"volumeClaimTemplate": {"size": "512Mi"}}})).await);
+    assert!(message.contains("size cannot shrink"), "a smaller volume: {message}");
+    let message =
+        refusal(patch_spec(&client, n, "valid", json!({"storage": {"volumeClaimTemplate": {"size": "big"}}})).await);
+    assert!(message.contains("a quantity"), "a size that is no quantity: {message}");
+    let message = refusal(
+        patch_spec(&client, n, "valid", json!({"maintenance": {"defragmentation": {"reclaimable": "0"}}})).await,
+    );
+    assert!(message.contains("a positive quantity"), "a zero defragmentation threshold: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"version": "3.5.35"})).await);
     assert!(message.contains("downgrading"), "downgrade: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"version": "3.8.0"})).await);
@@ -191,7 +202,8 @@ async fn invalid_specs_are_refused_with_readable_messages() -> Result<()> {
     assert!(message.contains("authorities are yours to rotate"), "rotation of the user's authorities: {message}");
     let message = refusal(patch_spec(&client, n, "valid", json!({"tls": {"authorityRotation": ""}})).await);
     assert!(message.contains("authorityRotation"), "an empty rotation value: {message}");
-    // Allowed: a patch upgrade, a resize and a new certificate lifetime.
+    // Allowed: a patch upgrade, a resize, a new certificate lifetime, larger volumes.
+    patch_spec(&client, n, "valid", json!({"storage": {"volumeClaimTemplate": {"size": "2Gi"}}})).await?;
     patch_spec(&client, n, "valid", json!({"version": "3.6.17", "size": 3, "tls": {"certificateLifetime": "30d"}}))
         .await?;
 

@@ -1,5 +1,6 @@
-//! Keeping databases small on a live cluster, under the write checker: a defragmentation by need after most
-//! keys are deleted, and a NOSPACE alarm raised by a small quota and recovered by `noSpace: Recover`.
+//! Keeping databases small and their volumes large enough on a live cluster, under the write checker: a
+//! defragmentation by need after most keys are deleted, a NOSPACE alarm raised by a small quota and recovered
+//! by `noSpace: Recover`, and volumes grown in place with the quota following.
 
 use std::time::Duration;
 
@@ -7,9 +8,11 @@ use anyhow::{Context, Result, ensure};
 use etcd_op_api::v1::{DefragmentationRecord, EtcdCluster};
 use etcd_op_e2e::{
     CHANGE_TIMEOUT, CREATE_TIMEOUT, EtcdEndpoint, TestNamespace, V36, WriteChecker, client, client_endpoint, connect,
-    create_cluster, get_cluster, leader, wait_settled,
+    create_cluster, get_cluster, leader, patch_spec, wait_settled,
 };
 use etcd_op_test_support::wait_for;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::Api;
 use serde_json::json;
 
 const MIB: usize = 1024 * 1024;
@@ -148,5 +151,47 @@ async fn a_full_database_raises_nospace_and_the_recover_policy_frees_it() -> Res
     wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
     let written = checker.stop_and_verify().await?;
     eprintln!("nospace: {written} acknowledged writes verified");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn volumes_grown_while_writes_go_on_give_every_member_the_larger_quota() -> Result<()> {
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "e2e-grow").await?;
+    let n = ns.name.as_str();
+    let small = json!({"size": 3, "version": V36, "storage": {"volumeClaimTemplate": {"size": "512Mi"}}});
+    create_cluster(&client, n, "demo", small).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let endpoint = client_endpoint(&client, n, "demo").await?;
+    let checker = WriteChecker::start(endpoint.clone(), "grow");
+    checker.wait_for_writes(10).await?;
+
+    patch_spec(&client, n, "demo", json!({"storage": {"volumeClaimTemplate": {"size": "1Gi"}}})).await?;
+    // 1 GiB volumes run with a 320 MiB quota: half of what is left after 384 MiB for the log and snapshots.
+    let quota_flag = format!("--quota-backend-bytes={}", 320 * MIB);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    wait_for("every volume grown and every member on the new quota", MAINTENANCE_TIMEOUT, || async {
+        for member in ["demo-0", "demo-1", "demo-2"] {
+            let claim = claims.get(member).await?;
+            let capacity = claim.status.and_then(|s| s.capacity).and_then(|c| c.get("storage").cloned());
+            if capacity.map(|q| q.0) != Some("1Gi".to_string()) {
+                return Ok(None);
+            }
+            let pod = pods.get(member).await?;
+            let args: Vec<String> =
+                pod.spec.iter().flat_map(|s| &s.containers).flat_map(|c| c.args.iter().flatten()).cloned().collect();
+            if !args.contains(&quota_flag) || pod.metadata.deletion_timestamp.is_some() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(()))
+    })
+    .await?;
+    wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    // More than the old quota held.
+    ensure!(fill(&endpoint, "/bulk/", 80).await? == 80, "80 MiB fit in the grown quota");
+    let written = checker.stop_and_verify().await?;
+    eprintln!("volume growth: {written} acknowledged writes verified");
     ns.delete().await
 }

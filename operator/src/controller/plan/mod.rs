@@ -132,6 +132,13 @@ pub enum Step {
     },
     /// Recovering from NOSPACE: every member's database is under its quota again; disarm the alarm.
     DisarmNoSpace,
+    /// Grow a member's volume claim to the size the spec asks for, recording the quota that goes with it;
+    /// the member restarts onto that quota once the volume has grown.
+    ExpandVolume {
+        name: String,
+        quantity: String,
+        quota_bytes: u64,
+    },
 }
 
 impl Step {
@@ -158,6 +165,7 @@ impl Step {
             Step::Defragment { .. } => "Defragment",
             Step::Compact { .. } => "Compact",
             Step::DisarmNoSpace => "DisarmNoSpace",
+            Step::ExpandVolume { .. } => "ExpandVolume",
         }
     }
 
@@ -198,6 +206,8 @@ pub enum Blocker {
     AlarmCorrupt,
     /// The StorageClass the members' volumes need does not exist.
     StorageClassMissing,
+    /// spec.storage asks for larger volumes, and the members' StorageClass does not let claims grow.
+    VolumeExpansionNotAllowed,
     /// The backup spec.bootstrap.restore names cannot be restored (missing, not succeeded, too new).
     RestoreRefused,
     /// A member's restore failed (the snapshot did not match its recorded hash, etcdutl refused it).
@@ -219,6 +229,7 @@ impl Blocker {
             Blocker::AlarmNoSpace => "AlarmNoSpace",
             Blocker::AlarmCorrupt => "AlarmCorrupt",
             Blocker::StorageClassMissing => "StorageClassMissing",
+            Blocker::VolumeExpansionNotAllowed => "VolumeExpansionNotAllowed",
             Blocker::RestoreRefused => "RestoreRefused",
             Blocker::RestoreFailed => "RestoreFailed",
             Blocker::RecoveryFailed => "RecoveryFailed",
@@ -266,6 +277,7 @@ impl Counts {
 
 pub fn plan(obs: &Observation) -> Plan {
     let (target, refusal) = choose_target(obs);
+    let refusal = refusal.or_else(|| volume_refusal(obs));
     let counts = Counts::of(obs);
     let (step, activity, reason) = needs_storage_class(obs, back_up_first(obs, &target, decide(obs, &target, counts)));
     let activity = match (&refusal, activity) {
@@ -276,6 +288,31 @@ pub fn plan(obs: &Observation) -> Plan {
 }
 
 type Decision = (Step, Activity, String);
+
+/// Larger volumes asked for where the StorageClass does not let claims grow: the members keep theirs.
+fn volume_refusal(obs: &Observation) -> Option<(Blocker, String)> {
+    let volume = obs.volume.as_ref()?;
+    if obs.volume_expansion_allowed != Some(false) {
+        return None;
+    }
+    let small: Vec<&str> = obs
+        .members
+        .iter()
+        .filter(|m| m.pvc.as_ref().and_then(|p| p.requested_bytes).is_some_and(|r| r < volume.bytes))
+        .map(|m| m.name.as_str())
+        .collect();
+    (!small.is_empty()).then(|| {
+        (
+            Blocker::VolumeExpansionNotAllowed,
+            format!(
+                "spec.storage asks for {} volumes, and the StorageClass of {} does not allow expansion \
+                 (allowVolumeExpansion): their volumes keep their size",
+                volume.quantity,
+                small.join(", ")
+            ),
+        )
+    })
+}
 
 fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
     if obs.paused {
@@ -312,6 +349,7 @@ fn decide(obs: &Observation, target: &Target, counts: Counts) -> Decision {
                 .or_else(|| cluster.halt_stuck_rollout(target))
                 .or_else(|| cluster.replace_unhealthy(target))
                 .or_else(|| cluster.scale(target))
+                .or_else(|| cluster.grow_volumes())
                 .or_else(|| cluster.roll(target))
                 .or_else(|| cluster.turn_tls_on())
                 .or_else(|| cluster.defragment_by_need())
@@ -980,8 +1018,30 @@ impl Cluster<'_> {
         None
     }
 
+    /// spec.storage asks for larger volumes than members have: their claims grow one per step (growing a
+    /// claim stops nothing), with the quota for the new size recorded; the roll then restarts each member
+    /// onto that quota once its volume has grown.
+    fn grow_volumes(&self) -> Option<Decision> {
+        let volume = self.obs.volume.as_ref()?;
+        if self.obs.volume_expansion_allowed != Some(true) {
+            return None;
+        }
+        let m = self.members().find(|m| {
+            m.pvc.as_ref().is_some_and(|p| !p.terminating && p.requested_bytes.is_some_and(|r| r < volume.bytes))
+        })?;
+        Some((
+            Step::ExpandVolume {
+                name: m.name.clone(),
+                quantity: volume.quantity.clone(),
+                quota_bytes: volume.quota_bytes,
+            },
+            Activity::Scaling,
+            format!("growing member {}'s volume to {}", m.name, volume.quantity),
+        ))
+    }
+
     fn roll(&self, target: &Target) -> Option<Decision> {
-        let stale = |m: &&Member| m.is_stale_for(target);
+        let stale = |m: &&Member| m.is_stale_for(target) || m.quota_behind_volume();
         let activity = if self.members().any(|m| m.pod.as_ref().is_some_and(|p| p.version != Some(target.version))) {
             Activity::Upgrading
         } else {
@@ -1018,7 +1078,9 @@ impl Cluster<'_> {
             return Some((Step::Wait, activity, format!("restarting {} now would break quorum", m.name)));
         }
         let still_plaintext = self.obs.transport.client_tls && m.pod.as_ref().is_some_and(|p| p.client_plaintext);
-        let reason = if still_plaintext {
+        let reason = if !m.is_stale_for(target) {
+            format!("member {}'s volume has grown: restarting it so etcd runs with the quota of the new size", m.name)
+        } else if still_plaintext {
             format!("member {} still serves plaintext clients: restarting it to require TLS", m.name)
         } else {
             format!("member {} runs an older version or template: restarting it on {}", m.name, target.version)
