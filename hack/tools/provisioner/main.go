@@ -51,8 +51,13 @@ func main() {
 	ticker := time.NewTicker(*interval)
 	defer ticker.Stop()
 	for {
-		p.provision(ctx)
-		p.resize(ctx)
+		// One list of claims serves both: new claims get volumes, grown ones their capacity.
+		if claims, err := p.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{}); err != nil {
+			log.Printf("listing claims: %v", err)
+		} else {
+			p.provision(ctx, claims.Items)
+			p.resize(ctx, claims.Items)
+		}
 		p.reclaim(ctx)
 		select {
 		case <-ctx.Done():
@@ -63,14 +68,9 @@ func main() {
 }
 
 // provision creates a bound volume for every pending claim of one of our classes.
-func (p provisioner) provision(ctx context.Context) {
-	claims, err := p.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		log.Printf("listing claims: %v", err)
-		return
-	}
-	for i := range claims.Items {
-		claim := &claims.Items[i]
+func (p provisioner) provision(ctx context.Context, claims []corev1.PersistentVolumeClaim) {
+	for i := range claims {
+		claim := &claims[i]
 		if claim.Spec.VolumeName != "" || claim.Status.Phase != corev1.ClaimPending || claim.Spec.StorageClassName == nil ||
 			claim.DeletionTimestamp != nil {
 			continue
@@ -127,14 +127,9 @@ func (p provisioner) provision(ctx context.Context) {
 
 // resize gives a bound claim of ours whose request exceeds its capacity the capacity it asks for: first on
 // its volume, then in the claim's status, which is what the claim's owner waits for.
-func (p provisioner) resize(ctx context.Context) {
-	claims, err := p.client.CoreV1().PersistentVolumeClaims("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		log.Printf("listing claims: %v", err)
-		return
-	}
-	for i := range claims.Items {
-		claim := &claims.Items[i]
+func (p provisioner) resize(ctx context.Context, claims []corev1.PersistentVolumeClaim) {
+	for i := range claims {
+		claim := &claims[i]
 		requested, asked := claim.Spec.Resources.Requests[corev1.ResourceStorage]
 		capacity, bound := claim.Status.Capacity[corev1.ResourceStorage]
 		if !asked || !bound || claim.Status.Phase != corev1.ClaimBound || claim.Spec.VolumeName == "" ||

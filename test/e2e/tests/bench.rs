@@ -10,6 +10,7 @@ use etcd_op_test_support::{
 };
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 
@@ -123,6 +124,7 @@ async fn wait_unsettled_then_settled(client: &kube::Client, n: &str) -> Result<(
 async fn bench_create_heal_scale() -> Result<()> {
     let client = client().await?;
     let (mut create, mut heal, mut quorum, mut scale) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut scale_breakdown: Vec<Vec<(String, Duration)>> = Vec::new();
     let mut create_plaintext = Vec::new();
     for run in 0..RUNS {
         let ns = TestNamespace::create(&client, "bench").await?;
@@ -167,9 +169,15 @@ async fn bench_create_heal_scale() -> Result<()> {
         quorum.push(started.elapsed());
 
         let started = Instant::now();
+        let scale_began = Timestamp::now();
         kubectl(&["-n", n, "scale", "etcdcluster/b", "--replicas=5"])?;
         wait_settled(&client, n, "b", 5, VERSION, CHANGE_TIMEOUT).await?;
         scale.push(started.elapsed());
+        let (phases, decisions) = scale_phases(&client, n, scale_began).await?;
+        for line in &decisions {
+            eprintln!("run {run}: scale decision {line}");
+        }
+        scale_breakdown.push(phases);
         eprintln!(
             "run {run}: create plaintext {:?}, create TLS {:?}, heal {:?}, quorum back {:?}, scale {:?}",
             create_plaintext[run], create[run], heal[run], quorum[run], scale[run]
@@ -181,7 +189,97 @@ async fn bench_create_heal_scale() -> Result<()> {
     report("member pod deleted to cluster fully healthy", &heal);
     report("2 of 3 member pods (the leader among them) deleted to Available and fully healthy", &quorum);
     report("scale 3 -> 5", &scale);
+    // Each phase's median over the runs, in the order the phases happen.
+    if let Some(first) = scale_breakdown.first() {
+        for (i, (phase, _)) in first.iter().enumerate() {
+            let samples: Vec<Duration> = scale_breakdown.iter().filter_map(|run| Some(run.get(i)?.1)).collect();
+            report(&format!("scale 3 -> 5, phase: {phase}"), &samples);
+        }
+    }
     Ok(())
+}
+
+/// Where the time of a scale 3 → 5 went, member by member: from the operator's decisions (its log, to the
+/// microsecond) and the new pods' own times (to the second). Returns each phase's length, and the decisions
+/// with their offsets from `began`.
+async fn scale_phases(
+    client: &kube::Client,
+    n: &str,
+    began: Timestamp,
+) -> Result<(Vec<(String, Duration)>, Vec<String>)> {
+    let logs = kubectl(&[
+        "-n",
+        OPERATOR_NAMESPACE,
+        "logs",
+        "deployment/etcd-op-controller-manager",
+        &format!("--since-time={}", Timestamp::from_second(began.as_second() - 1)?),
+    ])?;
+    // (time, step, reason) of every decision for this namespace, in order.
+    let decisions: Vec<(Timestamp, String, String)> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["message"] == "decided" && v["namespace"] == n && v["cluster"] == "b")
+        .filter_map(|v| {
+            let time: Timestamp = v["timestamp"].as_str()?.parse().ok()?;
+            Some((time, v["step"].as_str()?.to_string(), v["reason"].as_str()?.to_string()))
+        })
+        .filter(|(time, _, _)| *time >= began)
+        .collect();
+    let offset = |t: Timestamp| -> Duration {
+        Duration::from_micros(u64::try_from(t.duration_since(began).as_micros()).unwrap_or(0))
+    };
+    let shown = decisions
+        .iter()
+        .map(|(t, step, reason)| format!("+{:.2}s {step}: {reason}", offset(*t).as_secs_f64()))
+        .collect();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let mut phases = Vec::new();
+    let mut last = began;
+    for member in ["b-3", "b-4"] {
+        let promoted = decisions
+            .iter()
+            .find(|(_, step, reason)| step == "PromoteLearner" && reason.contains(member))
+            .map(|(t, _, _)| *t)
+            .with_context(|| format!("{member} was promoted"))?;
+        // AddLearner names no member: this member's are those between the last promotion and its own. The
+        // first is when the operator decided to add it; any after it are etcd's refusals, tried again.
+        let adds: Vec<Timestamp> = decisions
+            .iter()
+            .filter(|(t, step, _)| step == "AddLearner" && *t >= last && *t <= promoted)
+            .map(|(t, _, _)| *t)
+            .collect();
+        let (Some(first_add), Some(last_add)) = (adds.first().copied(), adds.last().copied()) else {
+            anyhow::bail!("no AddLearner decision for {member}");
+        };
+        let pod = pods.get(member).await?;
+        let running = pod
+            .status
+            .iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .find(|c| c.name == "etcd")
+            .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+            .map(|t| t.0)
+            .with_context(|| format!("{member}'s etcd started"))?
+            .max(last_add);
+        phases.push((format!("{member}: until the operator decided to add it"), span_between(last, first_add)));
+        phases.push((format!("{member}: etcd refusing the addition, tried again"), span_between(first_add, last_add)));
+        phases.push((
+            format!("{member}: added until its etcd started (volume, pod, container)"),
+            span_between(last_add, running),
+        ));
+        phases.push((
+            format!("{member}: started until promoted (joining, catching up)"),
+            span_between(running, promoted),
+        ));
+        last = promoted;
+    }
+    let settled = decisions.iter().rev().find(|(_, step, _)| step == "None").map_or(last, |(t, _, _)| *t);
+    phases.push(("last promotion until the cluster is settled".to_string(), span_between(last, settled)));
+    Ok((phases, shown))
+}
+
+fn span_between(from: Timestamp, to: Timestamp) -> Duration {
+    Duration::from_millis(u64::try_from(to.duration_since(from).as_millis()).unwrap_or(0))
 }
 
 /// The operator's memory, CPU, and the API writes and reads over one quiet minute.
