@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use etcd_op_api::member_pod::quota_of_pod;
 use etcd_op_api::v1::EtcdCluster;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::Api;
@@ -13,8 +14,6 @@ use tokio::net::TcpListener;
 use crate::report::LiveFigures;
 
 const CLIENT_PORT: u16 = 2379;
-/// etcd's quota when a member's pod names none.
-const ETCD_DEFAULT_QUOTA: u64 = 2 * 1024 * 1024 * 1024;
 /// How long one member may take to answer through its port-forward.
 const ASK_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -82,7 +81,7 @@ async fn client_tls(client: &Client, ec: &EtcdCluster) -> Result<Option<etcd_cli
 /// Opens a local port whose connections are forwarded to `pod`'s client port, asks etcd there for its status,
 /// and closes it again.
 async fn ask(pods: &Api<Pod>, pod: &str, tls: Option<etcd_client::TlsOptions>) -> Result<LiveFigures> {
-    let quota_bytes = quota_of(&pods.get(pod).await.with_context(|| format!("reading pod {pod}"))?);
+    let quota_bytes = quota_of_pod(&pods.get(pod).await.with_context(|| format!("reading pod {pod}"))?);
     let listener = TcpListener::bind("127.0.0.1:0").await.context("a local port")?;
     let local = listener.local_addr().context("the local port's address")?;
     let bridge = {
@@ -122,14 +121,4 @@ async fn ask(pods: &Api<Pod>, pod: &str, tls: Option<etcd_client::TlsOptions>) -
         quota_bytes: Some(quota_bytes),
         unreachable: None,
     })
-}
-
-/// The backend quota the member's etcd runs with: its `--quota-backend-bytes`, else etcd's default.
-pub fn quota_of(pod: &Pod) -> u64 {
-    pod.spec
-        .iter()
-        .flat_map(|s| &s.containers)
-        .flat_map(|c| c.args.iter().flatten().chain(c.command.iter().flatten()))
-        .find_map(|arg| arg.strip_prefix("--quota-backend-bytes=")?.parse().ok())
-        .unwrap_or(ETCD_DEFAULT_QUOTA)
 }

@@ -439,12 +439,18 @@ fn check_recovery(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
 /// Maintenance (defragmentation, compaction, disarm) touches one member at a time, never the leader of
 /// several, only while every member answers from a ready pod and none lags behind; by need only while nothing
 /// is wrong and the member is due, and for NOSPACE only under `noSpace: Recover`.
+/// NOSPACE is the only alarm and the spec says to recover from it.
+fn recovering_space(obs: &Observation) -> bool {
+    obs.maintenance.recover_no_space && !obs.alarms.is_empty() && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace)
+}
+
+/// A voter that answers from a ready pod (under NOSPACE every member reports an error, so not "healthy").
+fn serving(m: &Member) -> bool {
+    m.is_voter() && m.answers(CLUSTER_ID) && m.pod.as_ref().is_some_and(|p| p.ready && !p.terminating)
+}
+
 fn check_maintenance(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
-    let recovering_space = obs.maintenance.recover_no_space
-        && !obs.alarms.is_empty()
-        && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace);
-    let serving =
-        |m: &Member| m.is_voter() && m.answers(CLUSTER_ID) && m.pod.as_ref().is_some_and(|p| p.ready && !p.terminating);
+    let recovering_space = recovering_space(obs);
     match &p.step {
         Step::Defragment { name, reason } => {
             let m = find(obs, name);
@@ -555,8 +561,9 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         );
     }
     check_maintenance(obs, p)?;
-    let recovering_space = obs.maintenance.recover_no_space && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace);
-    if !obs.alarms.is_empty() && !recovering_space && matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. })
+    if !obs.alarms.is_empty()
+        && !recovering_space(obs)
+        && matches!(obs.etcd, EtcdView::Reachable { leader_id: Some(_), .. })
     {
         prop_assert!(
             matches!(p.step, Step::Wait | Step::CreateMemberPod { .. } | Step::DeleteMemberResources { .. })
@@ -670,11 +677,7 @@ fn check_invariants(obs: &Observation, p: &Plan) -> Result<(), TestCaseError> {
         Step::MoveLeader { to, to_id } => {
             let m = find(obs, to);
             // Under NOSPACE every member reports the alarm as an error: one that serves otherwise may lead.
-            let serves_through_nospace = obs.maintenance.recover_no_space
-                && !obs.alarms.is_empty()
-                && obs.alarms.iter().all(|a| a.alarm == Alarm::NoSpace)
-                && m.answers(CLUSTER_ID)
-                && m.pod.as_ref().is_some_and(|p| p.ready && !p.terminating);
+            let serves_through_nospace = recovering_space(obs) && serving(m);
             prop_assert!(m.is_voter() && (m.is_healthy(CLUSTER_ID) || serves_through_nospace) && !m.is_leader(leader));
             prop_assert_eq!(m.id(), Some(*to_id));
         }
@@ -2184,6 +2187,20 @@ fn a_member_restarts_onto_the_new_quota_only_once_its_volume_has_grown() {
     let p = plan(&obs);
     assert_eq!(p.step, Step::RestartMember { name: "demo-2".into() });
     assert!(p.reason.contains("volume has grown"), "{}", p.reason);
+}
+
+#[test]
+fn a_member_whose_filesystem_grows_only_when_mounted_again_is_restarted_before_its_capacity_shows() {
+    let mut obs = asking_for_larger_volumes(Some(true));
+    for m in &mut obs.members {
+        let pvc = m.pvc.as_mut().unwrap();
+        pvc.requested_bytes = Some(1024 * MIB);
+        pvc.quota_bytes = Some(320 * MIB);
+    }
+    // The driver grew the volume offline; the claim keeps its old capacity until a pod mounts it again.
+    obs.members[1].pvc.as_mut().unwrap().filesystem_resize_pending = true;
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::RestartMember { name: "demo-1".into() }, "{}", p.reason);
 }
 
 #[test]

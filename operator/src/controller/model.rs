@@ -472,6 +472,10 @@ pub struct PvcView {
     /// The size the claim asks for, and the capacity it has (they differ while it grows).
     pub requested_bytes: Option<u64>,
     pub capacity_bytes: Option<u64>,
+    /// The volume has grown and its filesystem grows only when a pod mounts it again (drivers that resize
+    /// offline say so with the claim's FileSystemResizePending condition): the capacity stays the old one
+    /// until the member restarts.
+    pub filesystem_resize_pending: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -558,11 +562,12 @@ impl Member {
         self.etcd.as_ref()?.health.as_ref().map(|h| h.raft_applied_index)
     }
 
-    /// Its volume has grown to what it asks for, and its pod still runs the quota of the smaller volume: a
-    /// restart gives etcd the quota recorded with the new size.
+    /// Its volume has grown to what it asks for (or waits for a restart to grow its filesystem), and its pod
+    /// still runs the quota of the smaller volume: a restart gives etcd the quota recorded with the new size.
     pub fn quota_behind_volume(&self) -> bool {
         let (Some(pod), Some(pvc)) = (&self.pod, &self.pvc) else { return false };
-        let grown = matches!((pvc.requested_bytes, pvc.capacity_bytes), (Some(r), Some(c)) if c >= r);
+        let grown = matches!((pvc.requested_bytes, pvc.capacity_bytes), (Some(r), Some(c)) if c >= r)
+            || pvc.filesystem_resize_pending;
         grown && pvc.quota_bytes.is_some_and(|quota| quota != pod.quota_bytes)
     }
 

@@ -23,7 +23,8 @@ use super::model::{
 use super::plan::{ordinal_of, version_of_image};
 use super::resources::{
     ANNOTATION_TEMPLATE_HASH, Bootstrap, CLIENT_PORT, InitialState, LABEL_MEMBER, claim_sizes, desired_volume,
-    folded_hash, member_of_peer_url, quota_of_pod, recorded_quota, schemes_of_pod, selector_string, template_hash,
+    filesystem_resize_pending, folded_hash, member_of_peer_url, quota_of_pod, recorded_quota, schemes_of_pod,
+    selector_string, template_hash,
 };
 use crate::etcd::{EndpointStatus, EtcdApi, MemberInfo};
 
@@ -273,6 +274,7 @@ pub async fn observe(
                         quota_bytes: recorded_quota(p),
                         requested_bytes,
                         capacity_bytes,
+                        filesystem_resize_pending: filesystem_resize_pending(p),
                     }
                 }),
                 etcd,

@@ -21,6 +21,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
+use etcd_op_api::member_pod::etcd_flag;
+pub use etcd_op_api::member_pod::{ETCD_DEFAULT_QUOTA, quota_of_pod};
+
 pub use super::model::{Bootstrap, InitialState, MemberPorts, Transport};
 use super::model::{DesiredVolume, Version, quorum};
 
@@ -403,6 +406,14 @@ pub fn claim_sizes(pvc: &PersistentVolumeClaim) -> (Option<u64>, Option<u64>) {
     (requested, capacity)
 }
 
+/// The claim's volume has grown and waits for a pod to mount it again to grow its filesystem.
+pub fn filesystem_resize_pending(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "FileSystemResizePending" && c.status == "True"))
+}
+
 /// The quota recorded on a member's volume; `None` on volumes created before quotas were recorded, whose
 /// members keep etcd's default rather than a quota their database may already exceed.
 pub fn recorded_quota(pvc: &PersistentVolumeClaim) -> Option<u64> {
@@ -533,14 +544,6 @@ fn certificate_volumes(ec: &EtcdCluster, transport: Transport) -> Vec<(Volume, V
     volumes
 }
 
-/// etcd's quota when none is given.
-pub const ETCD_DEFAULT_QUOTA: u64 = 2 * 1024 * MIB;
-
-/// The quota a member's pod runs with: its `--quota-backend-bytes`, or etcd's default.
-pub fn quota_of_pod(pod: &Pod) -> u64 {
-    etcd_flag(pod, "quota-backend-bytes").and_then(|bytes| bytes.parse().ok()).unwrap_or(ETCD_DEFAULT_QUOTA)
-}
-
 /// The URL schemes a member's pod listens on for peers and for clients, as its etcd flags say.
 pub fn schemes_of_pod(pod: &Pod) -> PodSchemes {
     let schemes = |flag| {
@@ -565,16 +568,6 @@ pub struct PodSchemes {
     pub peer_tls: bool,
     pub client_tls: bool,
     pub client_plaintext: bool,
-}
-
-/// The value of one of etcd's flags in a member's pod.
-fn etcd_flag<'a>(pod: &'a Pod, flag: &str) -> Option<&'a str> {
-    let prefix = format!("--{flag}=");
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.containers.iter().find(|c| c.name == "etcd"))
-        .and_then(|c| c.args.as_ref())
-        .and_then(|args| args.iter().find_map(|a| a.strip_prefix(prefix.as_str())))
 }
 
 const MIB: u64 = 1 << 20;
