@@ -29,6 +29,10 @@ deps-build: ## Install what building the operator needs (protoc and the well-kno
 manifests: deps-build ## Generate the CRDs from the Rust types into config/crd/bases.
 	$(CARGO) run --quiet -p etcd-op -- crd --dir config/crd/bases
 
+.PHONY: chart
+chart: ## Generate the Helm chart in dist/chart from config/ (what kustomize renders, and the CRDs).
+	$(FIND_KUBECTL); KUBECTL=$$kubectl $(CARGO) run --quiet -p etcd-op-chart
+
 .PHONY: fmt
 fmt: ## Format the Rust code.
 	$(CARGO) fmt --all
@@ -60,9 +64,10 @@ run: install ## Run the manager against the current kubeconfig, from this machin
 test: test-unit test-integration test-e2e ## Every test layer: unit, integration (real etcd, real API server), end to end (local cluster).
 
 .PHONY: test-unit
-test-unit: deps-build ## Unit and property tests, CRD staleness (plain `cargo test`), and kustomize rendering.
+test-unit: deps-build ## Unit and property tests, CRD staleness (plain `cargo test`), kustomize rendering and the chart's staleness.
 	$(CARGO) test
-	$(FIND_KUBECTL); KUBECTL=$$kubectl $(CARGO) test -p etcd-op --test manifests -- --ignored
+	$(FIND_KUBECTL); KUBECTL=$$kubectl $(CARGO) test -p etcd-op --test manifests -- --ignored; \
+	  KUBECTL=$$kubectl $(CARGO) test -p etcd-op-chart --test chart -- --ignored
 
 .PHONY: test-integration
 test-integration: deps ## The etcd client against real etcd processes, backups against s3proxy and a volume store, on loopback; the alerts with promtool.

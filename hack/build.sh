@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the test bed's binaries from their Go modules into the cache, once per version.
-#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|promtool|all
+#   hack/build.sh kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|promtool|helm|all
 # Prints the bin directory of each set it was asked for (for kubectl, the binary's path). A set is complete
 # when its .complete stamp exists, so an interrupted build is redone, and a finished one never is.
 set -euo pipefail
@@ -140,6 +140,20 @@ build_promtool() {
   echo "$out"
 }
 
+# helm, which installs the chart in dist/chart in the e2e scenarios (Go module helm.sh/helm/v4).
+build_helm() {
+  local out="$CACHE_DIR/helm-v$HELM_VERSION/bin"
+  if [ ! -f "$out/.complete" ]; then
+    grep -q "helm.sh/helm/v4 v$HELM_VERSION" "$HACK_DIR/tools/helm/go.mod" ||
+      die "$HACK_DIR/tools/helm/go.mod does not pin helm v$HELM_VERSION"
+    log "building helm v$HELM_VERSION"
+    mkdir -p "$out"
+    (cd "$HACK_DIR/tools/helm" && go build -trimpath -ldflags "-s -w" -o "$out/helm" helm.sh/helm/v4/cmd/helm)
+    touch "$out/.complete"
+  fi
+  echo "$out"
+}
+
 case "${1:-all}" in
   kubernetes) build_kubernetes ;;
   kubectl) build_kubectl ;;
@@ -151,6 +165,7 @@ case "${1:-all}" in
   cert-manager) build_cert_manager ;;
   s3proxy) build_s3proxy ;;
   promtool) build_promtool ;;
+  helm) build_helm ;;
   all)
     build_kubernetes
     build_etcd_at "$ETCD_VERSION"; build_etcd_at "$ETCD_OLD_VERSION"; build_etcd_at "$ETCD_NEXT_VERSION"
@@ -159,6 +174,7 @@ case "${1:-all}" in
     build_cert_manager
     build_s3proxy
     build_promtool
+    build_helm
     ;;
-  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|promtool|all" ;;
+  *) die "usage: $0 kubernetes|kubectl|etcd|etcd-old|etcd-next|coredns|kube-router|cert-manager|s3proxy|promtool|helm|all" ;;
 esac

@@ -3,8 +3,9 @@
 #   1. side by side, each in its own namespace: the lifecycle, backup, recovery, maintenance and plugin scenarios ($E2E_PARALLEL at once, default 2)
 #      beside the other groups (TLS, own certificates, cert-manager, webhook, API validation, network policy),
 #      one at a time;
-#   2. then, one at a time, the scenarios that take the operator or the node away (disruptions, manager),
-#      since they touch every cluster on the test bed.
+#   2. then, one at a time, the scenarios that take the operator or the node away (disruptions, manager, and
+#      the Helm chart's, whose operator stands in for the config/-deployed one), since they touch every
+#      cluster on the test bed.
 # Every line is prefixed with its group. Exits non-zero if any group failed; every group runs regardless.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,6 +16,9 @@ PARALLEL=${E2E_PARALLEL:-2}
 # kubectl-etcd from the debug build.
 "$CARGO" test -p etcd-op-e2e --no-run
 "$CARGO" build -p kubectl-etcd
+# helm, for the chart's scenario.
+HELM=$(hack/build.sh helm)/helm
+export HELM
 
 # group NAME CARGO_TEST_ARGS...: runs one cargo test, its lines prefixed with [NAME]; its status is cargo's.
 group() {
@@ -30,5 +34,5 @@ group scenarios --test tls --test own_certificates --test cert_manager --test we
 scenarios=$!
 wait "$lifecycle" || status=1
 wait "$scenarios" || status=1
-group disruptions --test disruptions --test manager -- --test-threads=1 || status=1
+group disruptions --test disruptions --test manager --test helm -- --test-threads=1 || status=1
 exit "$status"
