@@ -432,3 +432,68 @@ async fn bench_backup_and_restore_of_a_256_mib_database() -> Result<()> {
     delete_cluster_role_binding(n, "scraper")?;
     ns.delete().await
 }
+
+/// A 256 MiB database emptied (every key deleted, history compacted) and defragmented on demand: from the
+/// `etcd.cloud.io/defragment` annotation to the last member's record, with each member's file before and
+/// after. The operator goes one member at a time, followers first, and moves leadership before the leader's
+/// turn, so this is the sum of three defragmentations and the steps between them.
+#[tokio::test]
+#[ignore = "benchmark: run with make bench"]
+async fn bench_defragment_a_256_mib_database_across_3_members() -> Result<()> {
+    use etcd_op_api::v1::ANNOTATION_DEFRAGMENT;
+    let client = client().await?;
+    let ns = TestNamespace::create(&client, "bench-defrag").await?;
+    let n = ns.name.as_str();
+    // Room for 256 MiB of data and its write-ahead log, and no defragmentation by need meanwhile.
+    let spec = json!({"size": 3, "version": VERSION, "storage": {"volumeClaimTemplate": {"size": "4Gi"}},
+                      "maintenance": {"defragmentation": {"enabled": false}}});
+    create_cluster(&client, n, "big", spec).await?;
+    wait_settled(&client, n, "big", 3, VERSION, CREATE_TIMEOUT).await?;
+    let endpoint = etcd_op_e2e::client_endpoint(&client, n, "big").await?;
+    let mut etcd = etcd_op_e2e::connect(&endpoint).await?;
+    let value = vec![b'x'; 1024 * 1024];
+    let mut took = Vec::new();
+    for run in 0..RUNS {
+        for i in 0..256 {
+            etcd.put(format!("/bench/{i:04}"), value.clone(), None).await?;
+        }
+        let deleted = etcd.delete("/bench/", Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+        let revision = deleted.header().context("a response header")?.revision();
+        etcd.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical())).await?;
+
+        let asked = Timestamp::now();
+        let started = Instant::now();
+        kubectl(&["-n", n, "annotate", "etcdcluster/big", &format!("{ANNOTATION_DEFRAGMENT}={asked}"), "--overwrite"])?;
+        let ec = wait_for("every member to be defragmented", Duration::from_secs(600), || async {
+            let ec = get_cluster(&client, n, "big").await?;
+            let done = ec.status.as_ref().is_some_and(|s| {
+                s.members.len() == 3
+                    && s.members.iter().all(|m| m.last_defragmentation.as_ref().is_some_and(|d| d.time.0 >= asked))
+            });
+            Ok(done.then_some(ec))
+        })
+        .await?;
+        took.push(started.elapsed());
+        let mut records: Vec<_> = ec
+            .status
+            .iter()
+            .flat_map(|s| &s.members)
+            .filter_map(|m| Some((m.name.clone(), m.last_defragmentation.clone()?)))
+            .collect();
+        records.sort_by_key(|(_, d)| d.time.0);
+        let shown: Vec<String> = records
+            .iter()
+            .map(|(name, d)| {
+                format!(
+                    "{name} +{:.1}s {:.0} -> {:.0} MiB",
+                    d.time.0.duration_since(asked).as_secs_f64(),
+                    d.size_before as f64 / 1_048_576.0,
+                    d.size_after.unwrap_or_default() as f64 / 1_048_576.0
+                )
+            })
+            .collect();
+        println!("run {run}: defragmented in {:.1}s: {}", took[run].as_secs_f64(), shown.join(", "));
+    }
+    report("defragmentation of a 256 MiB database across 3 members, annotation to the last record", &took);
+    ns.delete().await
+}
