@@ -48,6 +48,16 @@ impl Error {
         matches!(self, Error::EtcdNotReady { .. })
     }
 
+    /// The API server refuses new objects in a namespace being deleted. The cluster goes with its namespace,
+    /// so this is no failure to warn of (nor could an event be written there).
+    pub fn is_namespace_terminating(&self) -> bool {
+        matches!(
+            self,
+            Error::KubeWrite { source: kube::Error::Api(status), .. }
+                if status.code == 403 && status.message.contains("because it is being terminated")
+        )
+    }
+
     /// Classifies an etcd refusal of a membership change: etcd's own words for "not yet".
     pub fn from_membership_change(step: &'static str, error: EtcdError) -> Self {
         let text = error.to_string();
@@ -57,5 +67,23 @@ impl Error {
         } else {
             Error::Etcd(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_refused(code: u16, message: &str) -> Error {
+        let status = kube::core::Status { code, message: message.to_string(), ..Default::default() };
+        Error::KubeWrite { what: "pod demo-3".into(), source: kube::Error::Api(Box::new(status)) }
+    }
+
+    #[test]
+    fn a_create_refused_in_a_namespace_being_deleted_is_told_apart() {
+        let terminating = "pods \"demo-3\" is forbidden: unable to create new content in namespace e2e because it is being terminated";
+        assert!(write_refused(403, terminating).is_namespace_terminating());
+        assert!(!write_refused(403, "pods is forbidden: User cannot create resource").is_namespace_terminating());
+        assert!(!write_refused(409, "already exists").is_namespace_terminating());
     }
 }

@@ -294,6 +294,9 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
         Err(error) => Err(error),
     };
     match &outcome {
+        Err(error) if error.is_namespace_terminating() => {
+            debug!(cluster = %name, namespace = %namespace, step = plan.step.action(), "the namespace is being deleted");
+        }
         Err(error) if error.is_transient() => {
             info!(cluster = %name, namespace = %namespace, step = plan.step.action(), %error, "retrying soon");
         }
@@ -340,6 +343,10 @@ async fn reconcile_once(ec: &EtcdCluster, ctx: &Context) -> Result<Action, Error
     }
     if outcome.as_ref().is_err_and(Error::is_transient) {
         return Ok(Action::requeue(AFTER_STEP));
+    }
+    // Its own deletion, which comes with the namespace's, is a watch event.
+    if outcome.as_ref().is_err_and(Error::is_namespace_terminating) {
+        return Ok(Action::requeue(WHEN_QUIET));
     }
     outcome?;
 
