@@ -401,6 +401,10 @@ fn member_figures(obs: &model::Observation) -> Vec<MemberFigures> {
 }
 
 fn error_policy(ec: Arc<EtcdCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if error.is_namespace_terminating() {
+        debug!(cluster = %ec.name_any(), namespace = %ec.namespace().unwrap_or_default(), "the namespace is being deleted");
+        return Action::requeue(WHEN_QUIET);
+    }
     warn!(cluster = %ec.name_any(), namespace = %ec.namespace().unwrap_or_default(), reason = error.reason(), %error, "reconcile failed");
     Action::requeue(AFTER_ERROR)
 }
