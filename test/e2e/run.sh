@@ -16,9 +16,6 @@ PARALLEL=${E2E_PARALLEL:-2}
 # kubectl-etcd from the debug build.
 "$CARGO" test -p etcd-op-e2e --no-run
 "$CARGO" build -p kubectl-etcd
-# helm, for the chart's scenario.
-HELM=$(hack/build.sh helm)/helm
-export HELM
 
 # group NAME CARGO_TEST_ARGS...: runs one cargo test, its lines prefixed with [NAME]; its status is cargo's.
 group() {
@@ -27,6 +24,11 @@ group() {
 }
 
 status=0
+# helm, for the chart's scenario in the last group, is built (once per version) while the first groups run:
+# they wait on pods more than they compute.
+helm_log=$(mktemp)
+nice -n 10 hack/build.sh helm >"$helm_log" 2>&1 &
+helm_build=$!
 group lifecycle --test lifecycle --test backup --test recovery --test maintenance --test plugin -- --test-threads="$PARALLEL" &
 lifecycle=$!
 group scenarios --test tls --test own_certificates --test cert_manager --test webhook --test api_validation \
@@ -34,5 +36,13 @@ group scenarios --test tls --test own_certificates --test cert_manager --test we
 scenarios=$!
 wait "$lifecycle" || status=1
 wait "$scenarios" || status=1
+if wait "$helm_build"; then
+  HELM=$(tail -1 "$helm_log")/helm
+  export HELM
+else
+  sed 's/^/[helm build] /' "$helm_log"
+  status=1
+fi
+rm -f "$helm_log"
 group disruptions --test disruptions --test manager --test helm -- --test-threads=1 || status=1
 exit "$status"
