@@ -2173,14 +2173,20 @@ fn larger_volumes_grow_each_claim_then_restart_each_member_onto_the_new_quota_th
     assert!(sim.obs.members.iter().all(|m| m.pod.as_ref().unwrap().quota_bytes == 320 * MIB));
 }
 
-#[test]
-fn a_member_restarts_onto_the_new_quota_only_once_its_volume_has_grown() {
+/// Every claim asks for 1 GiB, with the quota for it recorded; none has the capacity yet.
+fn claims_grown_on_paper() -> Observation {
     let mut obs = asking_for_larger_volumes(Some(true));
     for m in &mut obs.members {
         let pvc = m.pvc.as_mut().unwrap();
         pvc.requested_bytes = Some(1024 * MIB);
         pvc.quota_bytes = Some(320 * MIB);
     }
+    obs
+}
+
+#[test]
+fn a_member_restarts_onto_the_new_quota_only_once_its_volume_has_grown() {
+    let mut obs = claims_grown_on_paper();
     let p = plan(&obs);
     assert_eq!(p.step, Step::Nothing, "the claims wait for their volumes: {}", p.reason);
     obs.members[2].pvc.as_mut().unwrap().capacity_bytes = Some(1024 * MIB);
@@ -2191,12 +2197,7 @@ fn a_member_restarts_onto_the_new_quota_only_once_its_volume_has_grown() {
 
 #[test]
 fn a_member_whose_filesystem_grows_only_when_mounted_again_is_restarted_before_its_capacity_shows() {
-    let mut obs = asking_for_larger_volumes(Some(true));
-    for m in &mut obs.members {
-        let pvc = m.pvc.as_mut().unwrap();
-        pvc.requested_bytes = Some(1024 * MIB);
-        pvc.quota_bytes = Some(320 * MIB);
-    }
+    let mut obs = claims_grown_on_paper();
     // The driver grew the volume offline; the claim keeps its old capacity until a pod mounts it again.
     obs.members[1].pvc.as_mut().unwrap().filesystem_resize_pending = true;
     let p = plan(&obs);
