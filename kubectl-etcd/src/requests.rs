@@ -36,17 +36,6 @@ pub async fn request_defragmentation(
     Ok(asked)
 }
 
-/// The members a request asked for whose last defragmentation is not later than it yet.
-pub fn pending_defragmentations(ec: &EtcdCluster, member: Option<&str>, asked: Timestamp) -> Vec<String> {
-    ec.status
-        .iter()
-        .flat_map(|s| &s.members)
-        .filter(|m| member.is_none_or(|wanted| wanted == m.name))
-        .filter(|m| m.last_defragmentation.as_ref().is_none_or(|d| d.time.0 < asked))
-        .map(|m| m.name.clone())
-        .collect()
-}
-
 /// Waits, at most `timeout`, until every member asked for has been defragmented since `asked`.
 pub async fn wait_for_defragmentation(
     clusters: &Api<EtcdCluster>,
@@ -58,7 +47,7 @@ pub async fn wait_for_defragmentation(
     let deadline = Instant::now() + timeout;
     loop {
         let ec = clusters.get(cluster).await.with_context(|| format!("reading EtcdCluster {cluster}"))?;
-        let pending = pending_defragmentations(&ec, member, asked);
+        let pending = ec.members_not_defragmented_since(member, asked);
         if pending.is_empty() {
             return Ok(ec);
         }
@@ -142,8 +131,8 @@ mod tests {
     #[test]
     fn a_request_is_pending_for_each_member_not_defragmented_since() {
         let ec = cluster(&[("demo-0", Some(100)), ("demo-1", Some(50)), ("demo-2", None)]);
-        assert_eq!(pending_defragmentations(&ec, None, at(100)), ["demo-1", "demo-2"]);
-        assert_eq!(pending_defragmentations(&ec, Some("demo-0"), at(100)), Vec::<String>::new());
-        assert_eq!(pending_defragmentations(&ec, Some("demo-2"), at(100)), ["demo-2"]);
+        assert_eq!(ec.members_not_defragmented_since(None, at(100)), ["demo-1", "demo-2"]);
+        assert_eq!(ec.members_not_defragmented_since(Some("demo-0"), at(100)), Vec::<String>::new());
+        assert_eq!(ec.members_not_defragmented_since(Some("demo-2"), at(100)), ["demo-2"]);
     }
 }

@@ -222,6 +222,24 @@ pub struct DefragmentationSpec {
     pub min_interval_seconds: i32,
 }
 
+impl EtcdCluster {
+    /// The members a defragmentation asked for at `asked` still waits for (`member`, or every member when
+    /// `None`): those whose last defragmentation is not later than the request.
+    pub fn members_not_defragmented_since(
+        &self,
+        member: Option<&str>,
+        asked: k8s_openapi::jiff::Timestamp,
+    ) -> Vec<String> {
+        self.status
+            .iter()
+            .flat_map(|s| &s.members)
+            .filter(|m| member.is_none_or(|wanted| wanted == m.name))
+            .filter(|m| m.last_defragmentation.as_ref().is_none_or(|d| d.time.0 < asked))
+            .map(|m| m.name.clone())
+            .collect()
+    }
+}
+
 impl Default for DefragmentationSpec {
     fn default() -> Self {
         Self {

@@ -364,6 +364,15 @@ impl Written {
     }
 }
 
+/// Each member's last defragmentation, by name; members without one are missing.
+pub fn defragmentations(ec: &EtcdCluster) -> Vec<(String, etcd_op_api::v1::DefragmentationRecord)> {
+    ec.status
+        .iter()
+        .flat_map(|s| &s.members)
+        .filter_map(|m| Some((m.name.clone(), m.last_defragmentation.clone()?)))
+        .collect()
+}
+
 /// Names of the member pods, from status.
 pub fn member_names(ec: &EtcdCluster) -> Vec<String> {
     ec.status.as_ref().map(|s| s.members.iter().map(|m| m.name.clone()).collect()).unwrap_or_default()

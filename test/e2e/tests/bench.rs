@@ -473,20 +473,13 @@ async fn bench_defragment_a_256_mib_database_across_3_members() -> Result<()> {
         kubectl(&["-n", n, "annotate", "etcdcluster/big", &format!("{ANNOTATION_DEFRAGMENT}={asked}"), "--overwrite"])?;
         let ec = wait_for("every member to be defragmented", Duration::from_secs(600), || async {
             let ec = get_cluster(&client, n, "big").await?;
-            let done = ec.status.as_ref().is_some_and(|s| {
-                s.members.len() == 3
-                    && s.members.iter().all(|m| m.last_defragmentation.as_ref().is_some_and(|d| d.time.0 >= asked))
-            });
+            let members = ec.status.as_ref().map_or(0, |s| s.members.len());
+            let done = members == 3 && ec.members_not_defragmented_since(None, asked).is_empty();
             Ok(done.then_some(ec))
         })
         .await?;
         took.push(started.elapsed());
-        let mut records: Vec<_> = ec
-            .status
-            .iter()
-            .flat_map(|s| &s.members)
-            .filter_map(|m| Some((m.name.clone(), m.last_defragmentation.clone()?)))
-            .collect();
+        let mut records = etcd_op_e2e::defragmentations(&ec);
         records.sort_by_key(|(_, d)| d.time.0);
         let shown: Vec<String> = records
             .iter()

@@ -5,10 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use etcd_op_api::v1::{DefragmentationRecord, EtcdCluster};
 use etcd_op_e2e::{
     CHANGE_TIMEOUT, CREATE_TIMEOUT, EtcdEndpoint, TestNamespace, V36, WriteChecker, client, client_endpoint, connect,
-    create_cluster, get_cluster, leader, patch_spec, wait_settled,
+    create_cluster, defragmentations, get_cluster, leader, patch_spec, wait_settled,
 };
 use etcd_op_test_support::wait_for;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -18,15 +17,6 @@ use serde_json::json;
 const MIB: usize = 1024 * 1024;
 /// How long the operator may take to defragment every member (or recover from NOSPACE) once it is due.
 const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// Each member's last defragmentation, by name; members without one are missing.
-fn defragmentations(ec: &EtcdCluster) -> Vec<(String, DefragmentationRecord)> {
-    ec.status
-        .iter()
-        .flat_map(|s| &s.members)
-        .filter_map(|m| Some((m.name.clone(), m.last_defragmentation.clone()?)))
-        .collect()
-}
 
 /// Writes `count` values of 1 MiB under `prefix`; stops at the first refusal. Returns how many were taken.
 async fn fill(endpoint: &EtcdEndpoint, prefix: &str, count: usize) -> Result<usize> {
