@@ -88,9 +88,12 @@ bench: deps cluster-up deploy-local ## Benchmarks on the local cluster; prints t
 
 ##@ Local cluster (real Kubernetes built from source, real containers)
 
+# Nodes of the local cluster: 1 is the host's own; more join in network namespaces of their own, in zones.
+NODES ?= 1
+
 .PHONY: cluster-up
-cluster-up: deps ## Build what is missing and start the local single-node cluster.
-	hack/cluster-up.sh
+cluster-up: deps ## Build what is missing and start the local cluster (NODES=1 by default; more join a running one).
+	hack/cluster-up.sh --nodes $(NODES)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster and remove everything it created.

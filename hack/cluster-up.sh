@@ -2,12 +2,15 @@
 # Starts a single-node Kubernetes cluster of real components on this machine (root, no container engine):
 # containerd, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy, a hostPath
 # volume provisioner, and CoreDNS inside the cluster. Re-running while the cluster is healthy does nothing.
-#   hack/cluster-up.sh            state in ${ETCD_OP_STATE:-/var/lib/etcd-op-local}
+#   hack/cluster-up.sh [--nodes N]   state in ${ETCD_OP_STATE:-/var/lib/etcd-op-local}
+# With N > 1 (or ETCD_OP_NODES), nodes 2..N join beside the host's node, each in a network namespace of its own
+# (hack/lib/nodes.sh), in zones, with node-local volumes; on a running cluster, the missing ones join it.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
 . "$HACK_DIR/lib/oci.sh"
 . "$HACK_DIR/lib/images.sh"
+. "$HACK_DIR/lib/nodes.sh"
 
 WAIT_SECONDS=${ETCD_OP_WAIT_SECONDS:-120}
 
@@ -21,8 +24,8 @@ preflight() {
   [ -d /proc/sys/net/bridge ] ||
     die "bridge netfilter is not available: load it with 'modprobe br_netfilter' (the kernel needs CONFIG_BRIDGE_NETFILTER)"
   local cidr
-  for cidr in "$POD_CIDR" "$SERVICE_CIDR"; do
-    if ip -4 -o addr show | grep -v " $BRIDGE " | grep -q " ${cidr%.*.*}\."; then
+  for cidr in "$POD_CIDR" 10.89.0.0/16 "$NODE_LINK_CIDR" "$SERVICE_CIDR"; do
+    if ip -4 -o addr show | grep -v " $BRIDGE \| $NODE_BRIDGE " | grep -q " ${cidr%.*.*}\."; then
       die "the host already has an address in $cidr"
     fi
   done
@@ -70,14 +73,23 @@ setup_host_network() {
   ip link set "$BRIDGE" up
   # Pods talk to each other and to the node only: nothing is forwarded between the bridge and other links.
   iptables -w -N "$OWN_CHAIN-FORWARD"
-  iptables -w -A "$OWN_CHAIN-FORWARD" -i "$BRIDGE" -o "$BRIDGE" -j RETURN
-  iptables -w -A "$OWN_CHAIN-FORWARD" -i "$BRIDGE" -j DROP
-  iptables -w -A "$OWN_CHAIN-FORWARD" -o "$BRIDGE" -j DROP
+  # The other nodes' links (hack/lib/nodes.sh) are on a bridge of their own, routed to and from this one.
+  local from to
+  for from in "$BRIDGE" "$NODE_BRIDGE"; do
+    for to in "$BRIDGE" "$NODE_BRIDGE"; do
+      iptables -w -A "$OWN_CHAIN-FORWARD" -i "$from" -o "$to" -j RETURN
+    done
+  done
+  for from in "$BRIDGE" "$NODE_BRIDGE"; do
+    iptables -w -A "$OWN_CHAIN-FORWARD" -i "$from" -j DROP
+    iptables -w -A "$OWN_CHAIN-FORWARD" -o "$from" -j DROP
+  done
   iptables -w -I FORWARD 1 -j "$OWN_CHAIN-FORWARD"
   # The apiserver listens on all addresses (loopback for us, the bridge for pods); other links may not reach it.
   iptables -w -N "$OWN_CHAIN-INPUT"
   iptables -w -A "$OWN_CHAIN-INPUT" -i lo -j RETURN
   iptables -w -A "$OWN_CHAIN-INPUT" -i "$BRIDGE" -j RETURN
+  iptables -w -A "$OWN_CHAIN-INPUT" -i "$NODE_BRIDGE" -j RETURN
   iptables -w -A "$OWN_CHAIN-INPUT" -p tcp --dport "$APISERVER_PORT" -j DROP
   iptables -w -I INPUT 1 -j "$OWN_CHAIN-INPUT"
 }
@@ -96,9 +108,10 @@ setup_cgroups() {
   done
 }
 
-# write_kubeconfig FILE CERT_NAME: a kubeconfig with embedded credentials for one identity of $PKI.
+# write_kubeconfig FILE CERT_NAME [SERVER_ADDRESS]: a kubeconfig with embedded credentials for one identity of
+# $PKI, for the apiserver at SERVER_ADDRESS (default loopback).
 write_kubeconfig() {
-  local file=$1 cert=$2
+  local file=$1 cert=$2 server=${3:-127.0.0.1}
   mkdir -p "$(dirname "$file")"
   cat >"$file" <<YAML
 apiVersion: v1
@@ -106,7 +119,7 @@ kind: Config
 clusters:
 - name: etcd-op-local
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: https://$server:$APISERVER_PORT
     certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
 users:
 - name: $cert
@@ -122,7 +135,10 @@ YAML
 }
 
 write_credentials() {
-  "$PKI_BIN" "$PKI" "$NODE_NAME" "$NODE_IP" "$KUBERNETES_SERVICE_IP"
+  local more_nodes=() i
+  # Every node the cluster may grow to has its kubelet's certificates from the start.
+  for ((i = 2; i <= MAX_NODES; i++)); do more_nodes+=("$(node_name "$i")=$(node_ip "$i")"); done
+  "$PKI_BIN" "$PKI" "$NODE_NAME" "$NODE_IP" "$KUBERNETES_SERVICE_IP" "${more_nodes[@]}"
   write_kubeconfig "$STATE/kubeconfig" admin
   local cert
   for cert in kube-controller-manager kube-scheduler kubelet-client kube-proxy provisioner kube-router cert-manager; do
@@ -131,64 +147,9 @@ write_credentials() {
 }
 
 start_containerd() {
-  mkdir -p "$STATE/config" "$STATE/cni/net.d" "$STATE/containerd"
-  cat >"$STATE/config/containerd.toml" <<TOML
-version = 2
-root = "$STATE/containerd/root"
-state = "$STATE/containerd/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "$CONTAINERD_SOCK"
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$STATE/containerd/opt"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "$PAUSE_IMAGE"
-  # Without CAP_SYS_RESOURCE nothing may lower its OOM score below containerd's own.
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  disable_apparmor = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "$STATE/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "$STATE/cni/net.d"
-    max_conf_num = 1
-TOML
-  # One bridge for all pods; host-local hands out addresses, portmap serves hostPort.
-  cat >"$STATE/cni/net.d/10-etcdop.conflist" <<JSON
-{
-  "cniVersion": "1.0.0",
-  "name": "etcdop",
-  "plugins": [
-    {
-      "type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-      "ipam": {
-        "type": "host-local", "dataDir": "$STATE/cni/networks",
-        "ranges": [[{"subnet": "$POD_CIDR", "gateway": "$NODE_IP"}]],
-        "routes": [{"dst": "0.0.0.0/0"}]
-      }
-    },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
-  ]
-}
-JSON
-  start_component containerd containerd --config "$STATE/config/containerd.toml"
-  wait_until 30 containerd ctr --address "$CONTAINERD_SOCK" version
-  log "importing images"
-  images_import_all "$CONTAINERD_SOCK"
+  node_vars 1
+  start_node_containerd
+  import_node_images
 }
 
 start_etcd() {
@@ -236,77 +197,15 @@ start_control_plane() {
 }
 
 start_node() {
-  mkdir -p "$KUBELET_ROOT" "$STATE/pod-logs" "$VOLUMES_DIR"
-  cat >"$STATE/config/kubelet.yaml" <<YAML
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-# This host runs cgroup v1, which the kubelet only accepts when told to.
-failCgroupV1: false
-cgroupDriver: cgroupfs
-cgroupRoot: /$CGROUP_PARENT
-cgroupsPerQOS: true
-enforceNodeAllocatable: [pods]
-containerRuntimeEndpoint: unix://$CONTAINERD_SOCK
-address: $NODE_IP
-port: 10250
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-healthzPort: 10248
-tlsCertFile: $PKI/kubelet.crt
-tlsPrivateKeyFile: $PKI/kubelet.key
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $PKI/ca.crt}
-authorization: {mode: Webhook}
-clusterDNS: [$DNS_SERVICE_IP]
-clusterDomain: cluster.local
-# No upstream resolvers: pods resolve cluster names only, and nothing leaves the machine.
-resolvConf: ""
-failSwapOn: false
-# Lowering its own OOM score needs CAP_SYS_RESOURCE, which this host does not grant.
-oomScoreAdj: 0
-# Disk thresholds in bytes: a share of a large disk the host shares with other work (1% of 250 GiB is 2.5 GiB)
-# would evict every pod while gigabytes are still free.
-evictionHard: {memory.available: 100Mi, nodefs.available: 512Mi, nodefs.inodesFree: 1%, imagefs.available: 512Mi}
-# Images cannot be pulled here, so they are never garbage-collected.
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-localStorageCapacityIsolation: true
-serializeImagePulls: false
-volumePluginDir: $KUBELET_ROOT/volume-plugins
-podLogsDir: $STATE/pod-logs
-rotateCertificates: false
-serverTLSBootstrap: false
-YAML
-  start_component kubelet "$K8S_BIN/kubelet" --config "$STATE/config/kubelet.yaml" \
-    --kubeconfig "$STATE/kubeconfigs/kubelet-client.kubeconfig" --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
-    --root-dir "$KUBELET_ROOT"
-
-  cat >"$STATE/config/kube-proxy.yaml" <<YAML
-apiVersion: kubeproxy.config.k8s.io/v1alpha1
-kind: KubeProxyConfiguration
-clientConnection: {kubeconfig: $STATE/kubeconfigs/kube-proxy.kubeconfig}
-mode: iptables
-hostnameOverride: $NODE_NAME
-clusterCIDR: $POD_CIDR
-detectLocalMode: ClusterCIDR
-healthzBindAddress: 127.0.0.1:10256
-metricsBindAddress: 127.0.0.1:10249
-# NodePorts on the node's own address only.
-nodePortAddresses: [primary]
-oomScoreAdj: 0
-# Leave the host's conntrack sysctls alone.
-conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-iptables: {syncPeriod: 30s, minSyncPeriod: 1s}
-YAML
-  start_component kube-proxy "$K8S_BIN/kube-proxy" --config "$STATE/config/kube-proxy.yaml"
+  node_vars 1
+  start_node_agents
 }
 
 kubectl_admin() { "$K8S_BIN/kubectl" --kubeconfig "$STATE/kubeconfig" "$@"; }
 
+# node_ready [NAME]: the node (default the host's) is Ready.
 node_ready() {
-  [ "$(kubectl_admin get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+  [ "$(kubectl_admin get node "${1:-$NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
 install_addons() {
@@ -329,13 +228,58 @@ start_network_policy_controller() {
   wait_until "$WAIT_SECONDS" "kube-router's network policy chains" iptables -w -t filter -S KUBE-ROUTER-FORWARD
 }
 
+# add_node INDEX: starts node INDEX beside the running control plane.
+add_node() {
+  node_vars "$1"
+  [ -f "$PKI/$N_KUBELET_CERT.crt" ] ||
+    die "this cluster was started without certificates for $N_NAME: start it again (hack/cluster-down.sh first)"
+  log "adding node $N_NAME ($N_IP, pods $N_POD_CIDR, $N_ZONE)"
+  mkdir -p "$N_DIR"
+  write_kubeconfig "$N_KUBELET_KUBECONFIG" "kubelet-client-$N_NAME" "$NODE_IP"
+  write_kubeconfig "$N_PROXY_KUBECONFIG" kube-proxy "$NODE_IP"
+  setup_node_network
+  setup_node_cgroups
+  start_node_containerd
+  import_node_images
+  start_node_agents
+}
+
+# grow_to N: nodes 2..N run (started if they are not), each Ready; volumes are then node-local by default.
+grow_to() {
+  local want=$1 i
+  [ "$want" -le 1 ] && return 0
+  for ((i = 2; i <= want; i++)); do
+    node_vars "$i"
+    component_pid "kubelet$N_SUFFIX" >/dev/null || add_node "$i"
+  done
+  for ((i = 2; i <= want; i++)); do
+    wait_until "$WAIT_SECONDS" "node $(node_name "$i") to be Ready" node_ready "$(node_name "$i")"
+  done
+  # A volume bound where its first pod was scheduled, and kept on that node: local storage.
+  kubectl_admin annotate --overwrite storageclass standard storageclass.kubernetes.io/is-default-class=false >/dev/null
+  kubectl_admin annotate --overwrite storageclass local storageclass.kubernetes.io/is-default-class=true >/dev/null
+  log "$want nodes Ready; the default StorageClass is local (node-local volumes)"
+}
+
 main() {
+  local nodes=${ETCD_OP_NODES:-1}
+  while [ $# -gt 0 ]; do
+    case $1 in
+      --nodes) nodes=${2:-}; shift 2 || die "--nodes needs a count" ;;
+      --nodes=*) nodes=${1#--nodes=}; shift ;;
+      *) die "unknown argument $1 (usage: hack/cluster-up.sh [--nodes N])" ;;
+    esac
+  done
+  [[ $nodes =~ ^[0-9]+$ ]] && [ "$nodes" -ge 1 ] && [ "$nodes" -le "$MAX_NODES" ] ||
+    die "--nodes takes a count from 1 to $MAX_NODES"
   preflight
   mkdir -p "$(dirname "$STATE")"
   exec 9>"$STATE.lock"
   flock -w 600 9 || die "another cluster-up or cluster-down holds $STATE.lock"
   if healthy; then
     log "the cluster is already up"
+    K8S_BIN=$("$HACK_DIR/build.sh" kubernetes)
+    grow_to "$nodes"
     usage_line
     return
   fi
@@ -352,6 +296,7 @@ main() {
   start_control_plane
   start_node
   install_addons
+  grow_to "$nodes"
   log "cluster up in $((SECONDS - started))s; logs in $STATE/logs"
   usage_line
 }

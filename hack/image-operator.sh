@@ -6,6 +6,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
 . "$HACK_DIR/lib/oci.sh"
+. "$HACK_DIR/lib/nodes.sh"
 
 OPERATOR_IMAGE=${OPERATOR_IMAGE:-localhost/etcd-op:dev}
 
@@ -32,10 +33,12 @@ main() {
   local tar="$CACHE_DIR/images/etcd-op-dev.tar"
   oci_pack "$rootfs" "$OPERATOR_IMAGE" "$tar" '["/manager"]' null 65532:65532
   rm -rf "$rootfs"
-  if component_pid containerd >/dev/null; then
-    oci_import "$CONTAINERD_SOCK" "$tar" "$OPERATOR_IMAGE"
-    log "imported $OPERATOR_IMAGE"
-  fi
+  # Into every node whose containerd runs: the manager may be scheduled to any of them.
+  local sock
+  for sock in $(containerd_sockets); do
+    oci_import "$sock" "$tar" "$OPERATOR_IMAGE"
+    log "imported $OPERATOR_IMAGE into $sock"
+  done
   echo "$tar"
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs hack/cluster-down.sh and checks that the cluster left nothing on the host: no process, shim, mount,
-# cgroup, link, iptables chain, ipset or state. Exits non-zero and lists what is left otherwise.
+# Runs hack/cluster-down.sh and checks that the cluster left nothing on the host, of any of its nodes: no
+# process, shim, mount, cgroup, link, network namespace, route, iptables chain, ipset or state. Exits non-zero and lists what is left otherwise.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
@@ -29,6 +29,10 @@ for pid in $(shim_pids); do left+=("containerd shim $pid"); done
 while read -r mount; do [ -n "$mount" ] && left+=("mount $mount"); done < <(own_mounts)
 for dir in $(cgroup_dirs); do left+=("cgroup $dir"); done
 ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("link $BRIDGE")
+ip link show "$NODE_BRIDGE" >/dev/null 2>&1 && left+=("link $NODE_BRIDGE")
+while read -r veth; do [ -n "$veth" ] && left+=("link $veth"); done < <(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^etcdop-v[0-9]/ { print $2 }')
+for netns in $(own_netns); do left+=("network namespace $netns"); done
+while read -r route; do [ -n "$route" ] && left+=("route $route"); done < <(ip route show 2>/dev/null | grep -E '^10\.(87|89)\.' || true)
 for ipt in $(iptables_cmds); do
   for table in filter nat mangle; do
     while read -r chain; do

@@ -7,6 +7,13 @@ BRIDGE=etcdop0
 POD_CIDR=10.88.0.0/16
 # The bridge's address is the node's address: pods reach the apiserver and the kubelet through it.
 NODE_IP=10.88.0.1
+# Nodes beside the first (hack/lib/nodes.sh): addresses on a bridge of their own, a /24 each of 10.89.0.0/16
+# for their pods. Every kube-proxy counts both pod ranges as the cluster's.
+NODE_BRIDGE=etcdop1
+NODE_LINK_CIDR=10.87.0.0/24
+NODE_GATEWAY=10.87.0.1
+CLUSTER_CIDR=10.88.0.0/15
+MAX_NODES=6
 SERVICE_CIDR=10.96.0.0/16
 KUBERNETES_SERVICE_IP=10.96.0.1
 DNS_SERVICE_IP=10.96.0.10
@@ -16,6 +23,13 @@ APISERVER_ETCD_PORT=2479
 CGROUP_PARENT=etcdop
 # Our own iptables chains, jumped to from the built-in ones.
 OWN_CHAIN=ETCDOP
+
+node_name() { if [ "$1" = 1 ]; then echo "$NODE_NAME"; else echo "$NODE_NAME-$1"; fi; }
+node_ip() { echo "${NODE_GATEWAY%.*}.$1"; }
+# Three zones: the host's node alone in zone-a, the others alternating between zone-b and zone-c.
+node_zone() { if [ "$1" = 1 ]; then echo zone-a; elif (($1 % 2 == 0)); then echo zone-b; else echo zone-c; fi; }
+# The network namespaces of the nodes beside the first are named after them.
+own_netns() { ip netns list 2>/dev/null | awk -v prefix="$NODE_NAME-" 'index($1, prefix) == 1 { print $1 }'; }
 
 PKI=$STATE/pki
 CONTAINERD_SOCK=$STATE/containerd/containerd.sock
@@ -120,13 +134,24 @@ cgroup_pids() {
   done | sort -un
 }
 
-# containerd shims outlive containerd; ours are the ones told to talk to our socket.
-shim_pids() {
+# containerd shims outlive containerd; ours are the ones told to talk to one of our sockets.
+# shim_pids_of SOCKET_PATTERN: those of the sockets the (grep) pattern matches.
+shim_pids_of() {
   local cmdline
   for cmdline in /proc/[0-9]*/cmdline; do
-    if { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -- "^[^ ]*containerd-shim[^ ]* .*-address $CONTAINERD_SOCK " >/dev/null; then
+    if { tr '\0' ' ' <"$cmdline"; } 2>/dev/null | grep -- "^[^ ]*containerd-shim[^ ]* .*-address $1 " >/dev/null; then
       cmdline=${cmdline#/proc/}; echo "${cmdline%/cmdline}"
     fi
+  done
+}
+shim_pids() { shim_pids_of "$STATE/[^ ]*containerd.sock"; }
+
+# Components of the nodes beside the first, by their pid files (kubelet@<node> and so on).
+node_components() {
+  local file name
+  for file in "$STATE"/pids/*@*.pid; do
+    [ -f "$file" ] || continue
+    name=${file##*/}; echo "${name%.pid}"
   done
 }
 
@@ -171,8 +196,13 @@ own_ipsets() {
 # Removes everything a running, crashed or half-started cluster left on the host. Safe to run at any time.
 cleanup_cluster() {
   local i pid mount dir
-  # The kubelet first, so it does not restart the containers we kill.
-  stop_component kubelet 15
+  # The kubelets first, so they do not restart the containers we kill.
+  local kubelets=() component
+  for component in kubelet $(node_components | grep '^kubelet@'); do
+    stop_component "$component" 15 &
+    kubelets+=($!)
+  done
+  wait "${kubelets[@]}"
   for ((i = 0; i < 5; i++)); do
     pid=$(cgroup_pids)
     [ -z "$pid" ] && break
@@ -188,8 +218,8 @@ cleanup_cluster() {
   # The apiserver's clients do not depend on each other to shut down: stop them all at once. Then the
   # apiserver while its etcd is still there (without etcd it hangs in its graceful shutdown), then etcd.
   log "stopping the other components"
-  local stoppers=() component
-  for component in "${ADDONS[@]}" "${COMPONENTS[@]}"; do
+  local stoppers=()
+  for component in "${ADDONS[@]}" "${COMPONENTS[@]}" $(node_components); do
     case $component in etcd | kube-apiserver) continue ;; esac
     stop_component "$component" &
     stoppers+=($!)
@@ -217,6 +247,13 @@ cleanup_cluster() {
     ip link del "$veth" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
+  # A node's namespace takes its links and chains with it; the host's end of its link goes too.
+  local netns
+  for netns in $(own_netns); do ip netns del "$netns" 2>/dev/null || true; done
+  for veth in $(ip -o link show master "$NODE_BRIDGE" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
+    ip link del "$veth" 2>/dev/null || true
+  done
+  ip link del "$NODE_BRIDGE" 2>/dev/null || true
   remove_chains
   local set
   for set in $(own_ipsets); do ipset destroy "$set" 2>/dev/null || true; done

@@ -1,7 +1,10 @@
 //! Writes the local test cluster's certificate authority, the certificates of its components and the
 //! service-account signing key into a folder, as `<name>.crt` / `<name>.key` PEM files.
 //!
-//!   pki <out-dir> <node-name> <node-ip> <kubernetes-service-ip>
+//!   pki <out-dir> <node-name> <node-ip> <kubernetes-service-ip> [<node-name>=<node-ip> ...]
+//!
+//! Each further node gets its kubelet's serving and client pair, named `kubelet-<node>` and
+//! `kubelet-client-<node>`.
 //!
 //! Everything is freshly generated on each run: the cluster's identities live only as long as its state.
 
@@ -29,7 +32,7 @@ enum Usage {
 
 /// One leaf certificate: file name, subject and alternative names.
 struct Leaf<'a> {
-    file: &'a str,
+    file: String,
     common_name: String,
     organization: Option<&'a str>,
     sans: Vec<String>,
@@ -41,14 +44,25 @@ struct Args {
     node: String,
     node_ip: IpAddr,
     service_ip: IpAddr,
+    /// The nodes beside the first, by name and address.
+    more_nodes: Vec<(String, IpAddr)>,
 }
 
 fn parse_args() -> Result<Args> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [out, node, node_ip, service_ip] = args.as_slice() else {
-        return Err("usage: pki <out-dir> <node-name> <node-ip> <kubernetes-service-ip>".into());
+    let usage = "usage: pki <out-dir> <node-name> <node-ip> <kubernetes-service-ip> [<node-name>=<node-ip> ...]";
+    let [out, node, node_ip, service_ip, more @ ..] = args.as_slice() else {
+        return Err(usage.into());
     };
+    let more_nodes = more
+        .iter()
+        .map(|pair| {
+            let (name, ip) = pair.split_once('=').ok_or_else(|| format!("{pair:?}: {usage}"))?;
+            Ok((name.to_string(), ip.parse().map_err(|e| format!("node ip {ip:?}: {e}"))?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Args {
+        more_nodes,
         out: PathBuf::from(out),
         node: node.clone(),
         node_ip: node_ip.parse().map_err(|e| format!("node ip {node_ip:?}: {e}"))?,
@@ -59,8 +73,8 @@ fn parse_args() -> Result<Args> {
 fn leaves(args: &Args) -> Vec<Leaf<'_>> {
     let loopback = "127.0.0.1".to_string();
     let node_ip = args.node_ip.to_string();
-    let leaf = |file, cn: &str, organization, sans: Vec<String>, usage| Leaf {
-        file,
+    let leaf = |file: &str, cn: &str, organization, sans: Vec<String>, usage| Leaf {
+        file: file.to_string(),
         common_name: cn.to_string(),
         organization,
         sans,
@@ -72,7 +86,7 @@ fn leaves(args: &Args) -> Vec<Leaf<'_>> {
         .collect();
     apiserver_sans.extend(["kubernetes.default.svc.cluster.local".into(), loopback.clone(), node_ip.clone()]);
     apiserver_sans.push(args.service_ip.to_string());
-    vec![
+    let mut leaves = vec![
         // The apiserver's own etcd: serving on loopback, and the apiserver as its only client.
         leaf("etcd-server", "etcd-server", None, vec!["localhost".into(), loopback.clone()], Usage::Both),
         leaf("apiserver-etcd-client", "kube-apiserver-etcd-client", None, vec![], Usage::Client),
@@ -95,7 +109,24 @@ fn leaves(args: &Args) -> Vec<Leaf<'_>> {
         leaf("provisioner", "etcd-op:provisioner", None, vec![], Usage::Client),
         leaf("kube-router", "etcd-op:kube-router", None, vec![], Usage::Client),
         leaf("cert-manager", "etcd-op:cert-manager", None, vec![], Usage::Client),
-    ]
+    ];
+    for (name, ip) in &args.more_nodes {
+        leaves.push(Leaf {
+            file: format!("kubelet-client-{name}"),
+            common_name: format!("system:node:{name}"),
+            organization: Some("system:nodes"),
+            sans: vec![],
+            usage: Usage::Client,
+        });
+        leaves.push(Leaf {
+            file: format!("kubelet-{name}"),
+            common_name: name.clone(),
+            organization: None,
+            sans: vec![name.clone(), ip.to_string()],
+            usage: Usage::Server,
+        });
+    }
+    leaves
 }
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<()> {

@@ -1,5 +1,7 @@
 // Command provisioner is the test bed's dynamic volume provisioner. Every claim of a StorageClass whose
-// provisioner is etcd-op.local/hostpath gets a directory under -root, bound to it as a hostPath volume;
+// provisioner is etcd-op.local/hostpath gets a directory under -root, bound to it as a hostPath volume; a
+// class that waits for the first consumer gets a local volume on the node the scheduler selected instead,
+// bound to that node by the volume's node affinity;
 // a released volume whose reclaim policy is Delete has its directory removed and is deleted; a bound claim
 // whose request grew past its volume's capacity gets the new capacity (a directory has no size of its own
 // to grow, and no filesystem to resize), as an external resizer does for classes that allow expansion.
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -79,6 +82,13 @@ func (p provisioner) provision(ctx context.Context, claims []corev1.PersistentVo
 		if err != nil || class.Provisioner != provisionerName {
 			continue
 		}
+		// A class that waits for the first consumer is provisioned once the scheduler has picked a node.
+		node := ""
+		if class.VolumeBindingMode != nil && *class.VolumeBindingMode == storagev1.VolumeBindingWaitForFirstConsumer {
+			if node = claim.Annotations["volume.kubernetes.io/selected-node"]; node == "" {
+				continue
+			}
+		}
 		name := "pvc-" + string(claim.UID)
 		dir := filepath.Join(p.root, name)
 		if err := os.MkdirAll(dir, 0o777); err != nil {
@@ -114,6 +124,14 @@ func (p provisioner) provision(ctx context.Context, claims []corev1.PersistentVo
 					HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &hostPathType},
 				},
 			},
+		}
+		if node != "" {
+			volume.Spec.PersistentVolumeSource = corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}}
+			volume.Spec.NodeAffinity = &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
+				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
+					Key: "kubernetes.io/hostname", Operator: corev1.NodeSelectorOpIn, Values: []string{node},
+				}}}},
+			}}
 		}
 		_, err = p.client.CoreV1().PersistentVolumes().Create(ctx, volume, metav1.CreateOptions{})
 		switch {
@@ -166,12 +184,12 @@ func (p provisioner) reclaim(ctx context.Context) {
 	}
 	for i := range volumes.Items {
 		volume := &volumes.Items[i]
-		if volume.Annotations["pv.kubernetes.io/provisioned-by"] != provisionerName || volume.Spec.HostPath == nil ||
+		if volume.Annotations["pv.kubernetes.io/provisioned-by"] != provisionerName || volumePath(volume) == "" ||
 			volume.Status.Phase != corev1.VolumeReleased ||
 			volume.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
 			continue
 		}
-		dir := filepath.Clean(volume.Spec.HostPath.Path)
+		dir := filepath.Clean(volumePath(volume))
 		if !strings.HasPrefix(dir, p.root+string(filepath.Separator)) {
 			log.Printf("%s: path %s is outside %s, not deleting it", volume.Name, dir, p.root)
 			continue
@@ -187,4 +205,15 @@ func (p provisioner) reclaim(ctx context.Context) {
 		}
 		log.Printf("deleted %s and its data", volume.Name)
 	}
+}
+
+// volumePath is the directory of one of our volumes, hostPath or local.
+func volumePath(volume *corev1.PersistentVolume) string {
+	switch {
+	case volume.Spec.HostPath != nil:
+		return volume.Spec.HostPath.Path
+	case volume.Spec.Local != nil:
+		return volume.Spec.Local.Path
+	}
+	return ""
 }
