@@ -511,7 +511,63 @@ fn the_template_scheduling_and_resources_reach_the_pod() {
     // Without a template, nothing of the kind is set.
     let plain = pod_of(&cluster()).spec.expect("spec");
     assert!(plain.tolerations.is_none() && plain.node_selector.is_none() && plain.priority_class_name.is_none());
-    assert!(plain.affinity.is_none() && plain.topology_spread_constraints.is_none());
+    assert!(plain.topology_spread_constraints.is_none());
+}
+
+/// The default spread, as the scheduler reads it: (topology key, weight) of each preferred anti-affinity
+/// term, and the cluster its selector names.
+fn spread_of(pod: &Pod) -> Vec<(String, i32, Value)> {
+    let affinity = pod.spec.as_ref().and_then(|s| s.affinity.clone());
+    let terms = affinity
+        .and_then(|a| a.pod_anti_affinity)
+        .and_then(|a| a.preferred_during_scheduling_ignored_during_execution)
+        .unwrap_or_default();
+    terms
+        .into_iter()
+        .map(|t| {
+            let selector = serde_json::to_value(&t.pod_affinity_term.label_selector).expect("selector");
+            (t.pod_affinity_term.topology_key, t.weight, selector)
+        })
+        .collect()
+}
+
+#[test]
+fn members_prefer_nodes_then_zones_without_a_member_unless_the_template_says_how_to_spread() {
+    let apart = json!({"matchLabels": {"etcd.cloud.io/cluster": "demo"}});
+    let default_spread = vec![
+        ("kubernetes.io/hostname".to_string(), 100, apart.clone()),
+        ("topology.kubernetes.io/zone".to_string(), 50, apart.clone()),
+    ];
+    assert_eq!(spread_of(&pod_of(&cluster())), default_spread);
+
+    // A node affinity alone is kept beside the default spread.
+    let node_affinity: k8s_openapi::api::core::v1::Affinity = serde_json::from_value(json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}]}}}))
+    .expect("affinity");
+    let pod = pod_of(&with_template(EtcdPodTemplate { affinity: Some(node_affinity.clone()), ..Default::default() }));
+    assert_eq!(spread_of(&pod), default_spread);
+    let kept = pod.spec.and_then(|s| s.affinity).and_then(|a| a.node_affinity);
+    assert_eq!(kept, node_affinity.node_affinity);
+
+    // The template's own anti-affinity replaces the default, as do topology spread constraints.
+    let required: k8s_openapi::api::core::v1::Affinity = serde_json::from_value(json!({"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": apart, "topologyKey": "kubernetes.io/hostname"}]}}))
+    .expect("affinity");
+    let pod = pod_of(&with_template(EtcdPodTemplate { affinity: Some(required.clone()), ..Default::default() }));
+    assert_eq!(pod.spec.and_then(|s| s.affinity), Some(required));
+    let spread: k8s_openapi::api::core::v1::TopologySpreadConstraint = serde_json::from_value(json!({
+        "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": apart}))
+    .expect("constraint");
+    let pod = pod_of(&with_template(EtcdPodTemplate {
+        topology_spread_constraints: Some(vec![spread.clone()]),
+        ..Default::default()
+    }));
+    let spec = pod.spec.expect("spec");
+    assert!(spec.affinity.is_none(), "the default spread was added beside the template's constraints");
+    assert_eq!(spec.topology_spread_constraints, Some(vec![spread]));
 }
 
 // ---------------------------------------------------------------------------------------------------------

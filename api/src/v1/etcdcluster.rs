@@ -577,7 +577,10 @@ pub struct EtcdPodTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Scheduling affinity of the member pods.
+    /// Scheduling affinity of the member pods. Without a podAntiAffinity here and without
+    /// topologySpreadConstraints, members prefer nodes, then zones (topology.kubernetes.io/zone), that hold no
+    /// other member of the cluster; a podAntiAffinity or topologySpreadConstraints given here replaces that
+    /// default, and a nodeAffinity alone is kept beside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
 
@@ -589,7 +592,8 @@ pub struct EtcdPodTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<BTreeMap<String, String>>,
 
-    /// How member pods spread across topology domains (zones, nodes).
+    /// How member pods spread across topology domains (zones, nodes). Given, it replaces the default spread
+    /// (see affinity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
 

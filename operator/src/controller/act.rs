@@ -114,7 +114,9 @@ async fn change(
             membership_change(ctx, ec, "RemoveMember", etcd.remove(leader, *id)).await
         }
         Step::DeleteMemberResources { name } => {
-            delete_if_present::<Pod>(ctx, &namespace, name).await?;
+            // No longer a member: nothing of its etcd is worth a graceful stop. At once, too, because a pod on a
+            // lost node is otherwise never confirmed gone, and its volume is held until it is.
+            delete_with::<Pod>(ctx, &namespace, name, &DeleteParams::default().grace_period(0)).await?;
             delete_if_present::<PersistentVolumeClaim>(ctx, &namespace, name).await
         }
         Step::RestartMember { name } => delete_if_present::<Pod>(ctx, &namespace, name).await,
@@ -289,8 +291,18 @@ where
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
+    delete_with::<K>(ctx, namespace, name, &DeleteParams::default()).await
+}
+
+async fn delete_with<K>(ctx: &Context, namespace: &str, name: &str, params: &DeleteParams) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
-    match api.delete(name, &DeleteParams::default()).await {
+    match api.delete(name, params).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(source) => Err(Error::KubeWrite { what: format!("delete {} {name}", K::kind(&())), source }),

@@ -7,8 +7,9 @@ use etcd_op_api::v1::{
     DEFAULT_IMAGE_REPOSITORY, DEFAULT_STORAGE_SIZE, EtcdCluster, EtcdPodTemplate, PvcRetentionPolicy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, Probe,
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, Probe,
     SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
     VolumeMount, VolumeResourceRequirements,
 };
@@ -719,10 +720,10 @@ pub fn member_pod(
         metadata,
         spec: Some(PodSpec {
             hostname: Some(member.to_string()),
-            subdomain: Some(cluster),
+            subdomain: Some(cluster.clone()),
             containers: vec![container],
             volumes: Some(volumes),
-            affinity: tpl.affinity,
+            affinity: member_affinity(&cluster, tpl.affinity, tpl.topology_spread_constraints.as_deref()),
             tolerations: tpl.tolerations,
             node_selector: tpl.node_selector,
             topology_spread_constraints: tpl.topology_spread_constraints,
@@ -736,6 +737,44 @@ pub fn member_pod(
         }),
         ..Pod::default()
     }
+}
+
+/// Node labels members spread over by default: each node, then each zone.
+pub const SPREAD_TOPOLOGIES: [(&str, i32); 2] = [("kubernetes.io/hostname", 100), ("topology.kubernetes.io/zone", 50)];
+
+/// The template's affinity, with members preferring nodes and zones that hold no other member of the cluster
+/// unless the template says how members spread (a podAntiAffinity, or topology spread constraints). Preferred,
+/// not required: a cluster larger than its nodes still schedules, and a member whose node is lost still finds
+/// a place. The score counts members, so a fifth member over three zones goes to a zone holding one.
+fn member_affinity(
+    cluster: &str,
+    affinity: Option<Affinity>,
+    spread: Option<&[k8s_openapi::api::core::v1::TopologySpreadConstraint]>,
+) -> Option<Affinity> {
+    let spread_given = spread.is_some_and(|s| !s.is_empty());
+    if spread_given || affinity.as_ref().is_some_and(|a| a.pod_anti_affinity.is_some()) {
+        return affinity;
+    }
+    let prefer_apart = |(topology_key, weight): (&str, i32)| k8s_openapi::api::core::v1::WeightedPodAffinityTerm {
+        weight,
+        pod_affinity_term: PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(LABEL_CLUSTER.to_string(), cluster.to_string())])),
+                ..LabelSelector::default()
+            }),
+            topology_key: topology_key.to_string(),
+            ..PodAffinityTerm::default()
+        },
+    };
+    Some(Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(
+                SPREAD_TOPOLOGIES.into_iter().map(prefer_apart).collect(),
+            ),
+            ..PodAntiAffinity::default()
+        }),
+        ..affinity.unwrap_or_default()
+    })
 }
 
 /// A container that writes only to its volumes: members' etcd, and the restore and drill pods' containers.
