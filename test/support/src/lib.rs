@@ -669,3 +669,74 @@ pub async fn delete_leftover_test_namespaces(client: &Client) -> Result<usize> {
     }
     Ok(leftovers.items.len())
 }
+
+/// A node of the local cluster as the scenarios see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub zone: Option<String>,
+    pub ready: bool,
+    pub unschedulable: bool,
+}
+
+/// The cluster's nodes, by name.
+pub async fn nodes(client: &Client) -> Result<Vec<NodeInfo>> {
+    use k8s_openapi::api::core::v1::Node;
+    let api: Api<Node> = Api::all(client.clone());
+    let mut nodes: Vec<NodeInfo> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|n| NodeInfo {
+            zone: n.labels().get("topology.kubernetes.io/zone").cloned(),
+            ready: n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+            unschedulable: n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
+            name: n.name_any(),
+        })
+        .collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(nodes)
+}
+
+/// The node that runs the control plane (the host's): `hack/node.sh` never takes it away.
+pub const CONTROL_PLANE_NODE: &str = "etcdop-node";
+
+fn node_hook(action: &str, node: &str) -> Result<String> {
+    run(Command::new(repo_root().join("hack/node.sh")).args([action, node]))
+}
+
+/// A node taken away with `hack/node.sh` (its kubelet, containers and containerd stopped, as in a power loss).
+/// Brought back when dropped, so a failing scenario does not leave the next one a node short.
+pub struct LostNode {
+    pub name: String,
+    back: bool,
+}
+
+/// Stops every process of the node; with `delete_object`, its Node object goes too.
+pub fn lose_node(name: &str, delete_object: bool) -> Result<LostNode> {
+    node_hook(if delete_object { "delete" } else { "stop" }, name)?;
+    Ok(LostNode { name: name.to_string(), back: false })
+}
+
+impl LostNode {
+    /// Starts the node's containerd, kubelet and kube-proxy again on what it left on disk.
+    pub fn bring_back(mut self) -> Result<()> {
+        self.back = true;
+        node_hook("start", &self.name).map(|_| ())
+    }
+}
+
+impl Drop for LostNode {
+    fn drop(&mut self) {
+        if !self.back {
+            if let Err(e) = node_hook("start", &self.name) {
+                eprintln!("bringing node {} back: {e:#}", self.name);
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Scenarios only several nodes can show: members spread over nodes and zones, a node lost with a member's
+//! local volume on it, every node drained in turn, a zone lost. They need the local cluster with more than one
+//! node (`make test-e2e-multinode` grows it to four: the host's in zone-a, then zone-b, zone-c, zone-b) and
+//! take nodes away, so they run one at a time, after every other scenario.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use etcd_op_e2e::{
+    CHANGE_TIMEOUT, CREATE_TIMEOUT, V36, WriteChecker, client_endpoint, create_cluster, get_cluster, member_names,
+    settled, wait_settled,
+};
+use etcd_op_test_support::{
+    CONTROL_PLANE_NODE, LostNode, NodeInfo, TestNamespace, client, kubeconfig, kubernetes_bin, kubectl, lose_node,
+    nodes, wait_for,
+};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+/// How long a member may be unhealthy before it is replaced, in these scenarios. It counts from when
+/// Kubernetes marks the lost node's pods not ready (its node-monitor grace period after the kubelet's last
+/// word), so the node is already tainted when the replacement is scheduled.
+const THRESHOLD_SECS: u64 = 30;
+/// A lost node is noticed (its lease runs out), its members pass the threshold, and each is replaced.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(360);
+/// How long the scenarios watch a returned node for a member that would come back.
+const REJOIN_WATCH: Duration = Duration::from_secs(20);
+
+/// The cluster's nodes, when there are at least `count` of them, all Ready and schedulable.
+async fn require_nodes(client: &Client, count: usize) -> Result<Vec<NodeInfo>> {
+    let all = nodes(client).await?;
+    ensure!(
+        all.len() >= count,
+        "{} node(s); these scenarios need {count} (make test-e2e-multinode, or hack/cluster-up.sh --nodes 4)",
+        all.len()
+    );
+    let unfit: Vec<&NodeInfo> = all.iter().filter(|n| !n.ready || n.unschedulable).collect();
+    ensure!(unfit.is_empty(), "nodes not Ready or cordoned before the scenario: {unfit:?}");
+    Ok(all)
+}
+
+/// Each member's node, by member name, from the member pods' placement.
+async fn member_nodes(client: &Client, namespace: &str, cluster: &str) -> Result<BTreeMap<String, String>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let listed = pods.list(&ListParams::default().labels(&format!("etcd.cloud.io/cluster={cluster}"))).await?;
+    Ok(listed
+        .items
+        .iter()
+        .filter_map(|p| Some((p.name_any(), p.spec.as_ref()?.node_name.clone()?)))
+        .collect())
+}
+
+fn zone_of<'a>(all: &'a [NodeInfo], node: &str) -> &'a str {
+    all.iter().find(|n| n.name == node).and_then(|n| n.zone.as_deref()).unwrap_or("none")
+}
+
+/// Waits for the cluster to settle at `size` members, none of them `gone`, none on `lost_nodes`.
+async fn wait_replaced(
+    client: &Client,
+    namespace: &str,
+    size: usize,
+    gone: &BTreeSet<String>,
+    lost_nodes: &BTreeSet<String>,
+) -> Result<BTreeMap<String, String>> {
+    let description = format!("{namespace}/demo to settle at {size} members, without {gone:?}, off {lost_nodes:?}");
+    let placed = wait_for(&description, REPLACE_TIMEOUT, || async {
+        let ec = get_cluster(client, namespace, "demo").await?;
+        if !settled(&ec, size, V36) || member_names(&ec).iter().any(|m| gone.contains(m)) {
+            return Ok(None);
+        }
+        let placed = member_nodes(client, namespace, "demo").await?;
+        Ok((placed.len() == size && placed.values().all(|node| !lost_nodes.contains(node))).then_some(placed))
+    })
+    .await;
+    if placed.is_err() {
+        etcd_op_test_support::dump_cluster_state(Some(namespace)).await;
+    }
+    placed
+}
+
+/// Brings the nodes back, waits until they are Ready, then watches that none of the `gone` members comes
+/// back (as a pod or in etcd's membership) while the cluster stays settled.
+async fn bring_back_and_watch(
+    client: &Client,
+    namespace: &str,
+    size: usize,
+    lost: Vec<LostNode>,
+    gone: &BTreeSet<String>,
+) -> Result<()> {
+    let names: BTreeSet<String> = lost.iter().map(|n| n.name.clone()).collect();
+    for node in lost {
+        node.bring_back()?;
+    }
+    wait_for(&format!("nodes {names:?} to be Ready again"), CHANGE_TIMEOUT, || async {
+        let all = nodes(client).await?;
+        Ok(names.iter().all(|name| all.iter().any(|n| &n.name == name && n.ready)).then_some(()))
+    })
+    .await?;
+    let deadline = tokio::time::Instant::now() + REJOIN_WATCH;
+    while tokio::time::Instant::now() < deadline {
+        let ec = get_cluster(client, namespace, "demo").await?;
+        let members: BTreeSet<String> = member_names(&ec).into_iter().collect();
+        let pods: BTreeSet<String> = member_nodes(client, namespace, "demo").await?.into_keys().collect();
+        ensure!(members.is_disjoint(gone) && pods.is_disjoint(gone), "a replaced member came back: {members:?}, pods {pods:?}");
+        ensure!(settled(&ec, size, V36), "the cluster left its settled state after the nodes came back");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_node_s_member_is_replaced_on_another_node_and_never_rejoins() -> Result<()> {
+    let client = client().await?;
+    let all = require_nodes(&client, 3).await?;
+    let ns = TestNamespace::create(&client, "e2e-node-loss").await?;
+    let n = ns.name.as_str();
+    let spec = json!({"size": 3, "version": V36, "memberUnhealthyThresholdSeconds": THRESHOLD_SECS});
+    create_cluster(&client, n, "demo", spec).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+
+    // By default, each member on a node, and in a zone, of its own.
+    let placed = member_nodes(&client, n, "demo").await?;
+    let used_nodes: BTreeSet<&String> = placed.values().collect();
+    let used_zones: BTreeSet<&str> = placed.values().map(|node| zone_of(&all, node)).collect();
+    let zones: BTreeSet<&str> = all.iter().map(|node| zone_of(&all, &node.name)).collect();
+    ensure!(used_nodes.len() == 3, "members share nodes: {placed:?}");
+    ensure!(used_zones.len() == zones.len().min(3), "members share zones: {placed:?} over {all:?}");
+
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "node-loss");
+    checker.wait_for_writes(20).await?;
+    let (member, node) = placed
+        .iter()
+        .find(|(_, node)| node.as_str() != CONTROL_PLANE_NODE)
+        .map(|(m, node)| (m.clone(), node.clone()))
+        .context("every member runs on the control plane's node")?;
+    let lost = lose_node(&node, false)?;
+
+    let gone = BTreeSet::from([member.clone()]);
+    let now = wait_replaced(&client, n, 3, &gone, &BTreeSet::from([node.clone()])).await?;
+    eprintln!("member {member} on lost node {node} replaced: {now:?}");
+    bring_back_and_watch(&client, n, 3, vec![lost], &gone).await?;
+    let verified = checker.stop_and_verify().await?;
+    eprintln!("{verified} acknowledged writes read back");
+    ns.delete().await
+}
+
+#[tokio::test]
+async fn losing_a_zone_keeps_quorum_when_members_span_three_zones() -> Result<()> {
+    let client = client().await?;
+    let all = require_nodes(&client, 3).await?;
+    let ns = TestNamespace::create(&client, "e2e-zone-loss").await?;
+    let n = ns.name.as_str();
+    let spec = json!({"size": 5, "version": V36, "memberUnhealthyThresholdSeconds": THRESHOLD_SECS});
+    create_cluster(&client, n, "demo", spec).await?;
+    wait_settled(&client, n, "demo", 5, V36, CREATE_TIMEOUT).await?;
+
+    // Five members over three zones: no zone holds a quorum (at most two each).
+    let placed = member_nodes(&client, n, "demo").await?;
+    let mut per_zone: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for (member, node) in &placed {
+        per_zone.entry(zone_of(&all, node)).or_default().push(member);
+    }
+    ensure!(per_zone.len() == 3 && per_zone.values().all(|m| m.len() <= 2), "members per zone: {per_zone:?}");
+
+    // The zone with the most members, other than the control plane's, goes: every node in it, Node objects
+    // included (as when a cloud removes the machines of a failed zone).
+    let control_zone = zone_of(&all, CONTROL_PLANE_NODE);
+    let (zone, members) = per_zone
+        .iter()
+        .filter(|(zone, _)| **zone != control_zone)
+        .max_by_key(|(_, members)| members.len())
+        .map(|(zone, members)| (zone.to_string(), members.iter().map(|m| m.to_string()).collect::<BTreeSet<_>>()))
+        .context("no zone besides the control plane's holds a member")?;
+    let zone_nodes: BTreeSet<String> =
+        all.iter().filter(|node| zone_of(&all, &node.name) == zone).map(|node| node.name.clone()).collect();
+
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "zone-loss");
+    checker.wait_for_writes(20).await?;
+    let mut lost = Vec::new();
+    for node in &zone_nodes {
+        lost.push(lose_node(node, true)?);
+    }
+    let now = wait_replaced(&client, n, 5, &members, &zone_nodes).await?;
+    eprintln!("zone {zone} ({zone_nodes:?}) lost with members {members:?}; now {now:?}");
+    bring_back_and_watch(&client, n, 5, lost, &members).await?;
+    let verified = checker.stop_and_verify().await?;
+    eprintln!("{verified} acknowledged writes read back");
+    ns.delete().await
+}
+
+/// `kubectl drain NODE`, bounded: whether it was held by a disruption budget on its way, and its output.
+fn drain(node: &str) -> Result<(bool, String)> {
+    let output = Command::new(kubernetes_bin()?.join("kubectl"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig()?)
+        .args(["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=240s"])
+        .stdin(Stdio::null())
+        .output()
+        .context("running kubectl drain")?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        bail!("kubectl drain {node} failed ({}): {text}", output.status);
+    }
+    Ok((text.contains("disruption budget"), text))
+}
+
+/// Uncordons every node, whatever the scenario's outcome.
+struct Uncordon(Vec<String>);
+
+impl Drop for Uncordon {
+    fn drop(&mut self) {
+        for node in &self.0 {
+            if let Err(e) = kubectl(&["uncordon", node]) {
+                eprintln!("uncordoning {node}: {e:#}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn draining_every_node_in_turn_waits_for_the_budget_and_keeps_quorum() -> Result<()> {
+    let client = client().await?;
+    let all = require_nodes(&client, 3).await?;
+    let _uncordon = Uncordon(all.iter().map(|node| node.name.clone()).collect());
+    let ns = TestNamespace::create(&client, "e2e-drain").await?;
+    let n = ns.name.as_str();
+    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
+    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
+    let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "drain");
+    checker.wait_for_writes(20).await?;
+
+    // The fewest member pods Kubernetes counted ready at any moment of the drains: the budget's own view.
+    let fewest_ready = Arc::new(AtomicUsize::new(usize::MAX));
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (pods, fewest_ready, done) =
+            (Api::<Pod>::namespaced(client.clone(), n), fewest_ready.clone(), done.clone());
+        tokio::spawn(async move {
+            // Bounded by the drains' own bound (each at most 240 s).
+            for _ in 0..(all_drains_bound_secs() * 4) {
+                if done.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(list) = pods.list(&ListParams::default().labels("etcd.cloud.io/cluster=demo")).await {
+                    let ready = list.items.iter().filter(|p| pod_ready(p)).count();
+                    fewest_ready.fetch_min(ready, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+
+    // Each drain starts as soon as the previous node is uncordoned: the member it evicted is still coming
+    // back on that node (its volume is there), and the budget holds the next eviction until it is ready.
+    let mut held = Vec::new();
+    for node in all.iter().map(|node| node.name.as_str()) {
+        let (was_held, output) = drain(node)?;
+        if was_held {
+            held.push(node.to_string());
+        }
+        eprintln!("drained {node}{}", if was_held { " (held by the disruption budget first)" } else { "" });
+        if std::env::var_os("E2E_VERBOSE").is_some() {
+            eprintln!("{output}");
+        }
+        kubectl(&["uncordon", node])?;
+    }
+    wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
+    done.store(true, Ordering::SeqCst);
+    watcher.await?;
+
+    let fewest = fewest_ready.load(Ordering::SeqCst);
+    ensure!(fewest != usize::MAX, "the watcher never listed the member pods");
+    ensure!(fewest >= 2, "only {fewest} of 3 members were ready at one point: the drains took out the quorum");
+    ensure!(!held.is_empty(), "no drain was held by the disruption budget: the scenario did not test it");
+    let verified = checker.stop_and_verify().await?;
+    eprintln!("drains held by the budget: {held:?}; {verified} acknowledged writes read back");
+    ns.delete().await
+}
+
+fn all_drains_bound_secs() -> u64 {
+    // Six nodes at most, 240 s each, and the settle after.
+    6 * 240 + CHANGE_TIMEOUT.as_secs()
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
