@@ -82,9 +82,19 @@ test-e2e: deps cluster-up deploy-local ## Scenarios on the local cluster with th
 	$(CARGO) test -p etcd-op-test-support -- --test-threads=1
 	CARGO=$(CARGO) test/e2e/run.sh
 
+.PHONY: test-e2e-multinode
+test-e2e-multinode: export OPERATOR_FEATURES = failpoints
+test-e2e-multinode: deps ## Scenarios on several nodes (node loss, zone loss, drains): grows the local cluster to 4 nodes.
+	hack/cluster-up.sh --nodes 4
+	hack/deploy-operator.sh
+	$(CARGO) test -p etcd-op-e2e --test multinode -- --test-threads=1
+
 .PHONY: bench
-bench: deps cluster-up deploy-local ## Benchmarks on the local cluster; prints the figures.
-	$(CARGO) test --release -p etcd-op-e2e --test bench -- --ignored --nocapture --test-threads=1
+bench: deps cluster-up deploy-local ## Benchmarks on the local cluster; prints the figures (the node-loss one on 3 nodes).
+	$(CARGO) test --release -p etcd-op-e2e --test bench -- --ignored --nocapture --test-threads=1 --skip bench_node_lost
+	hack/cluster-up.sh --nodes 3
+	$(CARGO) test --release -p etcd-op-e2e --test bench -- --ignored --nocapture bench_node_lost
+	hack/cluster-memory.sh
 
 ##@ Local cluster (real Kubernetes built from source, real containers)
 

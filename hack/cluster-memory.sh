@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prints the resident memory of the local cluster: each component, the containerd shims, the containers
-# (everything in the cluster's cgroup), and the total.
+# Prints the resident memory of the local cluster: each component (of every node), the containerd shims, the
+# containers (everything in the cluster's cgroup), and the total.
 set -euo pipefail
 . "$(dirname "$0")/lib/common.sh"
 . "$HACK_DIR/lib/cluster.sh"
@@ -15,7 +15,8 @@ rss_kib() {
 }
 
 total=0
-for component in "${COMPONENTS[@]}" "${ADDONS[@]}"; do
+# The nodes beside the host's run their own containerd, kubelet and kube-proxy (name@node).
+for component in "${COMPONENTS[@]}" "${ADDONS[@]}" $(node_components); do
   if pid=$(component_pid "$component"); then
     kib=$(rss_kib "$pid"); total=$((total + kib))
     printf '%-26s %6d MiB\n' "$component" $((kib / 1024))

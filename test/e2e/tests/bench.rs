@@ -497,3 +497,73 @@ async fn bench_defragment_a_256_mib_database_across_3_members() -> Result<()> {
     report("defragmentation of a 256 MiB database across 3 members, annotation to the last record", &took);
     ns.delete().await
 }
+
+/// A node holding a member is lost (kubelet, containers and containerd stopped) until the cluster is healthy
+/// again on the remaining nodes, with the member's replacement elsewhere. Needs three nodes (`make bench`
+/// grows the local cluster to three for it). Printed whole and without the member threshold, which is the
+/// user's choice; the rest is Kubernetes noticing the node (its lease running out) and the operator's
+/// replacement.
+#[tokio::test]
+#[ignore = "benchmark: run with make bench"]
+async fn bench_node_lost_to_healthy_on_the_remaining_nodes() -> Result<()> {
+    use etcd_op_test_support::{CONTROL_PLANE_NODE, lose_node, nodes};
+    const THRESHOLD_SECS: u64 = 30;
+    let client = client().await?;
+    let all = nodes(&client).await?;
+    anyhow::ensure!(all.len() >= 3, "{} node(s): this bench needs 3 (hack/cluster-up.sh --nodes 3)", all.len());
+    let (mut total, mut detected, mut replaced) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let ns = TestNamespace::create(&client, "bench-node").await?;
+        let n = ns.name.as_str();
+        let spec = json!({"size": 3, "version": VERSION, "memberUnhealthyThresholdSeconds": THRESHOLD_SECS});
+        create_cluster(&client, n, "b", spec).await?;
+        let ec = wait_settled(&client, n, "b", 3, VERSION, CREATE_TIMEOUT).await?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+        let members = pods.list(&ListParams::default().labels("etcd.cloud.io/cluster=b")).await?.items;
+        let (member, node) = members
+            .iter()
+            .filter_map(|p| Some((p.metadata.name.clone()?, p.spec.as_ref()?.node_name.clone()?)))
+            .find(|(_, node)| node != CONTROL_PLANE_NODE)
+            .context("every member runs on the control plane's node")?;
+        let id = etcd_op_e2e::member_ids(&ec).into_iter().find(|(m, _)| *m == member).and_then(|(_, id)| id);
+        let started = Instant::now();
+        let lost = lose_node(&node, false)?;
+        wait_for("the lost node to be marked not ready", CHANGE_TIMEOUT, || async {
+            let ready = nodes(&client).await?.iter().any(|n| n.name == node && n.ready);
+            Ok((!ready).then_some(()))
+        })
+        .await?;
+        detected.push(started.elapsed());
+        let removed_at = wait_for("the lost member to be removed", CHANGE_TIMEOUT, || async {
+            let ec = get_cluster(&client, n, "b").await?;
+            let present = etcd_op_e2e::member_ids(&ec).into_iter().any(|(_, i)| i.is_some() && i == id);
+            Ok((!present).then(Instant::now))
+        })
+        .await?;
+        wait_for("the cluster to be healthy on the remaining nodes", CHANGE_TIMEOUT, || async {
+            let ec = get_cluster(&client, n, "b").await?;
+            let on_lost = pods
+                .list(&ListParams::default().labels("etcd.cloud.io/cluster=b"))
+                .await?
+                .items
+                .iter()
+                .any(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()));
+            Ok((etcd_op_e2e::settled(&ec, 3, VERSION) && !on_lost).then_some(()))
+        })
+        .await?;
+        total.push(started.elapsed());
+        replaced.push(removed_at.elapsed());
+        lost.bring_back()?;
+        wait_for("the node to be Ready again", CHANGE_TIMEOUT, || async {
+            Ok(nodes(&client).await?.iter().any(|n| n.name == node && n.ready).then_some(()))
+        })
+        .await?;
+        ns.delete().await?;
+    }
+    report("node lost -> healthy on the remaining nodes", &total);
+    let without: Vec<Duration> = total.iter().map(|t| t.saturating_sub(Duration::from_secs(THRESHOLD_SECS))).collect();
+    report(&format!("node lost -> healthy, without the {THRESHOLD_SECS}s member threshold"), &without);
+    report("  of which: node lost -> marked not ready (Kubernetes)", &detected);
+    report("  of which: lost member removed -> replacement healthy", &replaced);
+    Ok(())
+}
