@@ -243,6 +243,8 @@ impl WriteChecker {
             let (acknowledged, attempted) = (acknowledged.clone(), attempted.clone());
             tokio::spawn(async move {
                 let mut client = None;
+                // E2E_VERBOSE=1: every failed write, with why.
+                let verbose = std::env::var_os("E2E_VERBOSE").is_some();
                 for n in 0..MAX_WRITES {
                     if stop.load(Ordering::Acquire) {
                         break;
@@ -258,7 +260,13 @@ impl WriteChecker {
                         Ok(Ok(_)) => {
                             acknowledged.lock().await.insert(key, value);
                         }
-                        _ => client = None,
+                        failed => {
+                            if verbose {
+                                let why = failed.map_or_else(|e| e.to_string(), |r| format!("{:?}", r.err()));
+                                eprintln!("[write checker {prefix}] {key}: {why}");
+                            }
+                            client = None;
+                        }
                     }
                 }
             })
