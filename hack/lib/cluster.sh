@@ -193,6 +193,23 @@ own_ipsets() {
   ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-(SRC|DST)-|kube-router-)' || true
 }
 
+# kill_containers CONTAINER_PIDS SHIM_PIDS: kills the processes the first command lists (containers, once their
+# kubelet is gone and cannot restart them) until none is left, bounded, then the shims the second lists.
+kill_containers() {
+  local i pid
+  for ((i = 0; i < 5; i++)); do
+    pid=$("$1")
+    [ -z "$pid" ] && break
+    # shellcheck disable=SC2086
+    kill -KILL $pid 2>/dev/null || true
+    sleep 0.5
+  done
+  # With their containers gone the shims have nothing left to save.
+  pid=$("$2")
+  # shellcheck disable=SC2086
+  [ -z "$pid" ] || kill -KILL $pid 2>/dev/null || true
+}
+
 # Removes everything a running, crashed or half-started cluster left on the host. Safe to run at any time.
 cleanup_cluster() {
   local i pid mount dir
@@ -203,17 +220,7 @@ cleanup_cluster() {
     kubelets+=($!)
   done
   wait "${kubelets[@]}"
-  for ((i = 0; i < 5; i++)); do
-    pid=$(cgroup_pids)
-    [ -z "$pid" ] && break
-    # shellcheck disable=SC2086
-    kill -KILL $pid 2>/dev/null || true
-    sleep 0.5
-  done
-  # With their containers gone the shims have nothing left to save.
-  pid=$(shim_pids)
-  # shellcheck disable=SC2086
-  [ -z "$pid" ] || kill -KILL $pid 2>/dev/null || true
+  kill_containers cgroup_pids shim_pids
   # The rest do not depend on each other to shut down: stop them all at once.
   # The apiserver's clients do not depend on each other to shut down: stop them all at once. Then the
   # apiserver while its etcd is still there (without etcd it hangs in its graceful shutdown), then etcd.

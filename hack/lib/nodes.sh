@@ -244,19 +244,9 @@ node_shim_pids() { shim_pids_of "$N_SOCK"; }
 
 # stop_node_processes: the node's agents and containers, as when it loses power. Its state stays on disk.
 stop_node_processes() {
-  local i pid
   stop_component "kubelet$N_SUFFIX" 15
   stop_component "kube-proxy$N_SUFFIX" &
-  for ((i = 0; i < 5; i++)); do
-    pid=$(node_cgroup_pids)
-    [ -z "$pid" ] && break
-    # shellcheck disable=SC2086
-    kill -KILL $pid 2>/dev/null || true
-    sleep 0.5
-  done
-  pid=$(node_shim_pids)
-  # shellcheck disable=SC2086
-  [ -z "$pid" ] || kill -KILL $pid 2>/dev/null || true
+  kill_containers node_cgroup_pids node_shim_pids
   stop_component "containerd$N_SUFFIX"
   wait
 }

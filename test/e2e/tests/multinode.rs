@@ -45,6 +45,19 @@ async fn require_nodes(client: &Client, count: usize) -> Result<Vec<NodeInfo>> {
     Ok(all)
 }
 
+/// A namespace of its own holding `demo`, `size` members on 3.6, settled; with `threshold`, members are
+/// replaced after that many seconds unhealthy.
+async fn settled_cluster(client: &Client, prefix: &str, size: usize, threshold: Option<u64>) -> Result<TestNamespace> {
+    let ns = TestNamespace::create(client, prefix).await?;
+    let mut spec = json!({"size": size, "version": V36});
+    if let Some(secs) = threshold {
+        spec["memberUnhealthyThresholdSeconds"] = json!(secs);
+    }
+    create_cluster(client, &ns.name, "demo", spec).await?;
+    wait_settled(client, &ns.name, "demo", size, V36, CREATE_TIMEOUT).await?;
+    Ok(ns)
+}
+
 /// Each member's node, by member name, from the member pods' placement.
 async fn member_nodes(client: &Client, namespace: &str, cluster: &str) -> Result<BTreeMap<String, String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
@@ -141,15 +154,98 @@ async fn bring_back_and_watch(
     Ok(())
 }
 
+/// The test bed itself: a pod on each node reaches every other node's pod and a Service by its DNS name
+/// (CoreDNS runs on one node), and a volume of the default class is bound to the node of its first pod.
+#[tokio::test]
+async fn pods_reach_each_other_across_nodes_and_volumes_stay_on_their_node() -> Result<()> {
+    use etcd_op_test_support::{create, exec};
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
+    let client = client().await?;
+    let all = require_nodes(&client, 2).await?;
+    let ns = TestNamespace::create(&client, "e2e-nodes").await?;
+    let n = ns.name.as_str();
+    let echo = |name: &str, node: &str, volume: Option<&str>| {
+        let mut pod = json!({
+            "metadata": {"name": name, "labels": {"app": "echo", "node": node}},
+            "spec": {"nodeName": node, "containers": [{"name": "echo", "image": "localhost/echo:dev",
+                     "imagePullPolicy": "Never"}]}
+        });
+        if let Some(claim) = volume {
+            pod["spec"]["nodeName"] = json!(null);
+            pod["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+            pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/data"}]);
+            pod["spec"]["volumes"] = json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
+        }
+        pod
+    };
+    for (i, node) in all.iter().enumerate() {
+        create::<Pod>(&client, n, echo(&format!("echo-{i}"), &node.name, None)).await?;
+    }
+    let last = &all[all.len() - 1].name;
+    create::<Service>(
+        &client,
+        n,
+        json!({"metadata": {"name": "last"}, "spec": {
+        "selector": {"node": last}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+    )
+    .await?;
+    let claim = json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteOnce"],
+                       "resources": {"requests": {"storage": "16Mi"}}}});
+    create::<PersistentVolumeClaim>(&client, n, claim).await?;
+    create::<Pod>(&client, n, echo("with-volume", last, Some("data"))).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let addresses = wait_for("every pod to run with an address", CREATE_TIMEOUT, || async {
+        let listed = pods.list(&ListParams::default().labels("app=echo")).await?.items;
+        let ready: Vec<(String, String)> = listed
+            .iter()
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| Some((p.name_any(), p.status.as_ref()?.pod_ip.clone()?)))
+            .collect();
+        Ok((ready.len() == all.len() + 1).then_some(ready))
+    })
+    .await?;
+    let service_url = format!("http://last.{n}.svc.cluster.local/");
+    for (from, _) in addresses.iter().filter(|(name, _)| name.starts_with("echo-")) {
+        for (to, ip) in &addresses {
+            let answer = exec(n, from, None, &["/echo", "get", &format!("http://{ip}:8080/")])?;
+            ensure!(answer.trim() == to, "{from} asked {to} at {ip} and {} answered", answer.trim());
+        }
+        let answer = wait_for(&format!("{from} to reach {service_url}"), Duration::from_secs(30), || async {
+            Ok(Some(exec(n, from, None, &["/echo", "get", &service_url])?))
+        })
+        .await?;
+        let behind = [format!("echo-{}", all.len() - 1), "with-volume".to_string()];
+        ensure!(
+            behind.iter().any(|pod| pod == answer.trim()),
+            "the Service answered {answer:?}, not one of {behind:?}"
+        );
+    }
+
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), n);
+    let volume = claims.get("data").await?.spec.and_then(|s| s.volume_name).context("the claim is not bound")?;
+    let pv = Api::<PersistentVolume>::all(client.clone()).get(&volume).await?;
+    let pinned: Vec<String> = pv
+        .spec
+        .and_then(|s| s.node_affinity)
+        .and_then(|a| a.required)
+        .map(|r| r.node_selector_terms)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|t| t.match_expressions.unwrap_or_default())
+        .filter(|e| e.key == "kubernetes.io/hostname")
+        .flat_map(|e| e.values.unwrap_or_default())
+        .collect();
+    ensure!(pinned == vec![last.clone()], "volume {volume} is bound to {pinned:?}, not to {last}");
+    ns.delete().await
+}
+
 #[tokio::test]
 async fn a_lost_node_s_member_is_replaced_on_another_node_and_never_rejoins() -> Result<()> {
     let client = client().await?;
     let all = require_nodes(&client, 3).await?;
-    let ns = TestNamespace::create(&client, "e2e-node-loss").await?;
+    let ns = settled_cluster(&client, "e2e-node-loss", 3, Some(THRESHOLD_SECS)).await?;
     let n = ns.name.as_str();
-    let spec = json!({"size": 3, "version": V36, "memberUnhealthyThresholdSeconds": THRESHOLD_SECS});
-    create_cluster(&client, n, "demo", spec).await?;
-    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
 
     // By default, each member on a node, and in a zone, of its own.
     let placed = member_nodes(&client, n, "demo").await?;
@@ -181,11 +277,8 @@ async fn a_lost_node_s_member_is_replaced_on_another_node_and_never_rejoins() ->
 async fn losing_a_zone_keeps_quorum_when_members_span_three_zones() -> Result<()> {
     let client = client().await?;
     let all = require_nodes(&client, 3).await?;
-    let ns = TestNamespace::create(&client, "e2e-zone-loss").await?;
+    let ns = settled_cluster(&client, "e2e-zone-loss", 5, Some(THRESHOLD_SECS)).await?;
     let n = ns.name.as_str();
-    let spec = json!({"size": 5, "version": V36, "memberUnhealthyThresholdSeconds": THRESHOLD_SECS});
-    create_cluster(&client, n, "demo", spec).await?;
-    wait_settled(&client, n, "demo", 5, V36, CREATE_TIMEOUT).await?;
 
     // Five members over three zones: no zone holds a quorum (at most two each).
     let placed = member_nodes(&client, n, "demo").await?;
@@ -257,10 +350,8 @@ async fn draining_every_node_in_turn_waits_for_the_budget_and_keeps_quorum() -> 
     let client = client().await?;
     let all = require_nodes(&client, 3).await?;
     let _uncordon = Uncordon(all.iter().map(|node| node.name.clone()).collect());
-    let ns = TestNamespace::create(&client, "e2e-drain").await?;
+    let ns = settled_cluster(&client, "e2e-drain", 3, None).await?;
     let n = ns.name.as_str();
-    create_cluster(&client, n, "demo", json!({"size": 3, "version": V36})).await?;
-    wait_settled(&client, n, "demo", 3, V36, CREATE_TIMEOUT).await?;
     let checker = WriteChecker::start(client_endpoint(&client, n, "demo").await?, "drain");
     checker.wait_for_writes(20).await?;
 

@@ -411,9 +411,9 @@ pub async fn wipe_volume(client: &Client, namespace: &str, pvc: &str) -> Result<
         .get(&volume)
         .await?
         .spec
-        .and_then(|s| s.host_path)
-        .map(|h| PathBuf::from(h.path))
-        .ok_or_else(|| anyhow!("volume {volume} is not a hostPath volume"))?;
+        .and_then(|s| s.host_path.map(|h| h.path).or(s.local.map(|l| l.path)))
+        .map(PathBuf::from)
+        .ok_or_else(|| anyhow!("volume {volume} is neither a hostPath nor a local volume"))?;
     if path.parent() != Some(state_dir().join("volumes").as_path()) {
         bail!("volume {volume} at {path:?} is not one of the local cluster's volumes");
     }

@@ -324,11 +324,12 @@ async fn a_claim_gets_a_volume_whose_data_goes_with_it() -> Result<()> {
     let ns = TestNamespace::create(&client, "volume").await?;
     let claim = json!({
         "metadata": {"name": "data"},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}}
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}},
+                 "storageClassName": "standard"}
     });
     create::<PersistentVolumeClaim>(&client, &ns.name, claim).await?;
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns.name);
-    // No class named: the default StorageClass provisions it.
+    // `standard` binds at once (with several nodes the default is `local`, which waits for a pod).
     let volume = wait_for("the claim to be bound", WAIT, || async {
         let c = claims.get("data").await?;
         let bound = c.status.and_then(|s| s.phase).as_deref() == Some("Bound");
