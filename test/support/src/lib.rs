@@ -733,10 +733,10 @@ impl LostNode {
 
 impl Drop for LostNode {
     fn drop(&mut self) {
-        if !self.back {
-            if let Err(e) = node_hook("start", &self.name) {
-                eprintln!("bringing node {} back: {e:#}", self.name);
-            }
+        if !self.back
+            && let Err(e) = node_hook("start", &self.name)
+        {
+            eprintln!("bringing node {} back: {e:#}", self.name);
         }
     }
 }
