@@ -4,7 +4,7 @@
 //! take nodes away, so they run one at a time, after every other scenario.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -31,6 +31,22 @@ const THRESHOLD_SECS: u64 = 30;
 const REPLACE_TIMEOUT: Duration = Duration::from_secs(360);
 /// How long the scenarios watch a returned node for a member that would come back.
 const REJOIN_WATCH: Duration = Duration::from_secs(20);
+
+/// Runs a blocking command (a node hook, kubectl) off the test's own thread, where the write checker and the
+/// watchers run: a scenario's runtime has one thread, and a blocked one would stop them.
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work).await?
+}
+
+async fn lose(node: &str, delete_object: bool) -> Result<LostNode> {
+    let node = node.to_string();
+    off_thread(move || lose_node(&node, delete_object)).await
+}
+
+async fn kubectl_off_thread(args: &[&str]) -> Result<String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    off_thread(move || kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>())).await
+}
 
 /// The cluster's nodes, when there are at least `count` of them, all Ready and schedulable.
 async fn require_nodes(client: &Client, count: usize) -> Result<Vec<NodeInfo>> {
@@ -136,7 +152,7 @@ async fn bring_back_and_watch(
 ) -> Result<()> {
     let names: BTreeSet<String> = lost.iter().map(|n| n.name.clone()).collect();
     for node in lost {
-        node.bring_back()?;
+        off_thread(move || node.bring_back()).await?;
     }
     wait_for(&format!("nodes {names:?} to be Ready again"), CHANGE_TIMEOUT, || async {
         let all = nodes(client).await?;
@@ -263,7 +279,7 @@ async fn a_lost_node_s_member_is_replaced_on_another_node_and_never_rejoins() ->
         .map(|(m, node)| (m.clone(), node.clone()))
         .context("every member runs on the control plane's node")?;
     let gone = Gone::of(&client, n, &BTreeSet::from([member.clone()])).await?;
-    let lost = lose_node(&node, false)?;
+    let lost = lose(&node, false).await?;
 
     let now = wait_replaced(&client, n, 3, &gone, &BTreeSet::from([node.clone()])).await?;
     eprintln!("member {member} on lost node {node} replaced: {now:?}");
@@ -306,7 +322,7 @@ async fn losing_a_zone_keeps_quorum_when_members_span_three_zones() -> Result<()
     let gone = Gone::of(&client, n, &members).await?;
     let mut lost = Vec::new();
     for node in &zone_nodes {
-        lost.push(lose_node(node, true)?);
+        lost.push(lose(node, true).await?);
     }
     let now = wait_replaced(&client, n, 5, &gone, &zone_nodes).await?;
     eprintln!("zone {zone} ({zone_nodes:?}) lost with members {members:?}; now {now:?}");
@@ -317,13 +333,17 @@ async fn losing_a_zone_keeps_quorum_when_members_span_three_zones() -> Result<()
 }
 
 /// `kubectl drain NODE`, bounded: whether it was held by a disruption budget on its way, and its output.
-fn drain(node: &str) -> Result<(bool, String)> {
-    let output = Command::new(kubernetes_bin()?.join("kubectl"))
+async fn drain(node: &str) -> Result<(bool, String)> {
+    let mut command = tokio::process::Command::new(kubernetes_bin()?.join("kubectl"));
+    command
         .arg("--kubeconfig")
         .arg(kubeconfig()?)
         .args(["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=240s"])
         .stdin(Stdio::null())
-        .output()
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(270), command.output())
+        .await
+        .context("kubectl drain outlived its own timeout")?
         .context("running kubectl drain")?;
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     if !output.status.success() {
@@ -380,7 +400,7 @@ async fn draining_every_node_in_turn_waits_for_the_budget_and_keeps_quorum() -> 
     // back on that node (its volume is there), and the budget holds the next eviction until it is ready.
     let mut held = Vec::new();
     for node in all.iter().map(|node| node.name.as_str()) {
-        let (was_held, output) = drain(node)?;
+        let (was_held, output) = drain(node).await?;
         if was_held {
             held.push(node.to_string());
         }
@@ -388,7 +408,7 @@ async fn draining_every_node_in_turn_waits_for_the_budget_and_keeps_quorum() -> 
         if std::env::var_os("E2E_VERBOSE").is_some() {
             eprintln!("{output}");
         }
-        kubectl(&["uncordon", node])?;
+        kubectl_off_thread(&["uncordon", node]).await?;
     }
     wait_settled(&client, n, "demo", 3, V36, CHANGE_TIMEOUT).await?;
     done.store(true, Ordering::SeqCst);
