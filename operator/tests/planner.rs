@@ -69,6 +69,7 @@ prop_compose! {
         version in arb_version(),
         stale_template in prop::bool::weighted(0.1),
         lost_data in prop::bool::weighted(0.05),
+        stranded in prop::bool::weighted(0.05),
         not_ready_for in prop_oneof![Just(0u64), 1u64..THRESHOLD, THRESHOLD..THRESHOLD * 4],
         terminating_for in prop_oneof![0u64..RESTART_SETTLES_WITHIN_SECS, RESTART_SETTLES_WITHIN_SECS..3_600],
         first_start in prop::bool::weighted(0.1),
@@ -100,7 +101,11 @@ prop_compose! {
                 quota_bytes: db.2 * MIB,
                 ..PodView::default()
             }),
-            pvc: has_pvc.then_some(PvcView::default()),
+            // Only a member not running is looked at for a volume lost with its node.
+            pvc: has_pvc.then(|| PvcView {
+                stranded_on: (stranded && !(has_pod && ready)).then(|| "gone-node".to_string()),
+                ..PvcView::default()
+            }),
             etcd: in_etcd.then(|| EtcdMember {
                 id: u64::from(ordinal) + 1,
                 learner,
@@ -1247,6 +1252,44 @@ fn a_member_that_lost_its_data_is_replaced_without_waiting_for_the_threshold() {
     sim.converge();
     let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
     assert_eq!(actions, ["RemoveMember", "DeleteMemberResources", "AddLearner", "PromoteLearner"]);
+}
+
+#[test]
+fn a_member_whose_volume_went_with_its_node_is_replaced_without_waiting_for_the_threshold() {
+    // Its pod waits to be scheduled (its volume is bound to a node that no longer exists) ...
+    let mut sim = Simulator::new(healthy_cluster(3, V36));
+    let pod = sim.obs.members[1].pod.as_mut().unwrap();
+    pod.ready = false;
+    pod.not_ready_for_secs = 5;
+    sim.obs.members[1].etcd.as_mut().unwrap().health = None;
+    sim.obs.members[1].pvc.as_mut().unwrap().stranded_on = Some("node-b".into());
+    let p = plan(&sim.obs);
+    assert_eq!(p.step, Step::RemoveMember { name: "demo-1".into(), id: 2 });
+    assert!(p.reason.contains("node-b, which no longer exists"), "{}", p.reason);
+    sim.converge();
+    let actions: Vec<&str> = sim.steps.iter().map(Step::action).collect();
+    assert_eq!(actions, ["RemoveMember", "DeleteMemberResources", "AddLearner", "PromoteLearner"]);
+
+    // ... or its pod went with the Node object: it is not created again on a volume nobody can reach.
+    let mut obs = healthy_cluster(3, V36);
+    obs.members[1].pod = None;
+    obs.members[1].etcd.as_mut().unwrap().health = None;
+    obs.members[1].pvc.as_mut().unwrap().stranded_on = Some("node-b".into());
+    let p = plan(&obs);
+    assert_eq!(p.step, Step::RemoveMember { name: "demo-1".into(), id: 2 });
+    assert!(p.reason.contains("volume with node node-b"), "{}", p.reason);
+    // Its volume on a node that still exists brings the pod back, as ever.
+    obs.members[1].pvc.as_mut().unwrap().stranded_on = None;
+    assert_eq!(plan(&obs).step, Step::CreateMemberPod { name: "demo-1".into() });
+
+    // Quorum first: with another voter down, nothing is removed for it.
+    let mut obs = healthy_cluster(3, V36);
+    for m in &mut obs.members[1..] {
+        m.pod.as_mut().unwrap().ready = false;
+        m.etcd.as_mut().unwrap().health = None;
+    }
+    obs.members[1].pvc.as_mut().unwrap().stranded_on = Some("node-b".into());
+    assert!(!matches!(plan(&obs).step, Step::RemoveMember { .. }), "{:?}", plan(&obs));
 }
 
 #[test]

@@ -476,6 +476,9 @@ pub struct PvcView {
     /// offline say so with the claim's FileSystemResizePending condition): the capacity stays the old one
     /// until the member restarts.
     pub filesystem_resize_pending: bool,
+    /// The node its volume is bound to (a local volume), when that node no longer exists: the data cannot be
+    /// reached again, and its member's pod can never be scheduled. Looked up only for members not running.
+    pub stranded_on: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -577,7 +580,12 @@ impl Member {
     }
 
     pub fn lost_data(&self) -> bool {
-        self.pod.as_ref().is_some_and(|p| p.lost_data)
+        self.pod.as_ref().is_some_and(|p| p.lost_data) || self.stranded_on().is_some()
+    }
+
+    /// The node that took this member's volume with it, if any.
+    pub fn stranded_on(&self) -> Option<&str> {
+        self.pvc.as_ref().and_then(|p| p.stranded_on.as_deref())
     }
 
     /// Seconds this member has been unhealthy, as far as its pod tells; a missing pod counts as unbounded.
@@ -590,7 +598,7 @@ impl Member {
         if ephemeral_storage {
             self.pod.as_ref().is_some_and(|p| !p.terminating)
         } else {
-            self.pvc.as_ref().is_some_and(|p| !p.terminating)
+            self.pvc.as_ref().is_some_and(|p| !p.terminating && p.stranded_on.is_none())
         }
     }
 }

@@ -229,6 +229,18 @@ pub async fn observe(
     .into_iter()
     .flatten()
     .collect();
+    // Members not running whose volume may have gone with its node.
+    let stopped = pvcs.iter().filter(|(name, claim)| {
+        claim.metadata.deletion_timestamp.is_none()
+            && !pods.get(*name).is_some_and(|p| ready_condition(p).is_some_and(|c| c.status == "True"))
+    });
+    let stranded: BTreeMap<String, String> = join_all(
+        stopped.map(|(name, claim)| async move { Some((name.clone(), stranded_on(&ctx.client, claim).await?)) }),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     let desired = desired_target(ec, trust, tls_change)?;
     // The StorageClass is looked up only while a volume is wanted or waits to be provisioned: a quiet cluster
     // costs no API call for it.
@@ -275,6 +287,7 @@ pub async fn observe(
                         requested_bytes,
                         capacity_bytes,
                         filesystem_resize_pending: filesystem_resize_pending(p),
+                        stranded_on: stranded.get(&name).cloned(),
                     }
                 }),
                 etcd,
@@ -477,6 +490,30 @@ fn last_words(message: &str) -> String {
 }
 
 /// The pod's Ready condition, as the kubelet reports it (etcd's /readyz).
+/// The node a claim's volume is bound to, when the volume can live on that node alone (its node affinity
+/// names one host, as local volumes do) and that node no longer exists. Anything not known for sure (no
+/// volume yet, no permission to read volumes or nodes, an API error) is `None`: the member is then left to
+/// the unhealthy threshold.
+async fn stranded_on(client: &kube::Client, claim: &PersistentVolumeClaim) -> Option<String> {
+    use k8s_openapi::api::core::v1::{Node, PersistentVolume};
+    let volume = claim.spec.as_ref()?.volume_name.as_deref()?;
+    let pv = kube::Api::<PersistentVolume>::all(client.clone()).get_opt(volume).await.ok()??;
+    let terms = pv.spec?.node_affinity?.required?.node_selector_terms;
+    let [term] = terms.as_slice() else { return None };
+    let hosts: Vec<&String> = term
+        .match_expressions
+        .iter()
+        .flatten()
+        .filter(|e| e.key == "kubernetes.io/hostname" && e.operator == "In")
+        .flat_map(|e| e.values.iter().flatten())
+        .collect();
+    let [node] = hosts.as_slice() else { return None };
+    match kube::Api::<Node>::all(client.clone()).get_opt(node).await {
+        Ok(None) => Some(node.to_string()),
+        _ => None,
+    }
+}
+
 fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
     pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
 }

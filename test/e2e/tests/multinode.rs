@@ -326,6 +326,18 @@ async fn losing_a_zone_keeps_quorum_when_members_span_three_zones() -> Result<()
     }
     let now = wait_replaced(&client, n, 5, &gone, &zone_nodes).await?;
     eprintln!("zone {zone} ({zone_nodes:?}) lost with members {members:?}; now {now:?}");
+    // With the Node objects gone, the operator knew the volumes went with them, and said so.
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), n);
+    let said: Vec<String> = events
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|e| e.message)
+        .filter(|m| m.contains("which no longer exists"))
+        .collect();
+    ensure!(!said.is_empty(), "no event says a member's volume went with its node");
+    eprintln!("{}", said.join("\n"));
     bring_back_and_watch(&client, n, 5, lost, &gone).await?;
     let verified = checker.stop_and_verify().await?;
     eprintln!("{verified} acknowledged writes read back");

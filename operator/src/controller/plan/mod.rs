@@ -765,10 +765,14 @@ impl Cluster<'_> {
             }
             // Its data is gone: it must leave so a fresh member can take its place.
             if self.can_remove(m) && !self.is_leader(m) {
+                let lost = match m.stranded_on() {
+                    Some(node) => format!("its pod, and its volume with node {node}, which no longer exists"),
+                    None => "its pod and its data".to_string(),
+                };
                 return Some((
                     Step::RemoveMember { name: m.name.clone(), id: e.id },
                     Activity::Healing,
-                    format!("member {} lost its pod and its data: removing it from etcd to replace it", m.name),
+                    format!("member {} lost {lost}: removing it from etcd to replace it", m.name),
                 ));
             }
             return Some((
@@ -944,7 +948,9 @@ impl Cluster<'_> {
         if let Some(m) = sick.iter().find(hopeless) {
             let id = m.id()?;
             if self.can_remove(m) {
-                let why = if m.lost_data() {
+                let why = if let Some(node) = m.stranded_on() {
+                    format!("has its volume on node {node}, which no longer exists")
+                } else if m.lost_data() {
                     "lost its data (etcd refuses to start on what is left)".to_string()
                 } else {
                     format!("has been unhealthy for over {threshold}s")
