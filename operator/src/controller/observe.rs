@@ -232,7 +232,7 @@ pub async fn observe(
     // Members not running whose volume may have gone with its node.
     let stopped = pvcs.iter().filter(|(name, claim)| {
         claim.metadata.deletion_timestamp.is_none()
-            && !pods.get(*name).is_some_and(|p| ready_condition(p).is_some_and(|c| c.status == "True"))
+            && pods.get(*name).is_none_or(|p| ready_condition(p).is_none_or(|c| c.status != "True"))
     });
     let stranded: BTreeMap<String, String> = join_all(
         stopped.map(|(name, claim)| async move { Some((name.clone(), stranded_on(&ctx.client, claim).await?)) }),
