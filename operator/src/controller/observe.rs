@@ -489,7 +489,6 @@ fn last_words(message: &str) -> String {
     text[start..].to_string()
 }
 
-/// The pod's Ready condition, as the kubelet reports it (etcd's /readyz).
 /// The node a claim's volume is bound to, when the volume can live on that node alone (its node affinity
 /// names one host, as local volumes do) and that node no longer exists. Anything not known for sure (no
 /// volume yet, no permission to read volumes or nodes, an API error) is `None`: the member is then left to
@@ -514,6 +513,7 @@ async fn stranded_on(client: &kube::Client, claim: &PersistentVolumeClaim) -> Op
     }
 }
 
+/// The pod's Ready condition, as the kubelet reports it (etcd's /readyz).
 fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
     pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
 }
